@@ -1,0 +1,113 @@
+#pragma once
+// The contract between layers and backends: one function signature per op, and one registry
+// per op keyed by (device, dtype). Each backend fills the registries in one table
+// (kernels/cpu/register.cpp, kernels/cuda/register.cu); layers look kernels up by the device of
+// their tensors and the dtype named under each op below.
+//
+// Conventions. Activations are fp32, row-major [n, width], n = positions in the batch (prefill
+// passes the whole prompt chunk, decoding passes n = 1). All tensors live on ctx.device().
+// Outputs may alias inputs only where an op says so.
+#include <array>
+
+#include "kuiper/base/device_context.h"
+#include "kuiper/base/error.h"
+#include "kuiper/tensor/tensor.h"
+
+namespace kuiper::kernels {
+
+// out[i, :] = table[tokens[i], :] as fp32.  tokens int32 [n]; table [vocab, dim].  Key: table dtype.
+using EmbeddingFn = void(const Tensor& tokens, const Tensor& table, const Tensor& out,
+                         const DeviceContext& ctx);
+
+// out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * weight.  weight fp32 [dim]; out may alias x.
+// Key: fp32.
+using RmsNormFn = void(const Tensor& x, const Tensor& weight, float eps, const Tensor& out,
+                       const DeviceContext& ctx);
+
+// y[n, out] = x[n, in] * w[out, in]^T (+ bias[out]).  bias fp32 [out] or empty.  Key: w dtype.
+using MatmulFn = void(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                      const DeviceContext& ctx);
+
+// Rotary embedding in place on x [n, heads * head_dim]: in each head, the pair (2j, 2j+1) of
+// row i turns by the angle of frequency j at position positions[i] (Meta's interleaved layout;
+// tools/export.py brings Hugging Face checkpoints into it).  positions int32 [n];
+// cos_sin fp32 [max_seq, head_dim / 2, 2] holding (cos, sin).  Key: fp32.
+using RopeFn = void(const Tensor& x, const Tensor& positions, const Tensor& cos_sin, int head_dim,
+                    const DeviceContext& ctx);
+
+// dst[positions[i], :] = src[i, :] (writes keys/values into the cache).  src fp32 [n, d];
+// dst [max_seq, d].  Key: dst dtype.
+using ScatterRowsFn = void(const Tensor& src, const Tensor& positions, const Tensor& dst,
+                           const DeviceContext& ctx);
+
+struct AttentionShape {
+  int n_heads = 0;
+  int n_kv_heads = 0;  // divides n_heads; query head h reads kv head h / (n_heads / n_kv_heads)
+  int head_dim = 0;
+};
+
+// Causal attention over the cache: query row i sits at position p = positions[i] and attends to
+// cache rows 0..p (which already hold this batch's keys/values):
+//   out[i, h] = softmax(q[i, h] . K[0..p, g]^T / sqrt(head_dim)) . V[0..p, g]
+// q, out fp32 [n, n_heads * head_dim]; k_cache, v_cache [max_seq, n_kv_heads * head_dim].
+// Key: cache dtype.
+using AttentionFn = void(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                         const Tensor& positions, const AttentionShape& shape, const Tensor& out,
+                         const DeviceContext& ctx);
+
+// out = silu(gate) * up, elementwise; out may alias gate or up.  Key: fp32.
+using SwiGluFn = void(const Tensor& gate, const Tensor& up, const Tensor& out,
+                      const DeviceContext& ctx);
+
+// out = a + b, elementwise; out may alias a or b.  Key: fp32.
+using AddFn = void(const Tensor& a, const Tensor& b, const Tensor& out, const DeviceContext& ctx);
+
+// Softmax of each row of x [rows, cols] in place.  Key: fp32.
+using SoftmaxFn = void(const Tensor& x, const DeviceContext& ctx);
+
+// out[i] = index of the largest x[i, :] (the first one on ties).  x fp32 [n, cols]; out int32 [n].
+// Key: fp32.
+using ArgmaxFn = void(const Tensor& x, const Tensor& out, const DeviceContext& ctx);
+
+template <class Fn>
+class KernelRegistry {
+ public:
+  explicit KernelRegistry(const char* op) : op_(op) {}
+
+  void add(Device device, DType dtype, Fn* fn) { table_[int(device)][int(dtype)] = fn; }
+
+  Fn* find(Device device, DType dtype) const {
+    Fn* fn = table_[int(device)][int(dtype)];
+    if (fn == nullptr)
+      fail("no ", op_, " kernel for ", dtype_name(dtype), " on ", device_name(device),
+           device == Device::kCUDA && !cuda_compiled() ? " (built without CUDA)" : "");
+    return fn;
+  }
+  bool has(Device device, DType dtype) const { return table_[int(device)][int(dtype)] != nullptr; }
+
+ private:
+  const char* op_;
+  std::array<std::array<Fn*, kNumDTypes>, kNumDevices> table_{};
+};
+
+struct Registry {
+  KernelRegistry<EmbeddingFn> embedding{"embedding"};
+  KernelRegistry<RmsNormFn> rmsnorm{"rmsnorm"};
+  KernelRegistry<MatmulFn> matmul{"matmul"};
+  KernelRegistry<RopeFn> rope{"rope"};
+  KernelRegistry<ScatterRowsFn> scatter_rows{"scatter_rows"};
+  KernelRegistry<AttentionFn> attention{"attention"};
+  KernelRegistry<SwiGluFn> swiglu{"swiglu"};
+  KernelRegistry<AddFn> add{"add"};
+  KernelRegistry<SoftmaxFn> softmax{"softmax"};
+  KernelRegistry<ArgmaxFn> argmax{"argmax"};
+};
+
+// Every backend's kernels, registered on first use.
+const Registry& registry();
+
+// Each backend's table; called once by registry().
+void register_cpu_kernels(Registry& r);
+void register_cuda_kernels(Registry& r);
+
+}  // namespace kuiper::kernels

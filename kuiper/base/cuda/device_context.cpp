@@ -1,0 +1,80 @@
+// The CUDA build's half of device.h and device_context.h, and the host<->device copies.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kuiper/base/cuda/check.h"
+#include "kuiper/base/cuda/copy.h"
+#include "kuiper/base/device_context.h"
+
+namespace kuiper {
+
+bool cuda_compiled() { return true; }
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error so later checks start clean
+    return 0;
+  }
+  return n;
+}
+
+void require_cuda() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    fail("no usable CUDA device: ", cudaGetErrorString(err));
+  }
+  KUIPER_CHECK(n > 0, "no CUDA device found");
+}
+
+struct DeviceContext::CudaState {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  ~CudaState() {
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
+DeviceContext::DeviceContext(Device device) : device_(device) {
+  if (device != Device::kCUDA) return;
+  require_cuda();
+  cuda_ = std::make_unique<CudaState>();
+  KUIPER_CUDA_CHECK(cudaStreamCreateWithFlags(&cuda_->stream, cudaStreamNonBlocking));
+  KUIPER_CUBLAS_CHECK(cublasCreate(&cuda_->cublas));
+  KUIPER_CUBLAS_CHECK(cublasSetStream(cuda_->cublas, cuda_->stream));
+}
+
+DeviceContext::~DeviceContext() = default;
+
+void* DeviceContext::cuda_stream() const { return cuda_ ? cuda_->stream : nullptr; }
+void* DeviceContext::cublas_handle() const { return cuda_ ? cuda_->cublas : nullptr; }
+
+void DeviceContext::synchronize() const {
+  if (cuda_) KUIPER_CUDA_CHECK(cudaStreamSynchronize(cuda_->stream));
+}
+
+const DeviceContext& DeviceContext::cpu() {
+  static const DeviceContext ctx(Device::kCPU);
+  return ctx;
+}
+
+void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                     const DeviceContext* ctx) {
+  cudaMemcpyKind kind = cudaMemcpyDeviceToDevice;
+  if (src_device == Device::kCPU) kind = cudaMemcpyHostToDevice;
+  if (dst_device == Device::kCPU) kind = src_device == Device::kCPU ? cudaMemcpyHostToHost
+                                                                    : cudaMemcpyDeviceToHost;
+  cudaStream_t stream = ctx ? static_cast<cudaStream_t>(ctx->cuda_stream()) : nullptr;
+  if (stream != nullptr) {
+    KUIPER_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream));
+    // The host side of a copy must be complete when we return: pageable memory may be reused.
+    if (kind != cudaMemcpyDeviceToDevice) KUIPER_CUDA_CHECK(cudaStreamSynchronize(stream));
+  } else {
+    KUIPER_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  }
+}
+
+}  // namespace kuiper

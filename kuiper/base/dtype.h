@@ -1,0 +1,47 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "kuiper/base/half.h"
+
+namespace kuiper {
+
+enum class DType : uint8_t { kF32, kF16, kBF16, kI8, kI32 };
+inline constexpr int kNumDTypes = 5;
+
+constexpr size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::kF32: return 4;
+    case DType::kF16: return 2;
+    case DType::kBF16: return 2;
+    case DType::kI8: return 1;
+    case DType::kI32: return 4;
+  }
+  return 0;
+}
+
+// Names as the model file and the command line spell them.
+constexpr std::string_view dtype_name(DType t) {
+  switch (t) {
+    case DType::kF32: return "fp32";
+    case DType::kF16: return "fp16";
+    case DType::kBF16: return "bf16";
+    case DType::kI8: return "int8";
+    case DType::kI32: return "int32";
+  }
+  return "?";
+}
+
+std::optional<DType> dtype_from_name(std::string_view name);
+
+template <class T>
+constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::kF32; }
+template <> constexpr DType dtype_of<f16>() { return DType::kF16; }
+template <> constexpr DType dtype_of<bf16>() { return DType::kBF16; }
+template <> constexpr DType dtype_of<int8_t>() { return DType::kI8; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::kI32; }
+
+}  // namespace kuiper

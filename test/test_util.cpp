@@ -1,0 +1,100 @@
+#include "test/test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace kuiper::test {
+
+std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("KUIPER_SHARED_DIR"); env != nullptr && *env != '\0') return env;
+  return KUIPER_DEFAULT_SHARED_DIR;
+}
+
+std::filesystem::path source_dir() { return KUIPER_SOURCE_DIR; }
+std::filesystem::path bin_dir() { return KUIPER_BIN_DIR; }
+
+std::filesystem::path scratch_dir() {
+  struct Scratch {
+    std::filesystem::path path;
+    Scratch() {
+      std::string tmpl = (std::filesystem::temp_directory_path() / "kuiper_test_XXXXXX").string();
+      path = mkdtemp(tmpl.data());
+    }
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static Scratch scratch;
+  return scratch.path;
+}
+
+void fill_uniform(const Tensor& t, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  switch (t.dtype()) {
+    case DType::kF32:
+      for (float& v : t.span<float>()) v = dist(rng);
+      break;
+    case DType::kF16:
+      for (f16& v : t.span<f16>()) v = to_f16(dist(rng));
+      break;
+    case DType::kBF16:
+      for (bf16& v : t.span<bf16>()) v = to_bf16(dist(rng));
+      break;
+    default:
+      FAIL() << "fill_uniform: unsupported dtype " << dtype_name(t.dtype());
+  }
+}
+
+float element(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::kF32: return t.span<float>()[i];
+    case DType::kF16: return to_float(t.span<f16>()[i]);
+    case DType::kBF16: return to_float(t.span<bf16>()[i]);
+    case DType::kI32: return float(t.span<int32_t>()[i]);
+    case DType::kI8: return float(t.span<int8_t>()[i]);
+  }
+  return NAN;
+}
+
+float max_rel_diff(const Tensor& a, const Tensor& b, float floor) {
+  EXPECT_EQ(a.numel(), b.numel());
+  float worst = 0;
+  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i) {
+    const float x = element(a, i), y = element(b, i);
+    const float d = std::fabs(x - y) / std::max(std::fabs(y), floor);
+    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+  }
+  return worst;
+}
+
+CommandResult run_command(const std::string& command, const std::string& input) {
+  const auto dir = scratch_dir();
+  static int counter = 0;
+  const std::string tag = std::to_string(getpid()) + "_" + std::to_string(counter++);
+  const auto in = dir / ("in_" + tag), out = dir / ("out_" + tag), err = dir / ("err_" + tag);
+  std::ofstream(in, std::ios::binary) << input;
+  const std::string full = "(" + command + ") <" + in.string() + " >" + out.string() + " 2>" +
+                           err.string();
+  const int status = std::system(full.c_str());
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+}  // namespace kuiper::test

@@ -1,0 +1,47 @@
+#pragma once
+// Helpers shared by the tests: where the test data is, random tensors, naive references.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kuiper/tensor/tensor.h"
+
+namespace kuiper::test {
+
+// ../shared beside the project, or $KUIPER_SHARED_DIR.
+std::filesystem::path shared_dir();
+// Source tree and the folder with the built programs (llama_infer).
+std::filesystem::path source_dir();
+std::filesystem::path bin_dir();
+// A scratch folder for this test binary's run, removed at exit.
+std::filesystem::path scratch_dir();
+
+// Fills a tensor (CPU, fp32/fp16/bf16) with uniform values in [lo, hi).
+void fill_uniform(const Tensor& t, std::mt19937& rng, float lo = -1.f, float hi = 1.f);
+// Element i of a CPU tensor of any float dtype, as float.
+float element(const Tensor& t, int64_t i);
+// max |a - b| / max(|b|, floor) over all elements of two CPU tensors of any float dtype.
+float max_rel_diff(const Tensor& a, const Tensor& b, float floor = 1.f);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs `command` through /bin/sh with stdin from `input`, capturing stdout and stderr.
+CommandResult run_command(const std::string& command, const std::string& input = "");
+
+}  // namespace kuiper::test
+
+// Skips the test, with a message naming the path, when the shared test data is missing.
+#define KUIPER_REQUIRE_SHARED(relpath)                                                     \
+  do {                                                                                     \
+    const auto kuiper_p_ = ::kuiper::test::shared_dir() / (relpath);                       \
+    if (!std::filesystem::exists(kuiper_p_))                                               \
+      GTEST_SKIP() << "test data not found: " << kuiper_p_.string()                        \
+                   << " (set KUIPER_SHARED_DIR to the shared/ folder)";                    \
+  } while (0)
