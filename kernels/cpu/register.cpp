@@ -1,7 +1,22 @@
-#include "kernels/kernels.h"
+#include "kernels/cpu/cpu_kernels.h"
 
 namespace kuiper::kernels {
 
-void register_cpu_kernels(Registry& r) {}
+void register_cpu_kernels(Registry& r) {
+  using namespace cpu;
+  constexpr Device kCPU = Device::kCPU;
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    r.embedding.add(kCPU, t, embedding);
+    r.matmul.add(kCPU, t, matmul);
+  }
+  r.rmsnorm.add(kCPU, DType::kF32, rmsnorm);
+  r.rope.add(kCPU, DType::kF32, rope);
+  r.scatter_rows.add(kCPU, DType::kF32, scatter_rows);
+  r.attention.add(kCPU, DType::kF32, attention);
+  r.swiglu.add(kCPU, DType::kF32, swiglu);
+  r.add.add(kCPU, DType::kF32, add);
+  r.softmax.add(kCPU, DType::kF32, softmax);
+  r.argmax.add(kCPU, DType::kF32, argmax);
+}
 
 }  // namespace kuiper::kernels

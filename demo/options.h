@@ -1,0 +1,34 @@
+#pragma once
+#include <optional>
+#include <span>
+#include <string>
+
+#include "kuiper/base/device.h"
+#include "kuiper/sampler/sampler.h"
+
+namespace kuiper::demo {
+
+struct Options {
+  std::string model_path;
+  std::string tokenizer_path;
+  std::string prompt;
+  int steps = 256;  // max new tokens
+  SamplerOptions sampler;
+  bool seed_given = false;
+  Device device = Device::kCPU;
+  int context = 0;  // 0: the model's, capped
+  int threads = 0;  // 0: all cores
+  bool tokenize_only = false;
+  bool print_ids = false;
+  bool chat = false;
+  std::optional<std::string> system;
+  std::string chat_template;  // empty: from the model file
+  bool verbose = false;
+  bool help = false;
+};
+
+// Parses argv. Throws kuiper::Error for unknown options, missing or malformed values.
+Options parse_options(std::span<char* const> args);
+std::string usage(const std::string& program);
+
+}  // namespace kuiper::demo

@@ -1,0 +1,45 @@
+#include "demo/session.h"
+
+#include <chrono>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace kuiper::demo {
+namespace {
+
+// A model exported with its tokenizer records that tokenizer's size, which must match exactly;
+// otherwise (llama2.c files, Meta checkpoints without a tokenizer) the tokenizer must at least
+// fit the model's vocabulary and agree on BOS.
+void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& c, const Options& o) {
+  const int n = tok.vocab_size();
+  const auto mismatch = [&](auto... why) {
+    fail("tokenizer ", o.tokenizer_path, " does not belong to model ", o.model_path, ": ", why...);
+  };
+  if (c.tokenizer_vocab_size > 0 && n != c.tokenizer_vocab_size)
+    mismatch("it has ", n, " tokens, the model was exported with a tokenizer of ",
+             c.tokenizer_vocab_size);
+  if (n > c.vocab_size) mismatch("it has ", n, " tokens, the model only ", c.vocab_size);
+  if (c.tokenizer_vocab_size == 0 && n != c.vocab_size)
+    mismatch("it has ", n, " tokens, the model ", c.vocab_size);
+  if (c.bos_id >= 0 && c.add_bos && tok.bos_id() && *tok.bos_id() != c.bos_id)
+    mismatch("its BOS token is ", *tok.bos_id(), ", the model's is ", c.bos_id);
+}
+
+}  // namespace
+
+Session open_session(const Options& o) {
+  const auto start = std::chrono::steady_clock::now();
+  if (o.threads > 0) kernels::cpu::set_threads(o.threads);
+  Session s;
+  s.tokenizer = Tokenizer::load(o.tokenizer_path);
+  ModelOptions mo;
+  mo.device = o.device;
+  mo.context = o.context;
+  s.model = LlamaModel::load(o.model_path, mo);
+  check_tokenizer_fits(*s.tokenizer, s.model->config(), o);
+  s.load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return s;
+}
+
+}  // namespace kuiper::demo

@@ -1,0 +1,17 @@
+#include <omp.h>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace kuiper::kernels::cpu {
+
+void set_threads(int n) {
+  KUIPER_CHECK(n >= 1, "thread count must be at least 1, got ", n);
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int threads() { return omp_get_max_threads(); }
+
+}  // namespace kuiper::kernels::cpu

@@ -1,0 +1,101 @@
+#pragma once
+// Vector helpers shared by the CPU kernels: weights of any storage type are widened to fp32 in
+// registers, so one template serves fp32, fp16 and bf16 matrices.
+#include <cmath>
+#include <cstdint>
+
+#include "kuiper/base/dtype.h"
+#include "kuiper/base/error.h"
+#include "kuiper/base/half.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define KUIPER_CPU_AVX2 1
+#endif
+
+namespace kuiper::kernels::cpu {
+
+#ifdef KUIPER_CPU_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const f16* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 load8(const bf16* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// sum_k x[k] * w[k], accumulated in fp32.
+template <class T>
+inline float dot(const float* x, const T* w, int64_t n) {
+  int64_t k = 0;
+  float sum = 0.f;
+#ifdef KUIPER_CPU_AVX2
+  // Four independent accumulators keep the FMA pipes busy while loads are in flight.
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (; k + 32 <= n; k += 32) {
+    a0 = _mm256_fmadd_ps(load8(x + k), load8(w + k), a0);
+    a1 = _mm256_fmadd_ps(load8(x + k + 8), load8(w + k + 8), a1);
+    a2 = _mm256_fmadd_ps(load8(x + k + 16), load8(w + k + 16), a2);
+    a3 = _mm256_fmadd_ps(load8(x + k + 24), load8(w + k + 24), a3);
+  }
+  for (; k + 8 <= n; k += 8) a0 = _mm256_fmadd_ps(load8(x + k), load8(w + k), a0);
+  sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+  for (; k < n; ++k) sum += x[k] * to_float(w[k]);
+  return sum;
+}
+
+// y[k] += a * x[k]
+inline void axpy(float a, const float* x, float* y, int64_t n) {
+  int64_t k = 0;
+#ifdef KUIPER_CPU_AVX2
+  const __m256 va = _mm256_set1_ps(a);
+  for (; k + 8 <= n; k += 8)
+    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+#endif
+  for (; k < n; ++k) y[k] += a * x[k];
+}
+
+// dst[k] = float(src[k])
+template <class T>
+inline void widen(const T* src, float* dst, int64_t n) {
+  int64_t k = 0;
+#ifdef KUIPER_CPU_AVX2
+  for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(src + k));
+#endif
+  for (; k < n; ++k) dst[k] = to_float(src[k]);
+}
+
+// Softmax of x[0..n) in place.
+inline void softmax_inplace(float* x, int64_t n) {
+  float max = x[0];
+  for (int64_t k = 1; k < n; ++k) max = std::fmax(max, x[k]);
+  float sum = 0.f;
+  for (int64_t k = 0; k < n; ++k) {
+    x[k] = std::exp(x[k] - max);
+    sum += x[k];
+  }
+  const float inv = 1.f / sum;
+  for (int64_t k = 0; k < n; ++k) x[k] *= inv;
+}
+
+// Runs f(T{}) with T the C++ type of a floating-point storage dtype.
+template <class F>
+decltype(auto) with_float_type(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kF32: return f(float{});
+    case DType::kF16: return f(f16{});
+    case DType::kBF16: return f(bf16{});
+    default: fail("expected a floating-point dtype, got ", dtype_name(dtype));
+  }
+}
+
+}  // namespace kuiper::kernels::cpu

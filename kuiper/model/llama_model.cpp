@@ -1,0 +1,208 @@
+#include "kuiper/model/llama_model.h"
+
+#include <algorithm>
+
+#include "kuiper/base/allocator.h"
+#include "kuiper/model/rope_table.h"
+
+namespace kuiper {
+
+struct LlamaModel::Block {
+  RmsNormLayer attention_norm;
+  MatmulLayer wq, wk, wv, wo;
+  RmsNormLayer ffn_norm;
+  MatmulLayer w1, w2, w3;  // gate, down, up
+};
+
+// Scratch tensors for up to `batch` positions; a forward pass of n positions uses rows [0, n).
+struct LlamaModel::Activations {
+  Tensor tokens, positions;  // int32 [batch]
+  Tensor x, xb;              // residual stream and normalised copy [batch, dim]
+  Tensor q, k, v, att;       // [batch, q_dim], [batch, kv_dim] x2, [batch, q_dim]
+  Tensor hb, hb2;            // [batch, hidden_dim] x2
+  Tensor logits;             // [logit_rows, vocab]
+  Tensor next_token;         // int32 [1]
+
+  Activations first(int64_t n) const {
+    Activations a = *this;
+    for (Tensor* t : {&a.tokens, &a.positions, &a.x, &a.xb, &a.q, &a.k, &a.v, &a.att, &a.hb, &a.hb2})
+      *t = t->rows(0, n);
+    return a;
+  }
+};
+
+namespace {
+// Rows of logits computed at once when every position's logits are wanted (tests, perplexity):
+// bounded so that a 150k vocabulary does not need a [batch, vocab] buffer.
+constexpr int64_t kLogitRows = 16;
+constexpr int kDefaultContextCap = 4096;
+}  // namespace
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const std::filesystem::path& path,
+                                             const ModelOptions& options) {
+  return std::make_unique<LlamaModel>(ModelFile::open(path), options);
+}
+
+LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
+    : file_(std::move(file)), ctx_(options.device) {
+  const ModelConfig& c = file_.config();
+  context_ = options.context > 0 ? options.context : std::min(c.max_seq_len, kDefaultContextCap);
+  KUIPER_CHECK(context_ <= c.max_seq_len, "context of ", context_, " tokens exceeds the model's ",
+               c.max_seq_len);
+  KUIPER_CHECK(options.max_batch > 0, "max_batch must be positive");
+  batch_ = std::min(options.max_batch, context_);
+
+  const int64_t dim = c.dim, hidden = c.hidden_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  auto weight = [&](const std::string& name, Shape shape) { return place(file_.tensor(name, shape)); };
+  auto bias = [&](const std::string& name, int64_t rows) {
+    return c.attention_bias ? weight(name, {rows}) : Tensor{};
+  };
+
+  embedding_ = std::make_unique<EmbeddingLayer>("tok_embeddings",
+                                                weight("tok_embeddings", {c.vocab_size, dim}));
+  blocks_.reserve(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    blocks_.push_back(Block{
+        RmsNormLayer(p + "attention_norm", weight(p + "attention_norm", {dim}), c.norm_eps),
+        MatmulLayer(p + "wq", weight(p + "wq", {q_dim, dim}), bias(p + "bq", q_dim)),
+        MatmulLayer(p + "wk", weight(p + "wk", {kv_dim, dim}), bias(p + "bk", kv_dim)),
+        MatmulLayer(p + "wv", weight(p + "wv", {kv_dim, dim}), bias(p + "bv", kv_dim)),
+        MatmulLayer(p + "wo", weight(p + "wo", {dim, q_dim})),
+        RmsNormLayer(p + "ffn_norm", weight(p + "ffn_norm", {dim}), c.norm_eps),
+        MatmulLayer(p + "w1", weight(p + "w1", {hidden, dim})),
+        MatmulLayer(p + "w2", weight(p + "w2", {dim, hidden})),
+        MatmulLayer(p + "w3", weight(p + "w3", {hidden, dim})),
+    });
+  }
+  final_norm_ = std::make_unique<RmsNormLayer>("norm", weight("norm", {dim}), c.norm_eps);
+  classifier_ = std::make_unique<MatmulLayer>(
+      "output", c.tied_embeddings ? embedding_->table() : weight("output", {c.vocab_size, dim}));
+  rope_ = std::make_unique<RopeLayer>("rope", place(make_rope_table(c, context_)), c.head_dim);
+  attention_ = std::make_unique<AttentionLayer>(
+      "attention", kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim});
+
+  const Device dev = ctx_.device();
+  for (int l = 0; l < c.n_layers; ++l) {
+    k_cache_.emplace_back(DType::kF32, Shape{context_, kv_dim}, dev);
+    v_cache_.emplace_back(DType::kF32, Shape{context_, kv_dim}, dev);
+  }
+  act_ = std::make_unique<Activations>(Activations{
+      Tensor(DType::kI32, {batch_}, dev), Tensor(DType::kI32, {batch_}, dev),
+      Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, dim}, dev),
+      Tensor(DType::kF32, {batch_, q_dim}, dev), Tensor(DType::kF32, {batch_, kv_dim}, dev),
+      Tensor(DType::kF32, {batch_, kv_dim}, dev), Tensor(DType::kF32, {batch_, q_dim}, dev),
+      Tensor(DType::kF32, {batch_, hidden}, dev), Tensor(DType::kF32, {batch_, hidden}, dev),
+      Tensor(DType::kF32, {std::min<int64_t>(kLogitRows, batch_), c.vocab_size}, dev),
+      Tensor(DType::kI32, {1}, dev)});
+  placed_.clear();  // only needed while the layers are built
+}
+
+LlamaModel::~LlamaModel() = default;
+
+Tensor LlamaModel::place(const Tensor& host_weight) {
+  if (ctx_.device() == Device::kCPU) return host_weight;
+  // Tied embeddings reach here twice; upload each host tensor once.
+  auto [it, inserted] = placed_.try_emplace(host_weight.raw_data());
+  if (inserted) it->second = host_weight.to(ctx_.device(), &ctx_);
+  return it->second;
+}
+
+void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
+  const DeviceContext& ctx = ctx_;
+  // Attention: x += wo(attention(rope(wq(norm(x))), cache <- rope(wk(norm(x))), wv(norm(x))))
+  b.attention_norm.forward({a.x}, {a.xb}, ctx);
+  b.wq.forward({a.xb}, {a.q}, ctx);
+  b.wk.forward({a.xb}, {a.k}, ctx);
+  b.wv.forward({a.xb}, {a.v}, ctx);
+  rope_->forward({a.q, a.positions}, {a.q}, ctx);
+  rope_->forward({a.k, a.positions}, {a.k}, ctx);
+  kv_store_.forward({a.k, a.positions}, {k_cache_[l]}, ctx);
+  kv_store_.forward({a.v, a.positions}, {v_cache_[l]}, ctx);
+  attention_->forward({a.q, k_cache_[l], v_cache_[l], a.positions}, {a.att}, ctx);
+  b.wo.forward({a.att}, {a.xb}, ctx);
+  add_.forward({a.x, a.xb}, {a.x}, ctx);
+  // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
+  b.ffn_norm.forward({a.x}, {a.xb}, ctx);
+  b.w1.forward({a.xb}, {a.hb}, ctx);
+  b.w3.forward({a.xb}, {a.hb2}, ctx);
+  swiglu_.forward({a.hb, a.hb2}, {a.hb}, ctx);
+  b.w2.forward({a.hb}, {a.xb}, ctx);
+  add_.forward({a.x, a.xb}, {a.x}, ctx);
+}
+
+void LlamaModel::run_blocks(std::span<const int32_t> tokens, int32_t pos) {
+  const auto n = int64_t(tokens.size());
+  const Activations a = act_->first(n);
+  std::vector<int32_t> positions(tokens.size());
+  for (int64_t i = 0; i < n; ++i) positions[i] = pos + int32_t(i);
+  copy_bytes(a.tokens.raw_data(), device(), tokens.data(), Device::kCPU, tokens.size_bytes(), &ctx_);
+  copy_bytes(a.positions.raw_data(), device(), positions.data(), Device::kCPU,
+             positions.size() * sizeof(int32_t), &ctx_);
+
+  embedding_->forward({a.tokens}, {a.x}, ctx_);
+  for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int(l), a);
+  final_norm_->forward({a.x}, {a.x}, ctx_);
+}
+
+Tensor LlamaModel::classify(int64_t first, int64_t count) {
+  const Tensor logits = act_->logits.rows(0, count);
+  classifier_->forward({act_->x.rows(first, first + count)}, {logits}, ctx_);
+  return logits;
+}
+
+Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
+  const auto n = int64_t(tokens.size());
+  KUIPER_CHECK(n > 0, "forward of no tokens");
+  KUIPER_CHECK(pos >= 0 && pos + n <= context_, "context full: ", n, " tokens at position ", pos,
+               " do not fit the context of ", context_, " tokens");
+  const int64_t vocab = config().vocab_size;
+  Tensor result(DType::kF32, {all_positions ? n : 1, vocab});
+  for (int64_t c0 = 0; c0 < n; c0 += batch_) {
+    const int64_t m = std::min<int64_t>(batch_, n - c0);
+    run_blocks(tokens.subspan(size_t(c0), size_t(m)), pos + int32_t(c0));
+    if (!all_positions) {
+      if (c0 + m == n) result.copy_from(classify(m - 1, 1), &ctx_);
+      continue;
+    }
+    for (int64_t r = 0; r < m; r += kLogitRows) {
+      const int64_t rows = std::min(kLogitRows, m - r);
+      result.rows(c0 + r, c0 + r + rows).copy_from(classify(r, rows), &ctx_);
+    }
+  }
+  ctx_.synchronize();
+  return result;
+}
+
+int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos) {
+  const auto n = int64_t(tokens.size());
+  KUIPER_CHECK(n > 0, "forward of no tokens");
+  KUIPER_CHECK(pos >= 0 && pos + n <= context_, "context full: ", n, " tokens at position ", pos,
+               " do not fit the context of ", context_, " tokens");
+  int64_t last_rows = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += batch_) {
+    last_rows = std::min<int64_t>(batch_, n - c0);
+    run_blocks(tokens.subspan(size_t(c0), size_t(last_rows)), pos + int32_t(c0));
+  }
+  kernels::registry().argmax.find(device(), DType::kF32)(classify(last_rows - 1, 1),
+                                                         act_->next_token, ctx_);
+  int32_t next = 0;
+  copy_bytes(&next, Device::kCPU, act_->next_token.raw_data(), device(), sizeof(next), &ctx_);
+  return next;
+}
+
+size_t LlamaModel::weight_bytes_per_token() const {
+  size_t bytes = size_t(config().dim) * dtype_size(config().dtype);  // one embedding row
+  auto add = [&](const Layer& layer) {
+    for (const Tensor& w : layer.weights()) bytes += w.empty() ? 0 : w.bytes();
+  };
+  for (const Block& b : blocks_)
+    for (const Layer* layer : std::initializer_list<const Layer*>{
+             &b.attention_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3})
+      add(*layer);
+  add(*final_norm_);
+  add(*classifier_);
+  return bytes;
+}
+
+}  // namespace kuiper

@@ -1,0 +1,80 @@
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "kuiper/base/device_context.h"
+#include "kuiper/model/config.h"
+#include "kuiper/model/model_file.h"
+#include "kuiper/op/layers.h"
+
+namespace kuiper {
+
+struct ModelOptions {
+  Device device = Device::kCPU;
+  int context = 0;      // KV cache length in tokens; 0: the model's maximum, capped at 4096
+  int max_batch = 512;  // positions per forward pass; longer prompts are prefilled in chunks
+};
+
+// The Llama family (Llama 2 and 3, TinyLlama, Qwen2): weights mapped from the model file (and
+// uploaded once to the GPU for --device cuda), a KV cache, and a forward pass over a batch of
+// positions. The model's variants are data in its ModelConfig.
+class LlamaModel {
+ public:
+  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path,
+                                          const ModelOptions& options = {});
+  LlamaModel(ModelFile file, const ModelOptions& options);
+  ~LlamaModel();
+
+  const ModelConfig& config() const { return file_.config(); }
+  const ModelFile& file() const { return file_; }
+  int context() const { return context_; }
+  Device device() const { return ctx_.device(); }
+  const DeviceContext& device_context() const { return ctx_; }
+
+  // Feeds tokens at positions [pos, pos + n): fills the KV cache there and returns fp32 logits on
+  // the host, [1, vocab] for the last position, or [n, vocab] with all_positions.
+  Tensor forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions = false);
+  // Feeds tokens like forward() and returns the most likely next token; the argmax runs on the
+  // device, so only the id crosses to the host.
+  int32_t forward_greedy(std::span<const int32_t> tokens, int32_t pos);
+
+  // Bytes of weights one decoding step reads (every matrix once, plus the norms).
+  size_t weight_bytes_per_token() const;
+
+ private:
+  struct Block;
+  struct Activations;
+
+  Tensor place(const Tensor& host_weight);
+  // Runs tokens (at most max_batch) through the embedding and every block; leaves the final
+  // normalised hidden states of rows [0, n) in the activations.
+  void run_blocks(std::span<const int32_t> tokens, int32_t pos);
+  void run_block(const Block& b, int l, const Activations& a) const;
+  // Classifier logits of hidden-state rows [first, first + count) into the device logits buffer.
+  Tensor classify(int64_t first, int64_t count);
+
+  ModelFile file_;
+  DeviceContext ctx_;
+  int context_;
+  int batch_;
+  std::unordered_map<const void*, Tensor> placed_;  // host weight -> its copy on the device
+
+  std::unique_ptr<EmbeddingLayer> embedding_;
+  std::vector<Block> blocks_;
+  std::unique_ptr<RmsNormLayer> final_norm_;
+  std::unique_ptr<MatmulLayer> classifier_;
+  std::unique_ptr<RopeLayer> rope_;
+  KvStoreLayer kv_store_{"kv_store"};
+  std::unique_ptr<AttentionLayer> attention_;
+  SwiGluLayer swiglu_{"swiglu"};
+  AddLayer add_{"residual"};
+
+  std::vector<Tensor> k_cache_, v_cache_;  // per layer, [context, kv_dim]
+  std::unique_ptr<Activations> act_;
+};
+
+}  // namespace kuiper

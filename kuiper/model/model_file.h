@@ -1,0 +1,48 @@
+#pragma once
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kuiper/base/buffer.h"
+#include "kuiper/base/mapped_file.h"
+#include "kuiper/model/config.h"
+#include "kuiper/tensor/tensor.h"
+
+namespace kuiper {
+
+// A model file mapped into memory: the project's own format (docs/model-format.md) or a
+// llama2.c legacy v0 checkpoint, recognised by content. Tensors are views into the mapping, so
+// nothing is read from disk until a kernel touches it.
+class ModelFile {
+ public:
+  // Throws kuiper::Error naming the file and the problem: missing, truncated, not a model,
+  // inconsistent sizes.
+  static ModelFile open(const std::filesystem::path& path);
+
+  const ModelConfig& config() const { return config_; }
+  const std::filesystem::path& path() const { return file_->path(); }
+  std::string_view format() const { return format_; }
+  bool has(std::string_view name) const { return tensors_.contains(name); }
+  // The tensor `name`, which must exist with `shape` (the matrices' dtype comes from the file).
+  Tensor tensor(std::string_view name, const Shape& shape) const;
+
+ private:
+  struct Entry {
+    DType dtype;
+    Shape shape;
+    size_t offset;  // from the start of the file
+  };
+  void add_tensor(std::string name, DType dtype, Shape shape, size_t offset);
+  void parse_kuiper();
+  void parse_llama2c();
+
+  std::shared_ptr<const MappedFile> file_;
+  std::shared_ptr<Buffer> buffer_;  // the whole mapping, as a CPU buffer
+  std::string format_;
+  ModelConfig config_;
+  std::map<std::string, Entry, std::less<>> tensors_;
+};
+
+}  // namespace kuiper

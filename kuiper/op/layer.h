@@ -1,0 +1,61 @@
+#pragma once
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kuiper/base/device_context.h"
+#include "kuiper/tensor/tensor.h"
+
+namespace kuiper {
+
+enum class LayerType { kEmbedding, kRmsNorm, kMatmul, kRope, kKvStore, kAttention, kSwiGlu, kAdd };
+std::string_view layer_type_name(LayerType type);
+
+// The tensors a layer reads or writes, written as a braced list at the call site:
+// `wq.forward({xb}, {q}, ctx)`. It views its elements; it never outlives the call.
+class TensorList {
+ public:
+  TensorList(std::initializer_list<Tensor> tensors) : items_(tensors.begin(), tensors.size()) {}
+  TensorList(std::span<const Tensor> tensors) : items_(tensors) {}
+  size_t size() const { return items_.size(); }
+  const Tensor& operator[](size_t i) const { return items_[i]; }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::span<const Tensor> items_;
+};
+
+// One step of the network. forward() checks what every layer needs checked (how many tensors,
+// all on the context's device), then base_forward() checks shapes and calls the kernel that the
+// registry holds for the tensors' device and dtype. Outputs are written in place; const refers
+// to the layer's configuration, not to the memory behind output tensors.
+class Layer {
+ public:
+  Layer(LayerType type, std::string name, int n_inputs, int n_outputs,
+        std::vector<Tensor> weights = {});
+  virtual ~Layer() = default;
+
+  LayerType type() const { return type_; }
+  const std::string& name() const { return name_; }
+  std::span<const Tensor> weights() const { return weights_; }
+  void forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const;
+
+ protected:
+  virtual void base_forward(TensorList inputs, TensorList outputs,
+                            const DeviceContext& ctx) const = 0;
+  // Throws, naming this layer, unless `t` has the expected shape.
+  void expect_shape(const Tensor& t, const Shape& shape, std::string_view what) const;
+
+  std::vector<Tensor> weights_;
+
+ private:
+  LayerType type_;
+  std::string name_;
+  int n_inputs_;
+  int n_outputs_;
+};
+
+}  // namespace kuiper
