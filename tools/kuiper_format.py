@@ -1,0 +1,388 @@
+"""The kuiper model file (docs/model-format.md) and llama2.c's legacy v0 file: writers and readers.
+
+Tensors are handed to the writers as *sources* (see `Source`): objects that know their shape and give
+their rows as float32 on demand, so that a model far larger than memory streams through in chunks.
+Only numpy is needed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+
+MAGIC = b"KUIPERLM"
+VERSION = 1
+ALIGN = 64
+DTYPES = ("fp32", "fp16", "bf16")
+CHUNK_ELEMS = 1 << 24  # elements converted at a time (64 MiB of float32)
+LOG_PROGRESS_BYTES = 1 << 30  # without a terminal, log progress lines only for outputs this large
+
+
+class ExportError(Exception):
+    """A user-facing error: reported as one line, no traceback."""
+
+
+# ----------------------------------------------------------------------------------------------
+# dtype conversions
+
+def bf16_to_f32(u16: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32."""
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def f32_to_bf16(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), round to nearest even; NaN stays NaN."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    out = ((u + (((u >> 16) & 1) + 0x7FFF)) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint16)
+    return out
+
+
+def encode(x: np.ndarray, dtype: str, name: str = "") -> np.ndarray:
+    """float32 array -> the little-endian array written for `dtype`."""
+    if dtype == "fp32":
+        return np.ascontiguousarray(x, dtype="<f4")
+    if dtype == "fp16":
+        with np.errstate(over="ignore"):
+            y = np.ascontiguousarray(x, dtype="<f2")
+        if not np.isfinite(y).all() and np.isfinite(x).all():
+            raise ExportError(f"tensor {name} has values beyond the fp16 range; use --dtype bf16 or fp32")
+        return y
+    if dtype == "bf16":
+        return f32_to_bf16(x)
+    raise ExportError(f"unknown dtype {dtype}")
+
+
+def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """Stored array of `dtype` (bf16 as uint16) -> float32."""
+    if dtype == "bf16":
+        return bf16_to_f32(raw)
+    return raw.astype(np.float32)
+
+
+ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 2}
+NP_STORED = {"fp32": "<f4", "fp16": "<f2", "bf16": "<u2"}
+
+
+# ----------------------------------------------------------------------------------------------
+# tensor sources
+
+class Source:
+    """A tensor to write: `shape`, and `rows(r0, r1)` giving float32 rows r0..r1 (elements for 1-D)."""
+
+    shape: tuple
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Drop whatever was opened to read the tensor (called once it is written)."""
+
+    def full(self) -> np.ndarray:
+        return self.rows(0, self.shape[0])
+
+
+class ArraySource(Source):
+    """A stored array, opened lazily by `opener()` (e.g. a memmap), with encoding 'f32'|'f16'|'bf16'|'f64'
+    and an optional row permutation `perm` (row i of the result is row perm[i] of the array)."""
+
+    def __init__(self, opener, shape, encoding: str, perm: np.ndarray | None = None):
+        self.opener, self.shape, self.encoding, self.perm = opener, tuple(shape), encoding, perm
+        self._arr = None
+
+    def array(self) -> np.ndarray:
+        if self._arr is None:
+            self._arr = self.opener()
+        return self._arr
+
+    def rows(self, r0, r1):
+        idx = slice(r0, r1) if self.perm is None else self.perm[r0:r1]
+        raw = self.array()[idx]
+        if self.encoding == "bf16":
+            return bf16_to_f32(raw)
+        return np.asarray(raw, dtype=np.float32)
+
+    def close(self):
+        self._arr = None
+
+
+class ConcatSource(Source):
+    """Pieces joined along `axis` (0 or 1), as model-parallel shards are."""
+
+    def __init__(self, parts, axis: int):
+        self.parts, self.axis = parts, axis
+        shape = list(parts[0].shape)
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        self.shape = tuple(shape)
+
+    def rows(self, r0, r1):
+        if self.axis == 1:
+            return np.concatenate([p.rows(r0, r1) for p in self.parts], axis=1)
+        out, start = [], 0
+        for p in self.parts:
+            n = p.shape[0]
+            lo, hi = max(r0, start), min(r1, start + n)
+            if lo < hi:
+                out.append(p.rows(lo - start, hi - start))
+            start += n
+        return np.concatenate(out, axis=0)
+
+    def close(self):
+        for p in self.parts:
+            p.close()
+
+
+class RandomSource(Source):
+    """N(0, std) values, reproducible from (seed, index) and independent of anything else."""
+
+    def __init__(self, shape, seed: int, index: int, std: float = 0.02):
+        self.shape, self.seed, self.index, self.std = tuple(shape), seed, index, std
+
+    def rows(self, r0, r1):
+        rng = np.random.default_rng([self.seed, self.index, r0])
+        x = rng.standard_normal((r1 - r0,) + self.shape[1:], dtype=np.float32)
+        x *= np.float32(self.std)
+        return x
+
+
+class ConstSource(Source):
+    def __init__(self, shape, value: float):
+        self.shape, self.value = tuple(shape), value
+
+    def rows(self, r0, r1):
+        return np.full((r1 - r0,) + self.shape[1:], self.value, dtype=np.float32)
+
+
+def chunk_rows(shape) -> int:
+    per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return max(1, CHUNK_ELEMS // max(per_row, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# progress and atomic output
+
+class Progress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal; otherwise a line every 10%
+    for large outputs."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.done, self.enabled = max(total, 1), 0, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.start = self.last = time.monotonic()
+        self.last_decile = -1
+
+    def advance(self, n: int, label: str) -> None:
+        if not self.enabled:
+            return
+        self.done += n
+        frac = min(self.done / self.total, 1.0)
+        now = time.monotonic()
+        if self.tty:
+            if now - self.last < 0.1 and self.done < self.total:
+                return
+            self.last = now
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\r[{bar:<30}] {frac * 100:5.1f}% {self.done / 2**20:,.0f}/"
+                             f"{self.total / 2**20:,.0f} MiB {label[:40]:<40}")
+            sys.stderr.flush()
+        else:
+            decile = int(frac * 10)
+            if decile > self.last_decile and self.total >= LOG_PROGRESS_BYTES:
+                self.last_decile = decile
+                sys.stderr.write(f"export: {frac * 100:3.0f}% ({self.done / 2**20:,.0f}/"
+                                 f"{self.total / 2**20:,.0f} MiB, {now - self.start:.1f} s)\n")
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+class AtomicFile:
+    """Writes to a temporary file beside `path`, renamed over it only once complete."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = f"{path}.tmp{os.getpid()}"
+
+    def __enter__(self):
+        try:
+            self.f = open(self.tmp, "wb")
+        except OSError as e:
+            raise ExportError(f"cannot write {self.path}: {e.strerror}") from None
+        return self.f
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.f.flush()
+                os.fsync(self.f.fileno())
+            self.f.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+        return False
+
+
+def _write_source(f, src: Source, dtype: str, name: str, progress: Progress) -> None:
+    step = chunk_rows(src.shape)
+    try:
+        for r0 in range(0, src.shape[0], step):
+            r1 = min(r0 + step, src.shape[0])
+            data = encode(src.rows(r0, r1), dtype, name)
+            f.write(memoryview(data).cast("B"))
+            progress.advance(data.nbytes, name)
+    finally:
+        src.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# kuiper format
+
+def tensor_dtype(name: str, shape, dtype: str) -> str:
+    """Matrices take the model dtype; vectors (norms, biases) are always fp32."""
+    return dtype if len(shape) >= 2 else "fp32"
+
+
+def plan(config: dict, tensors: list[tuple[str, Source]]) -> tuple[bytes, list[int], int]:
+    """Header bytes (magic .. padding to the data start), each tensor's offset, and the data size."""
+    entries, offsets, off = [], [], 0
+    for name, src in tensors:
+        dt = tensor_dtype(name, src.shape, config["dtype"])
+        off = -(-off // ALIGN) * ALIGN
+        entries.append({"name": name, "dtype": dt, "shape": list(src.shape), "offset": off})
+        offsets.append(off)
+        off += int(np.prod(src.shape)) * ITEMSIZE[dt]
+    header = json.dumps({"config": config, "tensors": entries}, separators=(",", ":")).encode()
+    pre = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack("<Q", len(header)) + header
+    pre += b"\0" * (-len(pre) % ALIGN)
+    return pre, offsets, off
+
+
+def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True) -> None:
+    pre, offsets, total = plan(config, tensors)
+    progress = Progress(total, show_progress)
+    with AtomicFile(path) as f:
+        f.write(pre)
+        for (name, src), off in zip(tensors, offsets):
+            pos = f.tell() - len(pre)
+            f.write(b"\0" * (off - pos))
+            _write_source(f, src, tensor_dtype(name, src.shape, config["dtype"]), name, progress)
+    progress.finish()
+
+
+def read_kuiper(path: str, decode_tensors: bool = True):
+    """(config, {name: array}) of a kuiper file: float32 arrays, or the stored ones (memmaps) with
+    decode_tensors=False. For tests and tools; the C++ runtime is the real reader."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        if len(head) < 24 or head[:8] != MAGIC:
+            raise ExportError(f"{path}: not a kuiper model file")
+        version, _ = struct.unpack("<II", head[8:16])
+        (hlen,) = struct.unpack("<Q", head[16:24])
+        header = json.loads(f.read(hlen))
+    data_start = -(-(24 + hlen) // ALIGN) * ALIGN
+    size = os.path.getsize(path)
+    out = {}
+    for t in header["tensors"]:
+        n = int(np.prod(t["shape"]))
+        end = data_start + t["offset"] + n * ITEMSIZE[t["dtype"]]
+        if end > size:
+            raise ExportError(f"{path}: truncated (tensor {t['name']} ends at {end}, file has {size})")
+        raw = np.memmap(path, NP_STORED[t["dtype"]], "r", data_start + t["offset"], tuple(t["shape"]))
+        out[t["name"]] = decode(raw, t["dtype"]) if decode_tensors else raw
+    header["config"]["_version"] = version
+    return header["config"], out
+
+
+# ----------------------------------------------------------------------------------------------
+# llama2.c legacy v0
+
+def legacy_order(n_layers: int, tied: bool) -> list[str]:
+    names = ["tok_embeddings"]
+    for part in ("attention_norm", "wq", "wk", "wv", "wo", "ffn_norm", "w1", "w2", "w3"):
+        names += [f"layers.{l}.{part}" for l in range(n_layers)]
+    names += ["norm", "freq_cis_real", "freq_cis_imag"]
+    if not tied:
+        names.append("output")
+    return names
+
+
+def legacy_freqs(head_dim: int, max_seq_len: int, theta: float = 10000.0):
+    """llama2.c's rope table (cos, sin), [max_seq_len, head_dim/2], computed in float32 as its model.py."""
+    freqs = 1.0 / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)[: head_dim // 2]
+                                         / np.float32(head_dim)))
+    angles = np.outer(np.arange(max_seq_len, dtype=np.float32), freqs.astype(np.float32))
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def check_legacy(config: dict) -> None:
+    """llama2.c hard-codes what its 7-int header cannot say: refuse models that need anything else."""
+    c = config
+    problems = []
+    if c["dtype"] != "fp32":
+        problems.append(f"dtype {c['dtype']} (only fp32)")
+    if c["head_dim"] * c["n_heads"] != c["dim"]:
+        problems.append(f"head_dim {c['head_dim']} != dim / n_heads")
+    if c["attention_bias"]:
+        problems.append("q/k/v biases")
+    if c["rope_scaling"]:
+        problems.append(f"rope scaling {c['rope_scaling']['type']}")
+    if c["rope_theta"] != 10000.0:
+        problems.append(f"rope_theta {c['rope_theta']:g} (only 10000)")
+    if abs(c["norm_eps"] - 1e-5) > 1e-12:
+        problems.append(f"norm_eps {c['norm_eps']:g} (only 1e-05)")
+    if problems:
+        raise ExportError("--legacy (llama2.c v0) cannot express " + ", ".join(problems))
+
+
+def write_legacy(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True) -> None:
+    check_legacy(config)
+    c = config
+    by_name = dict(tensors)
+    cos, sin = legacy_freqs(c["head_dim"], c["max_seq_len"])
+    by_name["freq_cis_real"] = ArraySource(lambda: cos, cos.shape, "f32")
+    by_name["freq_cis_imag"] = ArraySource(lambda: sin, sin.shape, "f32")
+    order = legacy_order(c["n_layers"], c["tied_embeddings"])
+    vocab = c["vocab_size"] if c["tied_embeddings"] else -c["vocab_size"]
+    head = struct.pack("<7i", c["dim"], c["hidden_dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"],
+                       vocab, c["max_seq_len"])
+    progress = Progress(sum(int(np.prod(by_name[n].shape)) * 4 for n in order), show_progress)
+    with AtomicFile(path) as f:
+        f.write(head)
+        for name in order:
+            _write_source(f, by_name[name], "fp32", name, progress)
+    progress.finish()
+
+
+def read_legacy(path: str):
+    """(config, {name: float32 array}) of a llama2.c v0 file, read the way llama2.c's run.c does."""
+    raw = np.memmap(path, np.uint8, "r")
+    dim, hidden, n_layers, n_heads, n_kv, vocab, seq = struct.unpack("<7i", bytes(raw[:28]))
+    tied = vocab > 0
+    vocab = abs(vocab)
+    hd = dim // n_heads
+    shapes = {"tok_embeddings": (vocab, dim), "norm": (dim,), "freq_cis_real": (seq, hd // 2),
+              "freq_cis_imag": (seq, hd // 2), "output": (vocab, dim)}
+    per_layer = {"attention_norm": (dim,), "wq": (n_heads * hd, dim), "wk": (n_kv * hd, dim),
+                 "wv": (n_kv * hd, dim), "wo": (dim, n_heads * hd), "ffn_norm": (dim,),
+                 "w1": (hidden, dim), "w2": (dim, hidden), "w3": (hidden, dim)}
+    pos, out = 28, {}
+    for name in legacy_order(n_layers, tied):
+        shape = shapes.get(name) or per_layer[name.split(".")[-1]]
+        n = int(np.prod(shape)) * 4
+        out[name] = np.frombuffer(raw[pos:pos + n], "<f4").reshape(shape)
+        pos += n
+    if pos != len(raw):
+        raise ExportError(f"{path}: {len(raw)} bytes, the v0 layout says {pos}")
+    config = {"dim": dim, "hidden_dim": hidden, "n_layers": n_layers, "n_heads": n_heads,
+              "n_kv_heads": n_kv, "vocab_size": vocab, "max_seq_len": seq, "tied_embeddings": tied}
+    return config, out
