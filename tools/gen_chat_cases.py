@@ -22,6 +22,7 @@ Usage: pip install transformers jinja2 sentencepiece
 import argparse
 import json
 import pathlib
+import re
 
 import sentencepiece
 import transformers
@@ -170,7 +171,11 @@ def main():
 
 
 def write(path, obj):
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(obj, ensure_ascii=False, indent=1)
+    # One line per id list rather than one per id.
+    text = re.sub(r"\[\s*(\d+(?:,\s*\d+)*)\s*\]",
+                  lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", text)
+    path.write_text(text + "\n", encoding="utf-8")
     print("wrote", path, len(obj["cases"]), "cases")
 
 
