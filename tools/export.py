@@ -198,12 +198,20 @@ HF_NAMES = {"attention_norm": "input_layernorm.weight", "wq": "self_attn.q_proj.
             "w2": "mlp.down_proj.weight", "w3": "mlp.up_proj.weight"}
 
 
-def hf_name(name: str) -> str:
+HF_TOP_NAMES = {"tok_embeddings": "model.embed_tokens.weight", "norm": "model.norm.weight",
+                "output": "lm_head.weight"}
+
+
+def source_name(name: str, layer_prefix: str, layer_names: dict, top_names: dict) -> str:
+    """A checkpoint's name for one of our tensors."""
     if name.startswith("layers."):
         _, layer, part = name.split(".")
-        return f"model.layers.{layer}.{HF_NAMES[part]}"
-    return {"tok_embeddings": "model.embed_tokens.weight", "norm": "model.norm.weight",
-            "output": "lm_head.weight"}[name]
+        return f"{layer_prefix}{layer}.{layer_names[part]}"
+    return top_names[name]
+
+
+def hf_name(name: str) -> str:
+    return source_name(name, "model.layers.", HF_NAMES, HF_TOP_NAMES)
 
 
 def hf_model(model_dir: str, args):
@@ -245,11 +253,11 @@ META_NAMES = {"attention_norm": "attention_norm.weight", "wq": "attention.wq.wei
 META_SPLIT_AXIS = {"wq": 0, "wk": 0, "wv": 0, "w1": 0, "w3": 0, "output": 0, "wo": 1, "w2": 1}
 
 
+META_TOP_NAMES = {"tok_embeddings": "tok_embeddings.weight", "norm": "norm.weight", "output": "output.weight"}
+
+
 def meta_name(name: str) -> str:
-    if name.startswith("layers."):
-        _, layer, part = name.split(".")
-        return f"layers.{layer}.{META_NAMES[part]}"
-    return name + ".weight"
+    return source_name(name, "layers.", META_NAMES, META_TOP_NAMES)
 
 
 def merge_shards(name: str, pieces, shape: tuple, where: str):
