@@ -1,12 +1,321 @@
-// Placeholder until the byte-level BPE tokenizer lands (issue 4).
+// Byte-level BPE read from a Hugging Face tokenizer.json (Llama 3, Qwen2.5), matching what the
+// `tokenizers` package produces id for id. The stages follow Hugging Face's pipeline:
+//   added tokens (raw text) -> normalizer -> added tokens (normalized) -> pre-tokenizer -> BPE.
 #include "kuiper/tokenizer/bpe_tokenizer.h"
 
+#include <algorithm>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "kuiper/base/error.h"
+#include "kuiper/tokenizer/added_tokens.h"
+#include "kuiper/tokenizer/bpe_model.h"
+#include "kuiper/tokenizer/byte_level.h"
+#include "kuiper/tokenizer/normalizer.h"
+#include "kuiper/tokenizer/pretokenizer.h"
+#include "kuiper/tokenizer/utf8.h"
 
 namespace kuiper {
+namespace {
+
+using nlohmann::json;
+
+// Pieces up to this size are cached; longer ones are rare and unlikely to repeat.
+constexpr size_t kMaxCachedPiece = 64;
+// The cache is emptied when it reaches this many entries, which bounds its memory.
+constexpr size_t kMaxCacheEntries = 1 << 18;
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  KUIPER_CHECK(file.good(), "cannot open tokenizer file ", path.string());
+  std::ostringstream content;
+  content << file.rdbuf();
+  KUIPER_CHECK(!file.bad(), "cannot read tokenizer file ", path.string());
+  return std::move(content).str();
+}
+
+std::string type_of(const json& spec) {
+  return spec.is_object() && spec.contains("type") && spec["type"].is_string() ? spec["type"].get<std::string>()
+                                                                                : std::string();
+}
+
+// A merge is "left right" (the Hub's usual form) or ["left", "right"] (newer tokenizers).
+std::pair<std::string, std::string> merge_parts(const json& merge, std::string_view file) {
+  if (merge.is_array() && merge.size() == 2) return {merge[0].get<std::string>(), merge[1].get<std::string>()};
+  if (merge.is_string()) {
+    const std::string& s = merge.get_ref<const std::string&>();
+    const size_t space = s.find(' ');
+    if (space != std::string::npos && s.find(' ', space + 1) == std::string::npos)
+      return {s.substr(0, space), s.substr(space + 1)};
+  }
+  fail("tokenizer file ", file, ": malformed merge ", merge.dump(), " (expected \"a b\" or [\"a\", \"b\"])");
+}
+
+// The special token TemplateProcessing puts before the text: the BOS token.
+std::optional<int32_t> template_bos(const json& spec, std::string_view file) {
+  const std::string type = type_of(spec);
+  if (spec.is_null() || type == "ByteLevel") return std::nullopt;
+  if (type == "Sequence") {
+    for (const json& inner : spec.at("processors")) {
+      if (const auto bos = template_bos(inner, file)) return bos;
+    }
+    return std::nullopt;
+  }
+  if (type == "TemplateProcessing") {
+    const json& single = spec.at("single");
+    if (single.empty() || !single[0].contains("SpecialToken")) return std::nullopt;
+    const std::string name = single[0]["SpecialToken"].at("id").get<std::string>();
+    const json& ids = spec.at("special_tokens").at(name).at("ids");
+    KUIPER_CHECK(ids.size() == 1, "tokenizer file ", file, ": the template's first token \"", name,
+                 "\" stands for ", ids.size(), " ids, expected one BOS id");
+    return ids[0].get<int32_t>();
+  }
+  fail("tokenizer file ", file, ": unsupported post_processor \"", type,
+       "\" (supported: ByteLevel, TemplateProcessing and Sequence of them)");
+}
+
+class BpeTokenizer final : public Tokenizer {
+ public:
+  BpeTokenizer(const json& doc, const std::string& file);
+
+  std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
+
+  std::string decode_token(int32_t id) const override {
+    KUIPER_CHECK(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary of ", vocab_size());
+    return decoded_[size_t(id)];
+  }
+
+  int32_t vocab_size() const override { return int32_t(decoded_.size()); }
+  std::optional<int32_t> bos_id() const override { return bos_; }
+
+  std::optional<int32_t> token_id(std::string_view piece) const override {
+    const auto it = spelling_to_id_.find(piece);
+    return it == spelling_to_id_.end() ? std::nullopt : std::optional<int32_t>(it->second);
+  }
+
+ private:
+  struct Scratch {
+    std::vector<TextRun> raw_runs, normalized_runs;
+    std::string normalized;
+    std::vector<std::string_view> pieces;
+    std::deque<std::string> piece_storage;
+    BpeModel::Scratch bpe;
+  };
+
+  // Returns `doc` once its model is known to be one this class implements.
+  static const json& check_supported(const json& doc, const std::string& file);
+  BpeModel load_model(const json& model, const std::string& file);
+  void load_added_tokens(const json& added, const std::string& file);
+  void encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const;
+  void encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const;
+  void encode_piece(std::string_view piece, std::vector<int32_t>& ids, Scratch& s) const;
+
+  Normalizer normalizer_;
+  PreTokenizer pre_tokenizer_;
+  StringMap<int32_t> spelling_to_id_;  // tokens as the file spells them, added tokens included
+  std::vector<std::string> decoded_;   // id -> bytes it prints; "" for special tokens
+  BpeModel model_;
+  AddedTokenMatcher raw_added_, normalized_added_;
+  std::optional<int32_t> bos_;
+
+  mutable std::mutex cache_mutex_;
+  mutable StringMap<std::vector<int32_t>> cache_;  // piece bytes -> ids
+};
+
+BpeTokenizer::BpeTokenizer(const json& doc, const std::string& file)
+    : normalizer_(Normalizer::from_json(check_supported(doc, file).value("normalizer", json()), file)),
+      pre_tokenizer_(PreTokenizer::from_json(doc.value("pre_tokenizer", json()), file)),
+      model_(load_model(doc.at("model"), file)) {
+  KUIPER_CHECK(pre_tokenizer_.byte_level(), "tokenizer file ", file,
+               ": not a byte-level BPE (its pre_tokenizer has no ByteLevel step); "
+               "sentencepiece-style tokenizer.json files are not supported, use the model's tokenizer.model");
+  const std::string decoder = type_of(doc.value("decoder", json()));
+  KUIPER_CHECK(decoder.empty() || decoder == "ByteLevel", "tokenizer file ", file, ": unsupported decoder \"",
+               decoder, "\" (a byte-level BPE decodes with ByteLevel)");
+  load_added_tokens(doc.value("added_tokens", json::array()), file);
+  bos_ = template_bos(doc.value("post_processor", json()), file);
+  KUIPER_CHECK(!bos_ || (*bos_ >= 0 && *bos_ < vocab_size()), "tokenizer file ", file, ": BOS id ", *bos_,
+               " is not in the vocabulary");
+}
+
+const json& BpeTokenizer::check_supported(const json& doc, const std::string& file) {
+  KUIPER_CHECK(doc.is_object() && doc.contains("model") && doc["model"].is_object(), "tokenizer file ", file,
+               " has no \"model\" object; is it a Hugging Face tokenizer.json?");
+  const json& model = doc["model"];
+  const std::string type = type_of(model);
+  KUIPER_CHECK(type == "BPE", "tokenizer file ", file, ": unsupported tokenizer model type \"", type,
+               "\"; only byte-level BPE (Llama 3, Qwen2) is supported");
+  KUIPER_CHECK(!model.value("byte_fallback", false), "tokenizer file ", file,
+               ": BPE with byte_fallback (sentencepiece-style, e.g. TinyLlama) is not supported; "
+               "use the model's tokenizer.model");
+  const json dropout = model.value("dropout", json());
+  KUIPER_CHECK(dropout.is_null() || dropout.get<double>() == 0.0, "tokenizer file ", file,
+               ": BPE dropout is not supported (it makes encoding random)");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    const json v = model.value(key, json());
+    KUIPER_CHECK(v.is_null() || v.get<std::string>().empty(), "tokenizer file ", file, ": BPE ", key,
+                 " is not supported");
+  }
+  return doc;
+}
+
+BpeModel BpeTokenizer::load_model(const json& model, const std::string& file) {
+  const json& vocab = model.at("vocab");
+  KUIPER_CHECK(vocab.is_object() && !vocab.empty(), "tokenizer file ", file, ": model.vocab is not a non-empty object");
+  const bool ignore_merges = model.value("ignore_merges", false);
+  spelling_to_id_.reserve(vocab.size() + 1024);
+  StringMap<int32_t> whole_pieces;
+  if (ignore_merges) whole_pieces.reserve(vocab.size());
+  for (const auto& [spelling, value] : vocab.items()) {
+    const auto id = value.get<int32_t>();
+    KUIPER_CHECK(id >= 0, "tokenizer file ", file, ": negative id for token \"", spelling, "\"");
+    spelling_to_id_[spelling] = id;
+    if (size_t(id) >= decoded_.size()) decoded_.resize(size_t(id) + 1);
+    // A token outside the byte-level alphabet prints as written, as Hugging Face's decoder does.
+    std::optional<std::string> bytes = byte_level::decode(spelling);
+    if (ignore_merges && bytes) whole_pieces.emplace(*bytes, id);
+    decoded_[size_t(id)] = bytes ? std::move(*bytes) : spelling;
+  }
+
+  const auto id_of = [&](const std::string& spelling, const json& merge) {
+    const auto it = spelling_to_id_.find(spelling);
+    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": merge ", merge.dump(), " uses \"",
+                 spelling, "\", which is not in the vocabulary");
+    return it->second;
+  };
+  const json& merge_list = model.at("merges");
+  std::vector<BpeModel::Merge> merges;
+  merges.reserve(merge_list.size());
+  for (const json& merge : merge_list) {
+    const auto [left, right] = merge_parts(merge, file);
+    merges.push_back({id_of(left, merge), id_of(right, merge), id_of(left + right, merge)});
+  }
+
+  std::vector<int32_t> byte_ids(256, -1);
+  for (int b = 0; b < 256; ++b) {
+    if (const auto it = spelling_to_id_.find(byte_level::char_of(uint8_t(b))); it != spelling_to_id_.end())
+      byte_ids[size_t(b)] = it->second;
+  }
+  std::optional<int32_t> unk;
+  if (const json u = model.value("unk_token", json()); u.is_string()) {
+    const auto it = spelling_to_id_.find(u.get<std::string>());
+    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": unk_token ", u.dump(),
+                 " is not in the vocabulary");
+    unk = it->second;
+  }
+  return BpeModel(byte_ids, merges, std::move(whole_pieces), ignore_merges, unk, model.value("fuse_unk", false));
+}
+
+void BpeTokenizer::load_added_tokens(const json& added, const std::string& file) {
+  std::vector<AddedToken> raw, normalized;
+  std::vector<std::string> raw_patterns, normalized_patterns;
+  for (const json& t : added) {
+    AddedToken token;
+    token.id = t.at("id").get<int32_t>();
+    token.content = t.at("content").get<std::string>();
+    KUIPER_CHECK(token.id >= 0, "tokenizer file ", file, ": added token \"", token.content, "\" has a negative id");
+    token.special = t.value("special", false);
+    token.single_word = t.value("single_word", false);
+    token.lstrip = t.value("lstrip", false);
+    token.rstrip = t.value("rstrip", false);
+    token.normalized = t.value("normalized", !token.special);
+
+    spelling_to_id_.insert_or_assign(token.content, token.id);
+    if (size_t(token.id) >= decoded_.size()) decoded_.resize(size_t(token.id) + 1);
+    // Control tokens print nothing; other added tokens print their text.
+    decoded_[size_t(token.id)] =
+        token.special ? std::string() : byte_level::decode(token.content).value_or(token.content);
+    if (token.normalized) {
+      std::string buffer;
+      normalized_patterns.emplace_back(normalizer_.apply(token.content, buffer));
+      normalized.push_back(std::move(token));
+    } else {
+      raw_patterns.push_back(token.content);
+      raw.push_back(std::move(token));
+    }
+  }
+  raw_added_ = AddedTokenMatcher(std::move(raw), raw_patterns);
+  normalized_added_ = AddedTokenMatcher(std::move(normalized), normalized_patterns);
+}
+
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos) const {
+  if (const auto bad = find_invalid_utf8(text)) fail("text is not valid UTF-8 (bad byte at offset ", *bad, ")");
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 2);
+  Scratch s;
+  raw_added_.split(text, s.raw_runs);
+  for (const TextRun& run : s.raw_runs) {
+    if (run.id >= 0) {
+      ids.push_back(run.id);
+    } else {
+      encode_section(text.substr(run.begin, run.end - run.begin), ids, s);
+    }
+  }
+  if (add_bos && bos_ && (ids.empty() || ids.front() != *bos_)) ids.insert(ids.begin(), *bos_);
+  return ids;
+}
+
+void BpeTokenizer::encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const {
+  const std::string_view text = normalizer_.apply(raw, s.normalized);
+  if (normalized_added_.empty()) {
+    encode_normalized(text, ids, s);
+    return;
+  }
+  s.normalized_runs.clear();
+  normalized_added_.split(text, s.normalized_runs);
+  for (const TextRun& run : s.normalized_runs) {
+    if (run.id >= 0) {
+      ids.push_back(run.id);
+    } else {
+      encode_normalized(text.substr(run.begin, run.end - run.begin), ids, s);
+    }
+  }
+}
+
+void BpeTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const {
+  s.pieces.clear();
+  s.piece_storage.clear();
+  pre_tokenizer_.split(text, s.pieces, s.piece_storage);
+  for (std::string_view piece : s.pieces) encode_piece(piece, ids, s);
+}
+
+void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& ids, Scratch& s) const {
+  const bool cacheable = piece.size() <= kMaxCachedPiece;
+  if (cacheable) {
+    std::lock_guard lock(cache_mutex_);
+    if (const auto it = cache_.find(piece); it != cache_.end()) {
+      ids.insert(ids.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  const size_t first = ids.size();
+  model_.encode(piece, ids, s.bpe);
+  if (cacheable) {
+    std::lock_guard lock(cache_mutex_);
+    if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+    cache_.try_emplace(std::string(piece), ids.begin() + std::ptrdiff_t(first), ids.end());
+  }
+}
+
+}  // namespace
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::filesystem::path& path) {
-  fail("tokenizer.json files are not supported yet: ", path.string());
+  const std::string file = path.string();
+  json doc;
+  try {
+    doc = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    fail("cannot parse tokenizer file ", file, " as JSON: ", e.what());
+  }
+  try {
+    return std::make_unique<BpeTokenizer>(doc, file);
+  } catch (const json::exception& e) {
+    // A field of the wrong type or missing: name the file rather than surface a bare JSON error.
+    fail("tokenizer file ", file, " is not a valid tokenizer.json: ", e.what());
+  }
 }
 
 }  // namespace kuiper
