@@ -98,6 +98,8 @@ def hf_config(cfg: dict, where: str) -> dict:
     names = cfg.get("architectures") or []
     arch_name = names[0] if names else {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}.get(
         cfg.get("model_type"), cfg.get("model_type"))
+    if arch_name is None:
+        raise ExportError(f"{where}: names no architecture (not a Hugging Face config.json?)")
     if arch_name not in HF_ARCHITECTURES:
         raise ExportError(f"{where}: unsupported architecture {arch_name!r} "
                           f"(supported: {', '.join(HF_ARCHITECTURES)})")
