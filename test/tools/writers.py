@@ -47,7 +47,7 @@ def _tuple(items) -> bytes:
 def write_torch_state_dict(path, storages: dict, tensors: dict, prefix="consolidated.00") -> None:
     """storages: key -> 1-D array (<f4, <f2 or <u2 for bfloat16); tensors: name -> (storage key,
     offset, shape, stride) in elements, as torch's _rebuild_tensor_v2 takes them."""
-    pkl = b"\x80\x02}(" 
+    pkl = b"\x80\x02}("
     for name, (key, offset, shape, stride) in tensors.items():
         data = storages[key]
         pid = _tuple([_str("storage"), _global("torch", TORCH_NAMES[data.dtype.str]), _str(key), _str("cpu"),
