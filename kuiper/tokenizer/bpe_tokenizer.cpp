@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <deque>
-#include <fstream>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "kuiper/base/error.h"
 #include "kuiper/tokenizer/added_tokens.h"
@@ -16,6 +15,7 @@
 #include "kuiper/tokenizer/byte_level.h"
 #include "kuiper/tokenizer/normalizer.h"
 #include "kuiper/tokenizer/pretokenizer.h"
+#include "kuiper/tokenizer/tokenizer_json.h"
 #include "kuiper/tokenizer/utf8.h"
 
 namespace kuiper {
@@ -28,30 +28,9 @@ constexpr size_t kMaxCachedPiece = 64;
 // The cache is emptied when it reaches this many entries, which bounds its memory.
 constexpr size_t kMaxCacheEntries = 1 << 18;
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  KUIPER_CHECK(file.good(), "cannot open tokenizer file ", path.string());
-  std::ostringstream content;
-  content << file.rdbuf();
-  KUIPER_CHECK(!file.bad(), "cannot read tokenizer file ", path.string());
-  return std::move(content).str();
-}
-
 std::string type_of(const json& spec) {
   return spec.is_object() && spec.contains("type") && spec["type"].is_string() ? spec["type"].get<std::string>()
                                                                                 : std::string();
-}
-
-// A merge is "left right" (the Hub's usual form) or ["left", "right"] (newer tokenizers).
-std::pair<std::string, std::string> merge_parts(const json& merge, std::string_view file) {
-  if (merge.is_array() && merge.size() == 2) return {merge[0].get<std::string>(), merge[1].get<std::string>()};
-  if (merge.is_string()) {
-    const std::string& s = merge.get_ref<const std::string&>();
-    const size_t space = s.find(' ');
-    if (space != std::string::npos && s.find(' ', space + 1) == std::string::npos)
-      return {s.substr(0, space), s.substr(space + 1)};
-  }
-  fail("tokenizer file ", file, ": malformed merge ", merge.dump(), " (expected \"a b\" or [\"a\", \"b\"])");
 }
 
 // The special token TemplateProcessing puts before the text: the BOS token.
@@ -79,7 +58,7 @@ std::optional<int32_t> template_bos(const json& spec, std::string_view file) {
 
 class BpeTokenizer final : public Tokenizer {
  public:
-  BpeTokenizer(const json& doc, const std::string& file);
+  BpeTokenizer(const TokenizerJson& file_content, const std::string& file);
 
   std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
 
@@ -107,7 +86,7 @@ class BpeTokenizer final : public Tokenizer {
 
   // Returns `doc` once its model is known to be one this class implements.
   static const json& check_supported(const json& doc, const std::string& file);
-  BpeModel load_model(const json& model, const std::string& file);
+  BpeModel load_model(const TokenizerJson& content, const std::string& file);
   void load_added_tokens(const json& added, const std::string& file);
   void encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const;
   void encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const;
@@ -125,10 +104,11 @@ class BpeTokenizer final : public Tokenizer {
   mutable StringMap<std::vector<int32_t>> cache_;  // piece bytes -> ids
 };
 
-BpeTokenizer::BpeTokenizer(const json& doc, const std::string& file)
-    : normalizer_(Normalizer::from_json(check_supported(doc, file).value("normalizer", json()), file)),
-      pre_tokenizer_(PreTokenizer::from_json(doc.value("pre_tokenizer", json()), file)),
-      model_(load_model(doc.at("model"), file)) {
+BpeTokenizer::BpeTokenizer(const TokenizerJson& content, const std::string& file)
+    : normalizer_(Normalizer::from_json(check_supported(content.doc, file).value("normalizer", json()), file)),
+      pre_tokenizer_(PreTokenizer::from_json(content.doc.value("pre_tokenizer", json()), file)),
+      model_(load_model(content, file)) {
+  const json& doc = content.doc;
   KUIPER_CHECK(pre_tokenizer_.byte_level(), "tokenizer file ", file,
                ": not a byte-level BPE (its pre_tokenizer has no ByteLevel step); "
                "sentencepiece-style tokenizer.json files are not supported, use the model's tokenizer.model");
@@ -162,16 +142,19 @@ const json& BpeTokenizer::check_supported(const json& doc, const std::string& fi
   return doc;
 }
 
-BpeModel BpeTokenizer::load_model(const json& model, const std::string& file) {
-  const json& vocab = model.at("vocab");
-  KUIPER_CHECK(vocab.is_object() && !vocab.empty(), "tokenizer file ", file, ": model.vocab is not a non-empty object");
+BpeModel BpeTokenizer::load_model(const TokenizerJson& content, const std::string& file) {
+  const json& model = content.doc.at("model");
+  KUIPER_CHECK(content.has_vocab && !content.vocab.empty(), "tokenizer file ", file,
+               ": model.vocab is missing or empty");
+  KUIPER_CHECK(content.has_merges, "tokenizer file ", file, ": model.merges is missing");
   const bool ignore_merges = model.value("ignore_merges", false);
-  spelling_to_id_.reserve(vocab.size() + 1024);
+  spelling_to_id_.reserve(content.vocab.size() + 1024);
   StringMap<int32_t> whole_pieces;
-  if (ignore_merges) whole_pieces.reserve(vocab.size());
-  for (const auto& [spelling, value] : vocab.items()) {
-    const auto id = value.get<int32_t>();
-    KUIPER_CHECK(id >= 0, "tokenizer file ", file, ": negative id for token \"", spelling, "\"");
+  if (ignore_merges) whole_pieces.reserve(content.vocab.size());
+  for (const auto& [spelling, value] : content.vocab) {
+    KUIPER_CHECK(value >= 0 && value <= std::numeric_limits<int32_t>::max(), "tokenizer file ", file, ": bad id ", value, " for token \"",
+                 spelling, "\"");
+    const auto id = int32_t(value);
     spelling_to_id_[spelling] = id;
     if (size_t(id) >= decoded_.size()) decoded_.resize(size_t(id) + 1);
     // A token outside the byte-level alphabet prints as written, as Hugging Face's decoder does.
@@ -180,18 +163,20 @@ BpeModel BpeTokenizer::load_model(const json& model, const std::string& file) {
     decoded_[size_t(id)] = bytes ? std::move(*bytes) : spelling;
   }
 
-  const auto id_of = [&](const std::string& spelling, const json& merge) {
+  std::string joined;
+  const auto id_of = [&](const std::string& spelling, size_t rank) {
     const auto it = spelling_to_id_.find(spelling);
-    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": merge ", merge.dump(), " uses \"",
-                 spelling, "\", which is not in the vocabulary");
+    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": merge ", rank, " (\"",
+                 content.merges[rank].first, "\" + \"", content.merges[rank].second, "\") needs \"", spelling,
+                 "\", which is not in the vocabulary");
     return it->second;
   };
-  const json& merge_list = model.at("merges");
   std::vector<BpeModel::Merge> merges;
-  merges.reserve(merge_list.size());
-  for (const json& merge : merge_list) {
-    const auto [left, right] = merge_parts(merge, file);
-    merges.push_back({id_of(left, merge), id_of(right, merge), id_of(left + right, merge)});
+  merges.reserve(content.merges.size());
+  for (size_t rank = 0; rank < content.merges.size(); ++rank) {
+    const auto& [left, right] = content.merges[rank];
+    joined.assign(left).append(right);
+    merges.push_back({id_of(left, rank), id_of(right, rank), id_of(joined, rank)});
   }
 
   std::vector<int32_t> byte_ids(256, -1);
@@ -304,14 +289,9 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& id
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::filesystem::path& path) {
   const std::string file = path.string();
-  json doc;
+  const TokenizerJson content = read_tokenizer_json(path);
   try {
-    doc = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
-    fail("cannot parse tokenizer file ", file, " as JSON: ", e.what());
-  }
-  try {
-    return std::make_unique<BpeTokenizer>(doc, file);
+    return std::make_unique<BpeTokenizer>(content, file);
   } catch (const json::exception& e) {
     // A field of the wrong type or missing: name the file rather than surface a bare JSON error.
     fail("tokenizer file ", file, " is not a valid tokenizer.json: ", e.what());

@@ -1,0 +1,25 @@
+#pragma once
+// Reads a Hugging Face tokenizer.json. The vocabulary and merges (hundreds of thousands of
+// entries, nearly all of the file) are streamed into flat vectors; building them as a JSON
+// document first (a std::map per object) would take most of the load time.
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace kuiper {
+
+struct TokenizerJson {
+  nlohmann::json doc;  // everything except model.vocab and model.merges
+  std::vector<std::pair<std::string, int64_t>> vocab;     // model.vocab in file order
+  std::vector<std::pair<std::string, std::string>> merges;  // model.merges, either spelling
+  bool has_vocab = false;
+  bool has_merges = false;
+};
+
+// Throws kuiper::Error naming the file when it cannot be read or is not well-formed JSON.
+TokenizerJson read_tokenizer_json(const std::filesystem::path& path);
+
+}  // namespace kuiper
