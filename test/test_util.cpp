@@ -75,6 +75,41 @@ float max_rel_diff(const Tensor& a, const Tensor& b, float floor) {
   return worst;
 }
 
+std::filesystem::path exported_model(const std::string& args) {
+  std::string expanded = args;
+  for (size_t at; (at = expanded.find("{shared}")) != std::string::npos;)
+    expanded.replace(at, 8, shared_dir().string());
+  // The cache key covers the arguments and the converter's source, so an edited export.py
+  // never serves stale files.
+  std::string key = expanded;
+  for (const auto& entry : std::filesystem::directory_iterator(source_dir() / "tools")) {
+    if (entry.path().extension() != ".py") continue;
+    std::ifstream f(entry.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    key += ss.str();
+  }
+  const auto dir = bin_dir().parent_path() / "test_models";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / ("model_" + std::to_string(std::hash<std::string>{}(key)) + ".bin");
+  if (!std::filesystem::exists(path)) {
+    const auto r = run_command("python3 " + (source_dir() / "tools/export.py").string() + " " +
+                               path.string() + " " + expanded + " -q");
+    EXPECT_EQ(r.exit_code, 0) << "export.py " << expanded << " failed:\n" << r.err;
+  }
+  return path;
+}
+
+const nlohmann::json& golden() {
+  static const nlohmann::json g = [] {
+    std::ifstream f(shared_dir() / "models/golden_public.json");
+    return f ? nlohmann::json::parse(f) : nlohmann::json::object();
+  }();
+  return g;
+}
+
+std::string llama_infer() { return (bin_dir() / "llama_infer").string(); }
+
 CommandResult run_command(const std::string& command, const std::string& input) {
   const auto dir = scratch_dir();
   static int counter = 0;

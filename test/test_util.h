@@ -2,6 +2,8 @@
 // Helpers shared by the tests: where the test data is, random tensors, naive references.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <random>
@@ -26,6 +28,17 @@ void fill_uniform(const Tensor& t, std::mt19937& rng, float lo = -1.f, float hi 
 float element(const Tensor& t, int64_t i);
 // max |a - b| / max(|b|, floor) over all elements of two CPU tensors of any float dtype.
 float max_rel_diff(const Tensor& a, const Tensor& b, float floor = 1.f);
+
+// A model exported by tools/export.py with `args` (e.g. "--hf <shared>/models/llama2-kjv
+// --dtype fp16"), cached under the build folder so that every test binary and run shares it.
+// `{shared}` in args stands for shared_dir(). Fails the calling test if the export fails.
+std::filesystem::path exported_model(const std::string& args);
+
+// The golden outputs of Hugging Face transformers (shared/models/golden_public.json), parsed once.
+const nlohmann::json& golden();
+
+// The llama_infer program, quoted for a shell command line.
+std::string llama_infer();
 
 struct CommandResult {
   int exit_code = -1;

@@ -1,0 +1,29 @@
+#include "test/kernels/reference.h"
+
+namespace kuiper::test {
+namespace {
+
+TEST(CpuEmbedding, GathersRowsOfEveryDtype) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    std::mt19937 rng(5);
+    Tensor table(dtype, {50, 37}), tokens(DType::kI32, {4}), out(DType::kF32, {4, 37});
+    fill_uniform(table, rng);
+    const int32_t ids[] = {0, 49, 7, 7};
+    std::copy(ids, ids + 4, tokens.span<int32_t>().begin());
+    kernels::registry().embedding.find(Device::kCPU, dtype)(tokens, table, out, DeviceContext::cpu());
+    for (int i = 0; i < 4; ++i)
+      for (int k = 0; k < 37; ++k)
+        ASSERT_EQ(element(out, i * 37 + k), element(table, ids[i] * 37 + k)) << dtype_name(dtype);
+  }
+}
+
+TEST(CpuEmbedding, RejectsIdsOutsideTheVocabulary) {
+  Tensor table(DType::kF32, {10, 4}), tokens(DType::kI32, {1}), out(DType::kF32, {1, 4});
+  tokens.span<int32_t>()[0] = 10;
+  EXPECT_THROW(kernels::registry().embedding.find(Device::kCPU, DType::kF32)(tokens, table, out,
+                                                                            DeviceContext::cpu()),
+               Error);
+}
+
+}  // namespace
+}  // namespace kuiper::test

@@ -1,0 +1,84 @@
+#pragma once
+// Naive float64 references for the kernels: the obvious loop of each formula in kernels.h.
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "test/test_util.h"
+
+namespace kuiper::test::reference {
+
+inline Tensor matmul(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  const int64_t n = x.dim(0), in = x.dim(1), out = w.dim(0);
+  Tensor y(DType::kF32, {n, out});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t r = 0; r < out; ++r) {
+      double s = bias.empty() ? 0.0 : element(bias, r);
+      for (int64_t k = 0; k < in; ++k) s += double(element(x, i * in + k)) * element(w, r * in + k);
+      y.span<float>()[i * out + r] = float(s);
+    }
+  return y;
+}
+
+inline Tensor rmsnorm(const Tensor& x, const Tensor& weight, float eps) {
+  const int64_t n = x.dim(0), dim = x.dim(1);
+  Tensor y(DType::kF32, {n, dim});
+  for (int64_t i = 0; i < n; ++i) {
+    double ss = 0;
+    for (int64_t k = 0; k < dim; ++k) ss += double(element(x, i * dim + k)) * element(x, i * dim + k);
+    const double scale = 1.0 / std::sqrt(ss / dim + eps);
+    for (int64_t k = 0; k < dim; ++k)
+      y.span<float>()[i * dim + k] = float(element(x, i * dim + k) * scale * element(weight, k));
+  }
+  return y;
+}
+
+inline void softmax(std::vector<double>& v) {
+  double max = v[0], sum = 0;
+  for (double x : v) max = std::max(max, x);
+  for (double& x : v) sum += (x = std::exp(x - max));
+  for (double& x : v) x /= sum;
+}
+
+inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                        const kernels::AttentionShape& s) {
+  const int64_t n = q.dim(0), hd = s.head_dim, qw = q.dim(1), kw = k.dim(1);
+  Tensor out(DType::kF32, {n, qw});
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = positions.span<int32_t>()[i] + 1;
+    for (int h = 0; h < s.n_heads; ++h) {
+      const int64_t g = h / (s.n_heads / s.n_kv_heads);
+      std::vector<double> p(size_t(len), 0.0);
+      for (int64_t t = 0; t < len; ++t) {
+        for (int64_t d = 0; d < hd; ++d)
+          p[t] += double(element(q, i * qw + h * hd + d)) * element(k, t * kw + g * hd + d);
+        p[t] /= std::sqrt(double(hd));
+      }
+      softmax(p);
+      for (int64_t d = 0; d < hd; ++d) {
+        double o = 0;
+        for (int64_t t = 0; t < len; ++t) o += p[t] * element(v, t * kw + g * hd + d);
+        out.span<float>()[i * qw + h * hd + d] = float(o);
+      }
+    }
+  }
+  return out;
+}
+
+inline Tensor rope(const Tensor& x, const Tensor& positions, const Tensor& cos_sin, int head_dim) {
+  Tensor y(DType::kF32, x.shape());
+  const int64_t n = x.dim(0), w = x.dim(1), half = head_dim / 2;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t pos = positions.span<int32_t>()[i];
+    for (int64_t h = 0; h < w; h += head_dim)
+      for (int64_t j = 0; j < half; ++j) {
+        const double c = element(cos_sin, (pos * half + j) * 2), s = element(cos_sin, (pos * half + j) * 2 + 1);
+        const double x0 = element(x, i * w + h + 2 * j), x1 = element(x, i * w + h + 2 * j + 1);
+        y.span<float>()[i * w + h + 2 * j] = float(x0 * c - x1 * s);
+        y.span<float>()[i * w + h + 2 * j + 1] = float(x0 * s + x1 * c);
+      }
+  }
+  return y;
+}
+
+}  // namespace kuiper::test::reference

@@ -1,0 +1,146 @@
+// The model against Hugging Face transformers' fp32 outputs (shared/models/golden_public.json).
+#include "kuiper/model/llama_model.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "test/test_util.h"
+
+namespace kuiper::test {
+namespace {
+
+std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
+
+// Every position's logits have the golden top-20 ids, and their values within 1e-3 relative.
+void expect_matches_top20(LlamaModel& model, const nlohmann::json& c, const std::string& label) {
+  const auto prompt = ids_of(c.at("prompt_ids"));
+  const Tensor logits = model.forward(prompt, 0, /*all_positions=*/true);
+  const int64_t vocab = logits.dim(1);
+  const auto& top20 = c.at("prompt_top20");
+  ASSERT_EQ(top20.size(), prompt.size()) << label;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const float* row = logits.span<float>().data() + i * vocab;
+    std::vector<int32_t> order(static_cast<size_t>(vocab));
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + 20, order.end(),
+                      [&](int32_t a, int32_t b) { return row[a] > row[b]; });
+    std::vector<int32_t> ours(order.begin(), order.begin() + 20), theirs;
+    for (const auto& pair : top20[i]) {
+      const int32_t id = pair[0];
+      const float expected = pair[1];
+      theirs.push_back(id);
+      EXPECT_NEAR(row[id], expected, 1e-3 * std::max(1.f, std::fabs(expected)))
+          << label << " position " << i << " token " << id;
+    }
+    std::sort(ours.begin(), ours.end());
+    std::sort(theirs.begin(), theirs.end());
+    EXPECT_EQ(ours, theirs) << label << " position " << i;
+  }
+}
+
+class GoldenLogits : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenLogits, Llama2PromptLogitsMatchTransformers) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv-meta");
+  auto model = LlamaModel::load(exported_model(GetParam()));
+  for (const auto& p : golden().at("llama2").at("prompts"))
+    expect_matches_top20(*model, p, p.at("prompt").get<std::string>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Exports, GoldenLogits,
+                         ::testing::Values("--hf {shared}/models/llama2-kjv",
+                                           "--meta-llama {shared}/models/llama2-kjv-meta",
+                                           "--hf {shared}/models/llama2-kjv --legacy"));
+
+TEST(GoldenLogits, Qwen2AndLlama3RawPromptLogitsMatchTransformers) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  for (const std::string name : {"qwen2", "llama3"}) {
+    auto model = LlamaModel::load(exported_model("--hf {shared}/models/" + name + "-kjv"));
+    for (const auto& c : golden().at(name).at("raw"))
+      expect_matches_top20(*model, c, name + ": " + c.at("text").get<std::string>());
+  }
+}
+
+// Greedy decoding one token at a time through the KV cache reproduces transformers' greedy ids
+// (stopping at and including a stop id), for every golden prompt of every model.
+TEST(GoldenGreedy, DecodingReproducesTransformers) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  struct Set {
+    std::string model, section;
+  };
+  for (const auto& [name, section] : {Set{"llama2", "prompts"}, Set{"qwen2", "raw"}, Set{"qwen2", "chat"},
+                                      Set{"llama3", "raw"}, Set{"llama3", "chat"}}) {
+    auto model = LlamaModel::load(exported_model("--hf {shared}/models/" + name + "-kjv"));
+    for (const auto& c : golden().at(name).at(section)) {
+      const auto prompt = ids_of(c.at("prompt_ids")), expected = ids_of(c.at("greedy_ids"));
+      std::vector<int32_t> got = {model->forward_greedy(prompt, 0)};
+      auto pos = int32_t(prompt.size());
+      while (got.size() < expected.size() && !model->config().is_eos(got.back()))
+        got.push_back(model->forward_greedy({&got.back(), 1}, pos++));
+      EXPECT_EQ(got, expected) << name << " " << section << " case " << c.dump().substr(0, 80);
+    }
+  }
+}
+
+// Prefill in one batch, in chunks, or one token at a time: the same logits.
+TEST(LlamaModel, BatchingDoesNotChangeLogits) {
+  KUIPER_REQUIRE_SHARED("models/qwen2-kjv");
+  const auto path = exported_model("--hf {shared}/models/qwen2-kjv");
+  const std::vector<int32_t> tokens = {9707, 11, 1879, 0, 220, 108386, 3837, 99489, 1773, 220};
+  const Tensor whole = LlamaModel::load(path)->forward(tokens, 0, true);
+  ModelOptions chunked;
+  chunked.max_batch = 3;
+  const Tensor in_chunks = LlamaModel::load(path, chunked)->forward(tokens, 0, true);
+  EXPECT_LT(max_rel_diff(in_chunks, whole), 1e-4);
+  auto model = LlamaModel::load(path);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const Tensor step = model->forward({&tokens[i], 1}, int32_t(i));
+    EXPECT_LT(max_rel_diff(step, whole.rows(int64_t(i), int64_t(i) + 1)), 1e-4) << "position " << i;
+  }
+}
+
+// fp16 keeps every prompt position's top-1 token. bf16 (8 mantissa bits) may swap near-ties:
+// its top-1 must be among the golden tokens within 0.1 of the best logit.
+TEST(LlamaModel, Fp16AndBf16ExportsKeepTheTopToken) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  for (const std::string dtype : {"fp16", "bf16"}) {
+    auto model = LlamaModel::load(exported_model("--hf {shared}/models/llama2-kjv --dtype " + dtype));
+    EXPECT_EQ(model->config().dtype, *dtype_from_name(dtype));
+    for (const auto& p : golden().at("llama2").at("prompts")) {
+      const auto prompt = ids_of(p.at("prompt_ids"));
+      const Tensor logits = model->forward(prompt, 0, true);
+      for (size_t i = 0; i < prompt.size(); ++i) {
+        const auto row = logits.span<float>().subspan(i * size_t(logits.dim(1)), size_t(logits.dim(1)));
+        const auto top = int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+        const auto& golden_top = p.at("prompt_top20")[i];
+        std::vector<int32_t> acceptable = {golden_top[0][0].get<int32_t>()};
+        for (const auto& pair : golden_top)
+          if (dtype == "bf16" && pair[1].get<float>() >= golden_top[0][1].get<float>() - 0.1f)
+            acceptable.push_back(pair[0]);
+        EXPECT_NE(std::find(acceptable.begin(), acceptable.end(), top), acceptable.end())
+            << dtype << " '" << p.at("prompt").get<std::string>() << "' position " << i;
+      }
+    }
+  }
+}
+
+TEST(LlamaModel, ContextOverflowIsAnError) {
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv");
+  ModelOptions small;
+  small.context = 8;
+  auto model = LlamaModel::load(exported_model("--hf {shared}/models/llama2-kjv"), small);
+  EXPECT_EQ(model->context(), 8);
+  const std::vector<int32_t> tokens(9, 1);
+  try {
+    model->forward(tokens, 0);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("context"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(model->forward({tokens.data(), 8}, 0));
+  EXPECT_THROW(model->forward({tokens.data(), 1}, 8), Error);
+}
+
+}  // namespace
+}  // namespace kuiper::test
