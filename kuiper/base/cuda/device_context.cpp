@@ -2,6 +2,12 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "kuiper/base/cuda/allocator.h"
 #include "kuiper/base/cuda/check.h"
 #include "kuiper/base/cuda/copy.h"
 #include "kuiper/base/device_context.h"
@@ -32,7 +38,13 @@ void require_cuda() {
 struct DeviceContext::CudaState {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  // cuda_workspace(): the current buffer, and those it outgrew (a captured graph may still
+  // use them), all returned when the context dies.
+  std::mutex workspace_mu;
+  std::vector<std::pair<void*, size_t>> workspaces;
   ~CudaState() {
+    if (stream) cudaStreamSynchronize(stream);  // queued kernels may still use the workspaces
+    for (auto [p, bytes] : workspaces) cuda_allocator().deallocate(p, bytes);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -41,6 +53,9 @@ struct DeviceContext::CudaState {
 DeviceContext::DeviceContext(Device device) : device_(device) {
   if (device != Device::kCUDA) return;
   require_cuda();
+  // The allocator must outlive every context (the workspaces go back to it): constructing it
+  // first makes it a static destroyed after any static context.
+  (void)cuda_allocator();
   cuda_ = std::make_unique<CudaState>();
   KUIPER_CUDA_CHECK(cudaStreamCreateWithFlags(&cuda_->stream, cudaStreamNonBlocking));
   KUIPER_CUBLAS_CHECK(cublasCreate(&cuda_->cublas));
@@ -54,6 +69,21 @@ void* DeviceContext::cublas_handle() const { return cuda_ ? cuda_->cublas : null
 
 void DeviceContext::synchronize() const {
   if (cuda_) KUIPER_CUDA_CHECK(cudaStreamSynchronize(cuda_->stream));
+}
+
+void* DeviceContext::cuda_workspace(size_t bytes) const {
+  KUIPER_CHECK(cuda_ != nullptr, "cuda_workspace() of a ", device_name(device_), " context");
+  std::lock_guard lock(cuda_->workspace_mu);
+  auto& all = cuda_->workspaces;
+  if (!all.empty() && all.back().second >= bytes) return all.back().first;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  KUIPER_CUDA_CHECK(cudaStreamIsCapturing(cuda_->stream, &capture));
+  KUIPER_CHECK(capture == cudaStreamCaptureStatusNone, "the CUDA workspace must grow to ", bytes,
+               " bytes while a graph is being captured: run the same step once before capturing");
+  // Grow by at least half, so that a slowly rising size (prefill chunks) grows a few times only.
+  const size_t grown = all.empty() ? bytes : std::max(bytes, all.back().second / 2 * 3);
+  all.emplace_back(cuda_allocator().allocate(grown), grown);
+  return all.back().first;
 }
 
 const DeviceContext& DeviceContext::cpu() {
