@@ -1,0 +1,67 @@
+// out[i] = index of the largest x[i, :], the first one on ties (as the CPU kernel). One block per
+// row; each thread scans its strided share in increasing order, then (value, index) pairs are
+// reduced across the warp and the block, smaller index winning on equal values.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace kuiper::kernels::cuda {
+namespace {
+
+struct Best {
+  float value;
+  int64_t index;
+};
+
+__device__ __forceinline__ Best better(Best a, Best b) {
+  return (b.value > a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+}
+
+__device__ __forceinline__ Best warp_best(Best v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const Best other{__shfl_xor_sync(0xffffffffu, v.value, o),
+                     __shfl_xor_sync(0xffffffffu, v.index, o)};
+    v = better(v, other);
+  }
+  return v;
+}
+
+__global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
+  __shared__ float values[32];
+  __shared__ int64_t indices[32];
+  const float* row = x + int64_t(blockIdx.x) * cols;
+  // Start with "nothing seen" so that a thread without elements never wins.
+  Best best{-INFINITY, INT64_MAX};
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) best = better(best, Best{row[i], i});
+  best = warp_best(best);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    values[warp] = best.value;
+    indices[warp] = best.index;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    best = lane < int(blockDim.x >> 5) ? Best{values[lane], indices[lane]}
+                                       : Best{-INFINITY, INT64_MAX};
+    best = warp_best(best);
+    // A row of NaN or -inf only: index 0, as the CPU kernel's scan answers.
+    if (lane == 0) out[blockIdx.x] = int32_t(best.index == INT64_MAX ? 0 : best.index);
+  }
+}
+
+}  // namespace
+
+void argmax(const Tensor& x, const Tensor& out, const DeviceContext& ctx) {
+  expect_tensor("argmax", "input", x, DType::kF32);
+  expect_tensor("argmax", "output", out, DType::kI32);
+  const int64_t cols = x.dim(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
+  expect_numel("argmax", "output", out, rows);
+  if (rows == 0) return;
+  KUIPER_CHECK(cols > 0, "argmax of rows with no elements");
+  const int threads = int(std::clamp<int64_t>((cols + 31) / 32 * 32, 32, 1024));
+  argmax_kernel<<<unsigned(rows), threads, 0, stream_of(ctx)>>>(x.data<float>(), cols,
+                                                                 out.data<int32_t>());
+  KUIPER_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace kuiper::kernels::cuda

@@ -1,0 +1,128 @@
+#pragma once
+// Helpers shared by the CUDA kernels: type mapping, conversions, vector loads, reductions and
+// the argument checks of the launch wrappers.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <algorithm>
+#include <type_traits>
+
+#include "kernels/kernels.h"
+#include "kuiper/base/cuda/check.h"
+
+namespace kuiper::kernels::cuda {
+
+inline cudaStream_t stream_of(const DeviceContext& ctx) {
+  return static_cast<cudaStream_t>(ctx.cuda_stream());
+}
+
+// The device-side twin of a host storage type (the bit layouts are identical, see half.h).
+template <class T>
+struct DeviceTypeOf {
+  using type = T;
+};
+template <>
+struct DeviceTypeOf<f16> {
+  using type = __half;
+};
+template <>
+struct DeviceTypeOf<bf16> {
+  using type = __nv_bfloat16;
+};
+template <class T>
+using DeviceType = typename DeviceTypeOf<T>::type;
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T from_f32(float v);
+template <>
+__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Unpacks the elements of one 16-byte vector (4 floats or 8 halves) to fp32.
+template <class T>
+__device__ __forceinline__ void unpack16(const uint4& v, float* out) {
+  if constexpr (sizeof(T) == 4) {
+    out[0] = __uint_as_float(v.x);
+    out[1] = __uint_as_float(v.y);
+    out[2] = __uint_as_float(v.z);
+    out[3] = __uint_as_float(v.w);
+  } else {
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (std::is_same_v<T, __half>) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[i]));
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+      } else {
+        // bf16 -> fp32 is a 16-bit shift: cheaper than the conversion intrinsics.
+        out[2 * i] = __uint_as_float(words[i] << 16);
+        out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+      }
+    }
+  }
+}
+
+// A 16-byte load of data read once (weights): read-only path, no L1 allocation, so the small
+// vectors that every warp re-reads (activations) keep L1 to themselves.
+__device__ __forceinline__ uint4 load_stream16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum (or max) over the whole block, returned to every thread. `scratch` holds 32 floats; the
+// block size is a multiple of 32. Safe to call repeatedly with the same scratch.
+template <bool kMax>
+__device__ __forceinline__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.f);
+  return kMax ? warp_max(v) : warp_sum(v);
+}
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  return block_reduce<false>(v, scratch);
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+  return block_reduce<true>(v, scratch);
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+inline unsigned blocks_for(int64_t work, int threads) {
+  return unsigned((work + threads - 1) / threads);
+}
+
+// Launch wrappers check what they are given: a misplaced tensor is a kuiper::Error, not a fault.
+void expect_tensor(const char* op, const char* name, const Tensor& t, DType dtype);
+void expect_numel(const char* op, const char* name, const Tensor& t, int64_t numel);
+
+}  // namespace kuiper::kernels::cuda

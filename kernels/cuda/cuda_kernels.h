@@ -1,0 +1,33 @@
+#pragma once
+// The CUDA backend's kernels; kernels/cuda/register.cu puts them into the registries. Templates
+// over the storage type (float, f16, bf16) of the tensor the op is keyed by, instantiated in the
+// op's .cu file. None of them synchronizes, allocates during a decoding step (n == 1) or reads
+// per-token values on the host, so a decoding step can be captured into a CUDA graph.
+#include "kernels/kernels.h"
+
+namespace kuiper::kernels::cuda {
+
+template <class T>
+void embedding(const Tensor& tokens, const Tensor& table, const Tensor& out,
+               const DeviceContext& ctx);
+// n == 1: a hand-written GEMV; n > 1: cuBLAS (see matmul.cu).
+template <class T>
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+            const DeviceContext& ctx);
+// T: the cache's type.
+template <class T>
+void scatter_rows(const Tensor& src, const Tensor& positions, const Tensor& dst,
+                  const DeviceContext& ctx);
+template <class T>
+void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+               const Tensor& positions, const AttentionShape& shape, const Tensor& out,
+               const DeviceContext& ctx);
+
+RmsNormFn rmsnorm;
+RopeFn rope;
+SwiGluFn swiglu;
+AddFn add;
+SoftmaxFn softmax;
+ArgmaxFn argmax;
+
+}  // namespace kuiper::kernels::cuda

@@ -1,0 +1,269 @@
+// y[n, out] = x[n, in] * w[out, in]^T (+ bias), activations fp32, weights fp32/fp16/bf16.
+//
+// n == 1 (decoding) is a GEMV that must stream the weights at close to the memory bandwidth: it
+// is nearly all of a decoding step's time. Each warp computes `kRows` output rows; each lane
+// issues `kUnroll` 16-byte weight loads per row (coalesced: a warp reads 512 contiguous bytes a
+// load) before it uses any, so many loads are in flight; weights bypass L1, while the activation
+// vector, which every warp reads, stays in L1. Products accumulate in fp32 and a warp shuffle
+// reduces each row. Rows whose size or address do not allow 16-byte loads take a scalar kernel.
+// Nothing here allocates, synchronizes or reads values on the host: it can be captured in a graph.
+//
+// n > 1 (prefill) goes to cuBLAS:
+//  - fp32 weights: an fp32 GEMM with CUBLAS_COMPUTE_32F_PEDANTIC, which rules out TF32 whatever
+//    the handle's math mode, so logits match the fp32 reference to ~1e-5.
+//  - fp16/bf16 weights: cuBLAS has no fp32 x 16-bit GEMM, and rounding x to bf16 costs ~4e-3
+//    of relative accuracy. So x is split into two 16-bit parts, x = hi + lo (hi = x rounded,
+//    lo = the rounding error rounded), and y = W hi + W lo by two tensor-core GEMMs with fp32
+//    accumulation: the error left is that of lo (~2^-16 of x for bf16), at twice the tensor-core
+//    work, which prefill can afford. The parts live in the context's workspace.
+#include <climits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemv.h"
+
+namespace kuiper::kernels::cuda {
+namespace {
+
+// ---- n == 1 ------------------------------------------------------------------------------
+
+template <class T, int kRows, int kUnroll>
+__global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w,
+                            const float* __restrict__ bias, float* __restrict__ y, int out,
+                            int in) {
+  constexpr int kVec = 16 / sizeof(T);  // weights per 16-byte load
+  const int lane = threadIdx.x & 31;
+  const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kRows;
+  if (row0 >= out) return;
+  const int nvec = in / kVec;
+  const uint4* rows[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)  // rows past the end re-read the last one; never stored
+    rows[r] = reinterpret_cast<const uint4*>(w + int64_t(min(row0 + r, out - 1)) * in);
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+
+  float acc[kRows] = {};
+  for (int base = lane; base < nvec; base += 32 * kUnroll) {
+    uint4 wv[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * 32;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) wv[u][r] = i < nvec ? load_stream16(rows[r] + i) : uint4{};
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * 32;
+      if (i >= nvec) break;
+      float xs[kVec];
+#pragma unroll
+      for (int k = 0; k < kVec / 4; ++k) {
+        const float4 v = __ldg(x4 + int64_t(i) * (kVec / 4) + k);
+        xs[4 * k] = v.x;
+        xs[4 * k + 1] = v.y;
+        xs[4 * k + 2] = v.z;
+        xs[4 * k + 3] = v.w;
+      }
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float ws[kVec];
+        unpack16<T>(wv[u][r], ws);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[r] = fmaf(ws[k], xs[k], acc[r]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const float sum = warp_sum(acc[r]);
+    if (lane == 0 && row0 + r < out) y[row0 + r] = sum + (bias != nullptr ? bias[row0 + r] : 0.f);
+  }
+}
+
+// Any size and alignment: one warp per row, one element per lane at a time.
+template <class T>
+__global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restrict__ w,
+                                   const float* __restrict__ bias, float* __restrict__ y, int out,
+                                   int in) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= out) return;
+  const T* wr = w + int64_t(row) * in;
+  float acc = 0.f;
+  for (int k = lane; k < in; k += 32) acc = fmaf(to_f32(wr[k]), x[k], acc);
+  acc = warp_sum(acc);
+  if (lane == 0) y[row] = acc + (bias != nullptr ? bias[row] : 0.f);
+}
+
+// Chosen with bench/gemv_bench.cu on an H100 (see gemv_default_variant).
+constexpr GemvVariant kVariants[] = {
+    {1, 4, 4}, {1, 8, 4}, {2, 4, 4}, {2, 4, 8}, {2, 8, 4}, {4, 2, 4}, {4, 4, 4},
+};
+constexpr int kNumVariants = int(std::size(kVariants));
+
+struct GemvArgs {
+  const float* x;
+  const void* w;
+  const float* bias;
+  float* y;
+  int out, in;
+  cudaStream_t stream;
+};
+
+template <class DT, int kV = 0>
+void launch_variant(int v, const GemvArgs& a) {
+  if constexpr (kV < kNumVariants) {
+    if (v != kV) return launch_variant<DT, kV + 1>(v, a);
+    constexpr GemvVariant c = kVariants[kV];
+    const int rows_per_block = c.rows_per_warp * c.warps_per_block;
+    gemv_kernel<DT, c.rows_per_warp, c.unroll>
+        <<<blocks_for(a.out, rows_per_block), c.warps_per_block * 32, 0, a.stream>>>(
+            a.x, static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
+    KUIPER_CUDA_CHECK_LAUNCH();
+  } else {
+    fail("gemv: no variant ", v);
+  }
+}
+
+template <class T>
+void gemv(int variant, const GemvArgs& a) {
+  using DT = DeviceType<T>;
+  constexpr int kVec = 16 / sizeof(T);
+  if (a.in % kVec == 0 && aligned16(a.w) && aligned16(a.x)) {
+    launch_variant<DT>(variant, a);
+  } else {
+    constexpr int kWarps = 4;
+    gemv_scalar_kernel<DT><<<blocks_for(a.out, kWarps), kWarps * 32, 0, a.stream>>>(
+        a.x, static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
+    KUIPER_CUDA_CHECK_LAUNCH();
+  }
+}
+
+// ---- n > 1 -------------------------------------------------------------------------------
+
+__global__ void broadcast_rows_kernel(const float* bias, float* y, int64_t n, int out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n * out) y[i] = bias[i % out];
+}
+
+template <class DT>
+__global__ void split_kernel(const float* x, DT* hi, DT* lo, int64_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const DT h = from_f32<DT>(x[i]);
+  hi[i] = h;
+  lo[i] = from_f32<DT>(x[i] - to_f32(h));
+}
+
+template <class T>
+constexpr cudaDataType_t cuda_data_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  if constexpr (std::is_same_v<T, f16>) return CUDA_R_16F;
+  return CUDA_R_16BF;
+}
+
+template <class T>
+void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int n, int in,
+          int out, const DeviceContext& ctx) {
+  cudaStream_t stream = stream_of(ctx);
+  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
+  constexpr int kThreads = 256;
+  float beta = 0.f;
+  if (!bias.empty()) {  // y starts as the bias, and the products are added to it
+    broadcast_rows_kernel<<<blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream>>>(
+        bias.data<float>(), y.data<float>(), n, out);
+    KUIPER_CUDA_CHECK_LAUNCH();
+    beta = 1.f;
+  }
+  // Column-major, cuBLAS sees w as in x out, x as in x n and y as out x n: y = w^T x.
+  const float one = 1.f;
+  const cudaDataType_t wt = cuda_data_type<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one,
+                                     w.data<float>(), wt, in, x.data<float>(), CUDA_R_32F, in,
+                                     &beta, y.data<float>(), CUDA_R_32F, out,
+                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+  } else {
+    using DT = DeviceType<T>;
+    const int64_t count = int64_t(n) * in;
+    const size_t part_bytes = (size_t(count) * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
+    char* workspace = static_cast<char*>(ctx.cuda_workspace(2 * part_bytes));
+    DT* hi = reinterpret_cast<DT*>(workspace);
+    DT* lo = reinterpret_cast<DT*>(workspace + part_bytes);
+    split_kernel<DT><<<blocks_for(count, kThreads), kThreads, 0, stream>>>(x.data<float>(), hi, lo,
+                                                                           count);
+    KUIPER_CUDA_CHECK_LAUNCH();
+    for (const DT* part : {hi, lo}) {
+      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one,
+                                       w.data<T>(), wt, in, part, wt, in, &beta, y.data<float>(),
+                                       CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      beta = 1.f;  // the second part adds to the first
+    }
+  }
+}
+
+struct MatmulShape {
+  int n, in, out;
+};
+
+MatmulShape check_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+                         DType wtype) {
+  expect_tensor("matmul", "input", x, DType::kF32);
+  expect_tensor("matmul", "weight", w, wtype);
+  expect_tensor("matmul", "output", y, DType::kF32);
+  KUIPER_CHECK(w.ndim() == 2, "matmul: weight ", w.describe(), " is not 2-d");
+  const int64_t in = w.dim(1), out = w.dim(0);
+  KUIPER_CHECK(x.dim(-1) == in, "matmul: input ", x.describe(), " does not match weight ",
+               w.describe());
+  const int64_t n = x.numel() / std::max<int64_t>(in, 1);
+  expect_numel("matmul", "output", y, n * out);
+  if (!bias.empty()) {
+    expect_tensor("matmul", "bias", bias, DType::kF32);
+    expect_numel("matmul", "bias", bias, out);
+  }
+  KUIPER_CHECK(n <= INT_MAX && in <= INT_MAX && out <= INT_MAX, "matmul: sizes beyond int range");
+  return {int(n), int(in), int(out)};
+}
+
+}  // namespace
+
+std::span<const GemvVariant> gemv_variants() { return kVariants; }
+
+int gemv_default_variant(DType dtype) { return dtype == DType::kF32 ? 2 : 2; }
+
+void gemv_with_variant(int variant, const Tensor& x, const Tensor& w, const Tensor& bias,
+                       const Tensor& y, const DeviceContext& ctx) {
+  const MatmulShape s = check_matmul(x, w, bias, y, w.dtype());
+  KUIPER_CHECK(s.n == 1, "gemv: ", s.n, " rows, expected 1");
+  const GemvArgs a{x.data<float>(), w.raw_data(), bias.empty() ? nullptr : bias.data<float>(),
+                   y.data<float>(), s.out, s.in, stream_of(ctx)};
+  switch (w.dtype()) {
+    case DType::kF32: return gemv<float>(variant, a);
+    case DType::kF16: return gemv<f16>(variant, a);
+    case DType::kBF16: return gemv<bf16>(variant, a);
+    default: fail("gemv: weights of ", dtype_name(w.dtype()));
+  }
+}
+
+template <class T>
+void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+            const DeviceContext& ctx) {
+  const MatmulShape s = check_matmul(x, w, bias, y, dtype_of<T>());
+  if (s.n == 0 || s.out == 0) return;
+  if (s.n == 1) {
+    const GemvArgs a{x.data<float>(), w.raw_data(), bias.empty() ? nullptr : bias.data<float>(),
+                     y.data<float>(), s.out, s.in, stream_of(ctx)};
+    gemv<T>(gemv_default_variant(dtype_of<T>()), a);
+  } else {
+    gemm<T>(x, w, bias, y, s.n, s.in, s.out, ctx);
+  }
+}
+
+template void matmul<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                            const DeviceContext&);
+template void matmul<f16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                          const DeviceContext&);
+template void matmul<bf16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const DeviceContext&);
+
+}  // namespace kuiper::kernels::cuda
