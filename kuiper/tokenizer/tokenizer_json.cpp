@@ -98,11 +98,13 @@ class Reader {
   }
 
   bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& e) {
-    error_ = e.what();
+    syntax_error_ = e.what();
     return false;
   }
 
-  const std::string& error() const { return error_; }
+  // Why parsing stopped: not JSON at all, or JSON that is not laid out as a tokenizer.json.
+  const std::string& syntax_error() const { return syntax_error_; }
+  const std::string& layout_error() const { return layout_error_; }
 
  private:
   enum class Zone { kDocument, kVocab, kMerges, kMergePair };
@@ -158,7 +160,7 @@ class Reader {
   }
 
   bool refuse(std::string why) {
-    error_ = std::move(why);
+    layout_error_ = std::move(why);
     return false;
   }
 
@@ -168,7 +170,7 @@ class Reader {
   std::string key_;
   Zone zone_ = Zone::kDocument;
   std::vector<std::string> pair_;
-  std::string error_;
+  std::string syntax_error_, layout_error_;
 };
 
 }  // namespace
@@ -177,9 +179,10 @@ TokenizerJson read_tokenizer_json(const std::filesystem::path& path) {
   const std::string text = read_file(path);
   TokenizerJson out;
   Reader reader(out);
-  const bool ok = json::sax_parse(text, &reader, json::input_format_t::json, /*strict=*/true);
-  KUIPER_CHECK(ok, "cannot parse tokenizer file ", path.string(), " as JSON: ",
-               reader.error().empty() ? std::string("malformed") : reader.error());
+  if (!json::sax_parse(text, &reader, json::input_format_t::json, /*strict=*/true)) {
+    KUIPER_CHECK(reader.layout_error().empty(), "tokenizer file ", path.string(), ": ", reader.layout_error());
+    fail("cannot parse tokenizer file ", path.string(), " as JSON: ", reader.syntax_error());
+  }
   return out;
 }
 
