@@ -32,6 +32,7 @@ int generate(const Options& o, Session& s) {
   KUIPER_CHECK(!prompt.empty(), "the prompt is empty and the model has no BOS token to start from");
   KUIPER_CHECK(int64_t(prompt.size()) <= s.model->context(), "the prompt has ", prompt.size(),
                " tokens but the context holds ", s.model->context(), " (-c/--ctx)");
+  report_loaded(o, s);
   if (!o.print_ids) {
     std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
     std::fflush(stdout);
@@ -72,11 +73,6 @@ int run(int argc, char** argv) {
   if (!o.seed_given)
     o.sampler.seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
   Session s = open_session(o);
-  const ModelConfig& c = s.model->config();
-  std::fprintf(stderr, "kuiper: loaded %s (%s, %s, %d layers, dim %d, %s) on %s in %.2f s\n",
-               o.model_path.c_str(), std::string(s.model->file().format()).c_str(),
-               c.architecture.c_str(), c.n_layers, c.dim, std::string(dtype_name(c.dtype)).c_str(),
-               std::string(device_name(o.device)).c_str(), s.load_seconds);
   return o.chat ? chat(o, s) : generate(o, s);
 }
 

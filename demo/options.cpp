@@ -114,6 +114,7 @@ Options parse_options(std::span<char* const> args) {
   KUIPER_CHECK(o.steps >= 0, "--steps must be >= 0, got ", o.steps);
   KUIPER_CHECK(o.context >= 0, "--ctx must be >= 0, got ", o.context);
   KUIPER_CHECK(o.threads >= 0, "--threads must be >= 0, got ", o.threads);
+  Sampler{o.sampler};  // validates temperature, top-p and top-k now, before anything is loaded
   return o;
 }
 

@@ -1,6 +1,7 @@
 #include "demo/session.h"
 
 #include <chrono>
+#include <cstdio>
 
 #include "kernels/cpu/cpu_kernels.h"
 
@@ -40,6 +41,14 @@ Session open_session(const Options& o) {
   s.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
+}
+
+void report_loaded(const Options& o, const Session& s) {
+  const ModelConfig& c = s.model->config();
+  std::fprintf(stderr, "kuiper: loaded %s (%s, %s, %d layers, dim %d, %s) on %s in %.2f s\n",
+               o.model_path.c_str(), std::string(s.model->file().format()).c_str(),
+               c.architecture.c_str(), c.n_layers, c.dim, std::string(dtype_name(c.dtype)).c_str(),
+               std::string(device_name(o.device)).c_str(), s.load_seconds);
 }
 
 }  // namespace kuiper::demo

@@ -17,4 +17,8 @@ struct Session {
 // Throws kuiper::Error when either file is bad or the tokenizer does not fit the model.
 Session open_session(const Options& options);
 
+// One line on stderr: what was loaded, where, how fast. Printed once the request is known to be
+// valid, so that a bad request gets nothing but its error line.
+void report_loaded(const Options& options, const Session& session);
+
 }  // namespace kuiper::demo

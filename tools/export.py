@@ -139,10 +139,14 @@ def hf_metadata(c: dict, cfg: dict, model_dir: str, args) -> dict:
     tk = load_json(tk_path) if os.path.isfile(tk_path) else {}
 
     bos = cfg.get("bos_token_id", gen.get("bos_token_id"))
+    eos = union(ids_list(cfg.get("eos_token_id")), ids_list(gen.get("eos_token_id")))
     bos_named = bool(tk.get("bos_token"))
     if ("bos_token" in tk and not bos_named) or (c["architecture"] == "qwen2" and not bos_named) or bos is None:
-        bos = -1  # the tokenizer has no BOS (Qwen2): config's bos_token_id is really <|endoftext|>
-    eos = union(ids_list(cfg.get("eos_token_id")), ids_list(gen.get("eos_token_id")))
+        # The tokenizer has no BOS (Qwen2): config's bos_token_id is really <|endoftext|>, which
+        # ends a document, so it stops generation as Qwen2.5's generation_config.json says.
+        if c["architecture"] == "qwen2" and bos is not None:
+            eos = union(eos, [int(bos)])
+        bos = -1
 
     tok_file = find_tokenizer([model_dir], args.tokenizer)
     tok_size, prepends = tokenizer_file_facts(tok_file) if tok_file else (0, None)

@@ -193,7 +193,7 @@ def test_metadata_of_the_shared_models(models, exported):
                   "chat_template": "", "tokenizer_vocab_size": 32000, "_version": 1}
     q, _ = read(exported("--hf", models / "qwen2-kjv"))
     assert (q["architecture"], q["attention_bias"], q["bos_id"], q["eos_ids"], q["add_bos"]) == \
-        ("qwen2", True, -1, [151645], False)
+        ("qwen2", True, -1, [151645, 151643], False)
     assert (q["chat_template"], q["tokenizer_vocab_size"], q["rope_theta"], q["norm_eps"]) == \
         ("chatml", 151665, 1e6, 1e-6)
     l3, _ = read(exported("--hf", models / "llama3-kjv"))

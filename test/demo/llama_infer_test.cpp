@@ -1,0 +1,165 @@
+// llama_infer end to end: golden greedy generations through the command line, and every kind of
+// bad input ending in one clear line on stderr and a non-zero exit.
+#include <fstream>
+#include <sstream>
+
+#include "test/test_util.h"
+
+namespace kuiper::test {
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string ids_line(const nlohmann::json& ids) {
+  std::string line;
+  for (const auto& id : ids) line += (line.empty() ? "" : " ") + std::to_string(id.get<int>());
+  return line + "\n";
+}
+
+CommandResult infer(const std::string& args, const std::string& input = "") {
+  return run_command(llama_infer() + " " + args, input);
+}
+
+// Exactly one line on stderr naming the problem, and a non-zero exit.
+void expect_clear_error(const CommandResult& r, const std::string& must_mention) {
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.exit_code, 128) << "killed by a signal: " << r.err;
+  EXPECT_NE(r.err.find(must_mention), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+}
+
+class Llama2Greedy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Llama2Greedy, GeneratesTheGoldenIdsAndText) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv-meta");
+  const auto model = exported_model(GetParam());
+  const auto tokenizer = shared_dir() / "models/llama2/tokenizer.model";
+  for (const auto& p : golden().at("llama2").at("prompts")) {
+    const std::string prompt = p.at("prompt");
+    const std::string base = model.string() + " " + tokenizer.string() + " -p " + quote(prompt);
+    const auto ids = infer(base + " --temp 0 -n 200 --ids");
+    EXPECT_EQ(ids.exit_code, 0) << ids.err;
+    EXPECT_EQ(ids.out, ids_line(p.at("greedy_ids"))) << prompt;
+    const auto text = infer(base + " --temp 0 -n 200");
+    EXPECT_EQ(text.out, prompt + " " + p.at("greedy_text").get<std::string>() + "\n") << prompt;
+    EXPECT_NE(text.err.find("tokens/s"), std::string::npos) << text.err;
+    EXPECT_EQ(infer(base + " --tokenize").out, ids_line(p.at("prompt_ids"))) << prompt;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Exports, Llama2Greedy,
+                         ::testing::Values("--hf {shared}/models/llama2-kjv",
+                                           "--meta-llama {shared}/models/llama2-kjv-meta",
+                                           "--hf {shared}/models/llama2-kjv --legacy"));
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(shared_dir() / "models/llama2-kjv"))
+      GTEST_SKIP() << "test data not found: " << (shared_dir() / "models/llama2-kjv").string();
+    model_ = exported_model("--hf {shared}/models/llama2-kjv").string();
+    tokenizer_ = (shared_dir() / "models/llama2-kjv/tokenizer.model").string();
+  }
+  std::string write_file(const std::string& name, const std::string& bytes) {
+    const auto path = scratch_dir() / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path.string();
+  }
+  std::string model_bytes(size_t keep) {
+    std::ifstream f(model_, std::ios::binary);
+    std::string bytes(keep, '\0');
+    f.read(bytes.data(), std::streamsize(keep));
+    return bytes;
+  }
+  std::string model_, tokenizer_;
+};
+
+TEST_F(BadInput, MissingModelFile) {
+  expect_clear_error(infer("/no/such/model.bin " + tokenizer_ + " -p hi"), "/no/such/model.bin");
+}
+
+TEST_F(BadInput, TruncatedModelFile) {
+  const auto size = std::filesystem::file_size(model_);
+  expect_clear_error(infer(write_file("half.bin", model_bytes(size / 2)) + " " + tokenizer_),
+                     "truncated");
+  expect_clear_error(infer(write_file("header.bin", model_bytes(30)) + " " + tokenizer_), "truncated");
+}
+
+TEST_F(BadInput, FileThatIsNotAModel) {
+  expect_clear_error(infer(write_file("notes.txt", std::string(4096, 'x')) + " " + tokenizer_),
+                     "not a model file");
+  expect_clear_error(infer(tokenizer_ + " " + tokenizer_), "not a model file");
+}
+
+TEST_F(BadInput, CorruptHeader) {
+  std::string bytes = model_bytes(1 << 16);
+  bytes[30] = '#';  // inside the JSON header
+  expect_clear_error(infer(write_file("corrupt.bin", bytes) + " " + tokenizer_), "corrupt header");
+}
+
+TEST_F(BadInput, MissingOrWrongTokenizer) {
+  expect_clear_error(infer(model_ + " /no/such/tokenizer.model"), "/no/such/tokenizer.model");
+  expect_clear_error(infer(model_ + " " + write_file("garbage.model", "garbage")), "tokenizer");
+  const auto qwen = shared_dir() / "models/qwen2-kjv/tokenizer.json";
+  expect_clear_error(infer(model_ + " " + qwen.string() + " -p hi"), "does not belong to model");
+}
+
+TEST_F(BadInput, PromptLongerThanTheContext) {
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " -c 8 -p " +
+                           quote("In the beginning God created the heaven and the earth.")),
+                     "context");
+}
+
+TEST_F(BadInput, StepsBeyondTheContextStopWithANotice) {
+  const auto r = infer(model_ + " " + tokenizer_ + " -c 12 -n 100 --temp 0 -p 'And it came to pass'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("context of 12 tokens is full"), std::string::npos) << r.err;
+  const auto ids = infer(model_ + " " + tokenizer_ + " -c 12 -n 100 --temp 0 --ids -p 'And it came to pass'");
+  EXPECT_EQ(std::count(ids.out.begin(), ids.out.end(), ' ') + 1, 12 - 6 + 1)
+      << "prompt of 6 tokens, 6 fed back, the last one printed: " << ids.out;
+}
+
+TEST_F(BadInput, InvalidUtf8Prompt) {
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " -p $(printf 'ab\\377cd')"), "UTF-8");
+}
+
+TEST_F(BadInput, UnknownOptionsAndBadValues) {
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " --frobnicate"), "--frobnicate");
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " -n many"), "-n");
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " --temp"), "--temp");
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " --device tpu"), "tpu");
+  expect_clear_error(infer(model_), "MODEL and TOKENIZER");
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " --top-p 0"), "top-p");
+}
+
+TEST_F(BadInput, CudaWithoutAGpu) {
+  const auto probe = infer(model_ + " " + tokenizer_ + " --device cuda -n 1 -p hi");
+  if (probe.exit_code == 0) GTEST_SKIP() << "a GPU is present";
+  expect_clear_error(probe, "CUDA");
+}
+
+TEST(LlamaInfer, HelpPrintsUsage) {
+  const auto r = infer("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("usage:"), std::string::npos);
+  EXPECT_NE(r.out.find("--top-p"), std::string::npos);
+}
+
+TEST(LlamaInfer, SamplingIsReproducibleWithASeed) {
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv");
+  const auto base = exported_model("--hf {shared}/models/llama2-kjv").string() + " " +
+                    (shared_dir() / "models/llama2-kjv/tokenizer.model").string() +
+                    " -p 'And God said' -n 30 --temp 1.0 --top-p 0.9 --top-k 50 --ids";
+  const auto a = infer(base + " --seed 7"), b = infer(base + " --seed 7"), c = infer(base + " --seed 8");
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+}  // namespace
+}  // namespace kuiper::test
