@@ -1,11 +1,14 @@
 #pragma once
-// The BPE model proper: turns one pre-tokenized piece (raw bytes) into token ids by applying
-// the ranked merges, lowest rank first, as Hugging Face's tokenizers do.
+// The BPE model proper: the vocabulary and ranked merges of a tokenizer.json, and the encoding
+// of one pre-tokenized piece (raw bytes) into ids, lowest-rank merge first, as Hugging Face's
+// tokenizers do.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace kuiper {
@@ -20,17 +23,24 @@ using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>
 
 class BpeModel {
  public:
-  struct Merge {
-    int32_t left;
-    int32_t right;
-    int32_t merged;
+  struct Options {
+    bool ignore_merges = false;            // a piece that is a token is taken whole (Llama 3)
+    std::optional<std::string> unk_token;  // stands for bytes the vocabulary lacks
+    bool fuse_unk = false;
   };
 
-  // `byte_ids[b]` is the token of the single byte b (-1 if the vocabulary lacks it). Merges are
-  // in rank order; a later duplicate of a pair overrides the earlier one. `whole_pieces` maps
-  // the raw bytes of every vocabulary token to its id and is used only with ignore_merges.
-  BpeModel(const std::vector<int32_t>& byte_ids, const std::vector<Merge>& merges,
-           StringMap<int32_t> whole_pieces, bool ignore_merges, std::optional<int32_t> unk, bool fuse_unk);
+  // `vocab`: (spelling in the byte-level alphabet, id); `merges`: spelling pairs in rank order
+  // (a later duplicate of a pair overrides the earlier one). Throws kuiper::Error, naming
+  // `file`, for a merge or unk token outside the vocabulary.
+  BpeModel(std::span<const std::pair<std::string, int64_t>> vocab,
+           std::span<const std::pair<std::string, std::string>> merges, Options options, std::string_view file);
+
+  // One more than the largest id.
+  int32_t size() const { return int32_t(bytes_.size()); }
+  bool has_token(int32_t id) const { return id >= 0 && id < size() && present_[size_t(id)]; }
+  // The bytes token `id` stands for (its spelling as is if that is not byte-level).
+  const std::string& token_bytes(int32_t id) const { return bytes_[size_t(id)]; }
+  std::optional<int32_t> id_of_spelling(std::string_view spelling) const;
 
   // Per-thread working memory, reused across pieces so encoding does not allocate per piece.
   struct Scratch {
@@ -52,6 +62,20 @@ class BpeModel {
   void encode(std::string_view piece, std::vector<int32_t>& out, Scratch& scratch) const;
 
  private:
+  // Raw bytes -> id by open addressing; the keys are bytes_[id], so the table holds no strings.
+  class BytesIndex {
+   public:
+    void build(const std::vector<std::string>& bytes, const std::vector<bool>& indexed);
+    int32_t find(std::string_view key, const std::vector<std::string>& bytes) const;  // -1 if absent
+
+   private:
+    struct Slot {
+      uint32_t tag;  // high bits of the hash, to skip most string compares
+      int32_t id;    // -1: empty
+    };
+    std::vector<Slot> slots_;
+  };
+
   // Open addressing over (left << 32 | right): pair lookups are the inner loop of encoding,
   // and std::unordered_map's node chasing would dominate it.
   class PairTable {
@@ -73,14 +97,17 @@ class BpeModel {
     int shift_ = 64;
   };
 
+  int32_t id_of_bytes(std::string_view bytes) const { return index_.find(bytes, bytes_); }
   void push_candidate(Scratch& s, int32_t pos) const;
 
-  int32_t byte_ids_[256];
-  PairTable pairs_;
-  StringMap<int32_t> whole_pieces_;
-  bool ignore_merges_;
+  std::vector<std::string> bytes_;  // id -> bytes
+  std::vector<bool> present_;       // id -> whether the vocabulary has it (ids may have gaps)
+  BytesIndex index_;                // byte-level tokens
+  StringMap<int32_t> odd_spellings_;  // tokens whose spelling is not byte-level (rare)
+  int32_t byte_ids_[256];           // token of each single byte, -1 if missing
+  PairTable pairs_{0};
+  Options options_;
   std::optional<int32_t> unk_;
-  bool fuse_unk_;
 };
 
 }  // namespace kuiper

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <deque>
-#include <limits>
 #include <mutex>
+#include <unordered_map>
 #include <nlohmann/json.hpp>
 
 #include "kuiper/base/error.h"
@@ -63,16 +63,17 @@ class BpeTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
 
   std::string decode_token(int32_t id) const override {
-    KUIPER_CHECK(id >= 0 && id < vocab_size(), "token id ", id, " is outside the vocabulary of ", vocab_size());
-    return decoded_[size_t(id)];
+    KUIPER_CHECK(id >= 0 && id < vocab_size_, "token id ", id, " is outside the vocabulary of ", vocab_size_);
+    if (const auto it = added_output_.find(id); it != added_output_.end()) return it->second;
+    return model_.has_token(id) ? model_.token_bytes(id) : std::string();
   }
 
-  int32_t vocab_size() const override { return int32_t(decoded_.size()); }
+  int32_t vocab_size() const override { return vocab_size_; }
   std::optional<int32_t> bos_id() const override { return bos_; }
 
   std::optional<int32_t> token_id(std::string_view piece) const override {
-    const auto it = spelling_to_id_.find(piece);
-    return it == spelling_to_id_.end() ? std::nullopt : std::optional<int32_t>(it->second);
+    if (const auto it = added_ids_.find(piece); it != added_ids_.end()) return it->second;
+    return model_.id_of_spelling(piece);
   }
 
  private:
@@ -86,7 +87,7 @@ class BpeTokenizer final : public Tokenizer {
 
   // Returns `doc` once its model is known to be one this class implements.
   static const json& check_supported(const json& doc, const std::string& file);
-  BpeModel load_model(const TokenizerJson& content, const std::string& file);
+  static BpeModel load_model(const TokenizerJson& content, const std::string& file);
   void load_added_tokens(const json& added, const std::string& file);
   void encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const;
   void encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const;
@@ -94,9 +95,10 @@ class BpeTokenizer final : public Tokenizer {
 
   Normalizer normalizer_;
   PreTokenizer pre_tokenizer_;
-  StringMap<int32_t> spelling_to_id_;  // tokens as the file spells them, added tokens included
-  std::vector<std::string> decoded_;   // id -> bytes it prints; "" for special tokens
   BpeModel model_;
+  StringMap<int32_t> added_ids_;                         // added token content -> id
+  std::unordered_map<int32_t, std::string> added_output_;  // what added tokens print; "" if special
+  int32_t vocab_size_ = 0;
   AddedTokenMatcher raw_added_, normalized_added_;
   std::optional<int32_t> bos_;
 
@@ -107,7 +109,8 @@ class BpeTokenizer final : public Tokenizer {
 BpeTokenizer::BpeTokenizer(const TokenizerJson& content, const std::string& file)
     : normalizer_(Normalizer::from_json(check_supported(content.doc, file).value("normalizer", json()), file)),
       pre_tokenizer_(PreTokenizer::from_json(content.doc.value("pre_tokenizer", json()), file)),
-      model_(load_model(content, file)) {
+      model_(load_model(content, file)),
+      vocab_size_(model_.size()) {
   const json& doc = content.doc;
   KUIPER_CHECK(pre_tokenizer_.byte_level(), "tokenizer file ", file,
                ": not a byte-level BPE (its pre_tokenizer has no ByteLevel step); "
@@ -147,51 +150,11 @@ BpeModel BpeTokenizer::load_model(const TokenizerJson& content, const std::strin
   KUIPER_CHECK(content.has_vocab && !content.vocab.empty(), "tokenizer file ", file,
                ": model.vocab is missing or empty");
   KUIPER_CHECK(content.has_merges, "tokenizer file ", file, ": model.merges is missing");
-  const bool ignore_merges = model.value("ignore_merges", false);
-  spelling_to_id_.reserve(content.vocab.size() + 1024);
-  StringMap<int32_t> whole_pieces;
-  if (ignore_merges) whole_pieces.reserve(content.vocab.size());
-  for (const auto& [spelling, value] : content.vocab) {
-    KUIPER_CHECK(value >= 0 && value <= std::numeric_limits<int32_t>::max(), "tokenizer file ", file, ": bad id ", value, " for token \"",
-                 spelling, "\"");
-    const auto id = int32_t(value);
-    spelling_to_id_[spelling] = id;
-    if (size_t(id) >= decoded_.size()) decoded_.resize(size_t(id) + 1);
-    // A token outside the byte-level alphabet prints as written, as Hugging Face's decoder does.
-    std::optional<std::string> bytes = byte_level::decode(spelling);
-    if (ignore_merges && bytes) whole_pieces.emplace(*bytes, id);
-    decoded_[size_t(id)] = bytes ? std::move(*bytes) : spelling;
-  }
-
-  std::string joined;
-  const auto id_of = [&](const std::string& spelling, size_t rank) {
-    const auto it = spelling_to_id_.find(spelling);
-    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": merge ", rank, " (\"",
-                 content.merges[rank].first, "\" + \"", content.merges[rank].second, "\") needs \"", spelling,
-                 "\", which is not in the vocabulary");
-    return it->second;
-  };
-  std::vector<BpeModel::Merge> merges;
-  merges.reserve(content.merges.size());
-  for (size_t rank = 0; rank < content.merges.size(); ++rank) {
-    const auto& [left, right] = content.merges[rank];
-    joined.assign(left).append(right);
-    merges.push_back({id_of(left, rank), id_of(right, rank), id_of(joined, rank)});
-  }
-
-  std::vector<int32_t> byte_ids(256, -1);
-  for (int b = 0; b < 256; ++b) {
-    if (const auto it = spelling_to_id_.find(byte_level::char_of(uint8_t(b))); it != spelling_to_id_.end())
-      byte_ids[size_t(b)] = it->second;
-  }
-  std::optional<int32_t> unk;
-  if (const json u = model.value("unk_token", json()); u.is_string()) {
-    const auto it = spelling_to_id_.find(u.get<std::string>());
-    KUIPER_CHECK(it != spelling_to_id_.end(), "tokenizer file ", file, ": unk_token ", u.dump(),
-                 " is not in the vocabulary");
-    unk = it->second;
-  }
-  return BpeModel(byte_ids, merges, std::move(whole_pieces), ignore_merges, unk, model.value("fuse_unk", false));
+  BpeModel::Options options;
+  options.ignore_merges = model.value("ignore_merges", false);
+  options.fuse_unk = model.value("fuse_unk", false);
+  if (const json unk = model.value("unk_token", json()); unk.is_string()) options.unk_token = unk.get<std::string>();
+  return BpeModel(content.vocab, content.merges, std::move(options), file);
 }
 
 void BpeTokenizer::load_added_tokens(const json& added, const std::string& file) {
@@ -208,11 +171,11 @@ void BpeTokenizer::load_added_tokens(const json& added, const std::string& file)
     token.rstrip = t.value("rstrip", false);
     token.normalized = t.value("normalized", !token.special);
 
-    spelling_to_id_.insert_or_assign(token.content, token.id);
-    if (size_t(token.id) >= decoded_.size()) decoded_.resize(size_t(token.id) + 1);
+    added_ids_.insert_or_assign(token.content, token.id);
+    vocab_size_ = std::max(vocab_size_, token.id + 1);
     // Control tokens print nothing; other added tokens print their text.
-    decoded_[size_t(token.id)] =
-        token.special ? std::string() : byte_level::decode(token.content).value_or(token.content);
+    added_output_.insert_or_assign(
+        token.id, token.special ? std::string() : byte_level::decode(token.content).value_or(token.content));
     if (token.normalized) {
       std::string buffer;
       normalized_patterns.emplace_back(normalizer_.apply(token.content, buffer));

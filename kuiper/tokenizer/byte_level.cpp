@@ -45,9 +45,14 @@ std::string encode(std::string_view bytes) {
 }
 
 std::optional<std::string> decode(std::string_view piece) {
-  const Tables& t = tables();
   std::string out;
-  out.reserve(piece.size());
+  if (!decode_into(piece, out)) return std::nullopt;
+  return out;
+}
+
+bool decode_into(std::string_view piece, std::string& out) {
+  const Tables& t = tables();
+  out.clear();
   for (size_t i = 0; i < piece.size();) {
     const uint8_t c = uint8_t(piece[i]);
     unsigned cp = 0;
@@ -58,12 +63,12 @@ std::optional<std::string> decode(std::string_view piece) {
       cp = ((c & 0x1Fu) << 6) | (uint8_t(piece[i + 1]) & 0x3Fu);
       i += 2;
     } else {
-      return std::nullopt;  // three- and four-byte characters are never in the alphabet
+      return false;  // three- and four-byte characters are never in the alphabet
     }
-    if (cp >= t.byte_of.size() || t.byte_of[cp] < 0) return std::nullopt;
+    if (cp >= t.byte_of.size() || t.byte_of[cp] < 0) return false;
     out += char(t.byte_of[cp]);
   }
-  return out;
+  return true;
 }
 
 }  // namespace kuiper::byte_level

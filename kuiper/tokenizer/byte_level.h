@@ -19,4 +19,8 @@ std::string encode(std::string_view bytes);
 // the alphabet (such tokens are not byte-level; Hugging Face's decoder passes them through as is).
 std::optional<std::string> decode(std::string_view piece);
 
+// decode() into `out` (replacing its content), for loops that reuse one buffer; false when
+// `piece` is not byte-level (`out` is then unspecified).
+bool decode_into(std::string_view piece, std::string& out);
+
 }  // namespace kuiper::byte_level
