@@ -15,6 +15,11 @@ Each output file is JSON lines, one case a line:
   {"hex": h, "fixed": f, "ids": [...]}     invalid UTF-8 bytes h: encoding them must fail;
                                            f = bytes.decode("utf-8", "replace") and ids = encode(f)
 
+It also writes small tokenizers trained here on KJV verses (tiny_*.json, each with its
+tiny_*_cases.jsonl), for features the two real files do not use: NFKC, ByteLevel with GPT-2's
+regex and a prefix space, added tokens with lstrip / rstrip / single_word / normalized, merges
+stored as pairs, TemplateProcessing, and Split with every delimiter behaviour and invert.
+
 The strings are a seeded random mix (same output on every run): KJV verses and fragments, CJK,
 emoji (ZWJ sequences, flags, skin tones, keycaps), accents precomposed and decomposed (NFD), other
 scripts, digit runs, whitespace runs (tabs, CR/LF, exotic spaces), code, contractions in any case,
@@ -29,7 +34,7 @@ import pathlib
 import random
 import unicodedata
 
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SEED = 20240611
 CASES_PER_KIND = 2400  # valid-UTF-8 strings per tokenizer, plus the BOS and invalid cases
@@ -263,6 +268,56 @@ def write_cases(path, tok, texts, bos_texts, invalid, bos_token):
     return len(lines)
 
 
+TINY_SPLITS = {
+    # variant: the Split step placed before a plain ByteLevel step
+    "removed": pre_tokenizers.Split(Regex(r"[\s,.;:]+"), "removed"),
+    "merged_previous": pre_tokenizers.Split(" ", "merged_with_previous"),
+    "merged_next": pre_tokenizers.Split(Regex(r"\p{P}|\s"), "merged_with_next"),
+    "contiguous": pre_tokenizers.Split(Regex(r"\d|\s"), "contiguous"),
+    "inverted": pre_tokenizers.Split(Regex(r"\p{L}+"), "isolated", invert=True),
+}
+TINY_SPECIALS = ["<s>", "<mask>", "<sep>", "LORD", "\ufb01re", "fire", "[x]"]
+
+
+def tiny_tokenizer(verses):
+    """A GPT-2-style byte-level BPE with every added-token option, trained on the first verses."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=450, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(verses[:3000], trainer)
+    tok.add_special_tokens([AddedToken("<s>", special=True, normalized=False),
+                            AddedToken("<mask>", special=True, normalized=False, lstrip=True),
+                            AddedToken("<sep>", special=True, normalized=False, rstrip=True)])
+    tok.add_tokens([AddedToken("LORD", single_word=True),  # matched in the normalized text
+                    AddedToken("\ufb01re", normalized=True),  # NFKC turns the pattern into "fire"
+                    AddedToken("[x]", normalized=False, single_word=True, lstrip=True, rstrip=True)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return tok
+
+
+def write_tiny(out, verses):
+    base = tiny_tokenizer(verses)
+    variants = {"bytelevel": base}
+    for name, split in TINY_SPLITS.items():
+        tok = Tokenizer.from_str(base.to_str())
+        tok.normalizer = None
+        tok.pre_tokenizer = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                                                     use_regex=False)])
+        variants[name] = tok
+    for name, tok in variants.items():
+        rng = random.Random(f"{SEED}-tiny-{name}")
+        maker = Maker(rng, verses, TINY_SPECIALS)
+        texts = ["", " ", "a", "  [x]  ", "a [x] b", "a[x]b", "x <mask> y", "a <sep>  b", "the LORD said",
+                 "theLORD", "LORD's", "\ufb01re fire", "\uff21\uff22 \u2460 x\u00b2"]
+        texts += [t[:120] for t in maker.make(250)]
+        tok.save(str(out / f"tiny_{name}.json"))
+        n = write_cases(out / f"tiny_{name}_cases.jsonl", tok, texts, [maker.verse()[:80] for _ in range(5)], [], None)
+        print(f"tiny_{name}: {n} cases")
+
+
 def main():
     here = pathlib.Path(__file__).resolve().parent.parent
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -282,6 +337,7 @@ def main():
         invalid = invalid_cases(rng, verses)
         n = write_cases(args.out / f"{name}_cases.jsonl", tok, texts, bos_texts, invalid, bos)
         print(f"{name}: {n} cases -> {args.out / f'{name}_cases.jsonl'}")
+    write_tiny(args.out, verses)
 
 
 if __name__ == "__main__":

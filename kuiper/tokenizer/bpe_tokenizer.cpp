@@ -173,17 +173,14 @@ void BpeTokenizer::load_added_tokens(const json& added, const std::string& file)
 
     added_ids_.insert_or_assign(token.content, token.id);
     vocab_size_ = std::max(vocab_size_, token.id + 1);
-    // Control tokens print nothing; other added tokens print their text.
-    added_output_.insert_or_assign(
-        token.id, token.special ? std::string() : byte_level::decode(token.content).value_or(token.content));
-    if (token.normalized) {
-      std::string buffer;
-      normalized_patterns.emplace_back(normalizer_.apply(token.content, buffer));
-      normalized.push_back(std::move(token));
-    } else {
-      raw_patterns.push_back(token.content);
-      raw.push_back(std::move(token));
-    }
+    // A normalized token is looked for, and printed, in its normalized form (as tokenizers
+    // 0.2x prints it); control tokens print nothing.
+    std::string buffer;
+    const std::string pattern(token.normalized ? normalizer_.apply(token.content, buffer) : token.content);
+    added_output_.insert_or_assign(token.id,
+                                   token.special ? std::string() : byte_level::decode(pattern).value_or(pattern));
+    (token.normalized ? normalized_patterns : raw_patterns).push_back(pattern);
+    (token.normalized ? normalized : raw).push_back(std::move(token));
   }
   raw_added_ = AddedTokenMatcher(std::move(raw), raw_patterns);
   normalized_added_ = AddedTokenMatcher(std::move(normalized), normalized_patterns);

@@ -84,7 +84,8 @@ struct Regex::Code {
 Regex::Regex(std::string_view pattern, bool literal) : pattern_(pattern), code_(std::make_unique<Code>()) {
   int error = 0;
   PCRE2_SIZE error_offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  // PCRE2 refuses UCP together with LITERAL; a literal has no classes for UCP to affect.
+  const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   const std::string source = literal ? std::string(pattern) : from_oniguruma(pattern);
   code_->code.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options, &error,
                                   &error_offset, nullptr));

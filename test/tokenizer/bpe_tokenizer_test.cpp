@@ -87,14 +87,16 @@ void expect_error(F&& f, const std::string& needle) {
   }
 }
 
-class BpeConformance : public ::testing::TestWithParam<std::string> {};
+struct CaseCounts {
+  int valid = 0;
+  int invalid = 0;
+};
 
-TEST_P(BpeConformance, MatchesHuggingFaceTokenizers) {
-  KUIPER_REQUIRE_SHARED(model_path(GetParam()));
-  const Tokenizer& tok = tokenizer(GetParam());
-  const std::vector<json> cases = read_cases(GetParam());
-  int valid = 0, invalid = 0, failures = 0;
-  for (const json& c : cases) {
+// Checks `tok` against every case of test/data/tokenizer/<name>_cases.jsonl.
+CaseCounts check_cases(const Tokenizer& tok, const std::string& name) {
+  CaseCounts counts;
+  int failures = 0;
+  for (const json& c : read_cases(name)) {
     const Ids expected = c.at("ids").get<Ids>();
     if (c.contains("hex")) {
       // Invalid UTF-8: refused as is; after Python-style repair it encodes as HF encodes the repair.
@@ -103,25 +105,49 @@ TEST_P(BpeConformance, MatchesHuggingFaceTokenizers) {
       EXPECT_THROW(tok.encode(bytes, false), Error) << printable(bytes);
       EXPECT_EQ(sanitize_utf8(bytes), fixed) << printable(bytes);
       EXPECT_EQ(tok.encode(sanitize_utf8(bytes), false), expected) << printable(bytes);
-      ++invalid;
+      ++counts.invalid;
       continue;
     }
     const std::string text = c.at("text").get<std::string>();
     const Ids ids = tok.encode(text, c.value("bos", false));
     if (ids != expected && ++failures <= 20) {
-      ADD_FAILURE() << "text " << printable(text) << "\n  expected " << ids_text(expected) << "\n  got      "
-                    << ids_text(ids);
+      ADD_FAILURE() << name << ": text " << printable(text) << "\n  expected " << ids_text(expected)
+                    << "\n  got      " << ids_text(ids);
     }
     // Decoding gives the text back (as normalized, less the control tokens, which print nothing).
-    EXPECT_EQ(tok.decode(ids), c.value("decoded", text)) << printable(text);
-    ++valid;
+    EXPECT_EQ(tok.decode(ids), c.value("decoded", text)) << name << ": " << printable(text);
+    ++counts.valid;
   }
-  EXPECT_EQ(failures, 0) << failures << " of " << valid << " strings differ from Hugging Face";
-  EXPECT_GE(valid, 2000);
-  EXPECT_GE(invalid, 50);
+  EXPECT_EQ(failures, 0) << name << ": " << failures << " of " << counts.valid
+                         << " strings differ from Hugging Face";
+  return counts;
+}
+
+class BpeConformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BpeConformance, MatchesHuggingFaceTokenizers) {
+  KUIPER_REQUIRE_SHARED(model_path(GetParam()));
+  const CaseCounts counts = check_cases(tokenizer(GetParam()), GetParam());
+  EXPECT_GE(counts.valid, 2000);
+  EXPECT_GE(counts.invalid, 50);
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, BpeConformance, ::testing::Values("qwen2", "llama3"));
+
+// Small tokenizers trained by the generator, for what the real files do not exercise: NFKC,
+// ByteLevel's GPT-2 regex and prefix space, lstrip / rstrip / single_word / normalized added
+// tokens, merges as pairs, and every Split behaviour. They live in the repository.
+class BpeTinyConformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BpeTinyConformance, MatchesHuggingFaceTokenizers) {
+  const std::string name = "tiny_" + GetParam();
+  const auto tok = Tokenizer::load(test::source_dir() / "test" / "data" / "tokenizer" / (name + ".json"));
+  EXPECT_GE(check_cases(*tok, name).valid, 250);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, BpeTinyConformance,
+                         ::testing::Values("bytelevel", "removed", "merged_previous", "merged_next", "contiguous",
+                                           "inverted"));
 
 TEST(BpeTokenizerTest, GoldenPromptIds) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
@@ -315,6 +341,15 @@ TEST(BpeTokenizerTest, UnsupportedFilesAreClearErrors) {
     }));
   },
                "cannot compile regex");
+  expect_error([&] {
+    Tokenizer::load(with("behavior.json", [](json& d) {
+      d["pre_tokenizer"] = {{"type", "Sequence"},
+                            {"pretokenizers",
+                             {{{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}},
+                              {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+    }));
+  },
+               "unsupported Split behavior \"Sideways\"");
   expect_error([&] { Tokenizer::load(with("merge.json", [](json& d) { d["model"]["merges"] = {"a zz"}; })); },
                "\"zz\", which is not in the vocabulary");
   expect_error([&] { Tokenizer::load(with("bad_merge.json", [](json& d) { d["model"]["merges"] = {"abc"}; })); },
