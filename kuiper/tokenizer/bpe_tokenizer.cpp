@@ -33,6 +33,18 @@ std::string type_of(const json& spec) {
                                                                                 : std::string();
 }
 
+// Appends the id of each added-token run of `text` and hands each plain run to `plain`.
+template <class F>
+void for_each_run(std::string_view text, const std::vector<TextRun>& runs, std::vector<int32_t>& ids, F&& plain) {
+  for (const TextRun& run : runs) {
+    if (run.id >= 0) {
+      ids.push_back(run.id);
+    } else {
+      plain(text.substr(run.begin, run.end - run.begin));
+    }
+  }
+}
+
 // The special token TemplateProcessing puts before the text: the BOS token.
 std::optional<int32_t> template_bos(const json& spec, std::string_view file) {
   const std::string type = type_of(spec);
@@ -87,6 +99,7 @@ class BpeTokenizer final : public Tokenizer {
 
   // Returns `doc` once its model is known to be one this class implements.
   static const json& check_supported(const json& doc, const std::string& file);
+  static PreTokenizer load_pre_tokenizer(const json& doc, const std::string& file);
   static BpeModel load_model(const TokenizerJson& content, const std::string& file);
   void load_added_tokens(const json& added, const std::string& file);
   void encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const;
@@ -108,13 +121,10 @@ class BpeTokenizer final : public Tokenizer {
 
 BpeTokenizer::BpeTokenizer(const TokenizerJson& content, const std::string& file)
     : normalizer_(Normalizer::from_json(check_supported(content.doc, file).value("normalizer", json()), file)),
-      pre_tokenizer_(PreTokenizer::from_json(content.doc.value("pre_tokenizer", json()), file)),
+      pre_tokenizer_(load_pre_tokenizer(content.doc, file)),
       model_(load_model(content, file)),
       vocab_size_(model_.size()) {
   const json& doc = content.doc;
-  KUIPER_CHECK(pre_tokenizer_.byte_level(), "tokenizer file ", file,
-               ": not a byte-level BPE (its pre_tokenizer has no ByteLevel step); "
-               "sentencepiece-style tokenizer.json files are not supported, use the model's tokenizer.model");
   const std::string decoder = type_of(doc.value("decoder", json()));
   KUIPER_CHECK(decoder.empty() || decoder == "ByteLevel", "tokenizer file ", file, ": unsupported decoder \"",
                decoder, "\" (a byte-level BPE decodes with ByteLevel)");
@@ -143,6 +153,14 @@ const json& BpeTokenizer::check_supported(const json& doc, const std::string& fi
                  " is not supported");
   }
   return doc;
+}
+
+PreTokenizer BpeTokenizer::load_pre_tokenizer(const json& doc, const std::string& file) {
+  PreTokenizer pre_tokenizer = PreTokenizer::from_json(doc.value("pre_tokenizer", json()), file);
+  KUIPER_CHECK(pre_tokenizer.byte_level(), "tokenizer file ", file,
+               ": not a byte-level BPE (its pre_tokenizer has no ByteLevel step); "
+               "sentencepiece-style tokenizer.json files are not supported, use the model's tokenizer.model");
+  return pre_tokenizer;
 }
 
 BpeModel BpeTokenizer::load_model(const TokenizerJson& content, const std::string& file) {
@@ -192,13 +210,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos) c
   ids.reserve(text.size() / 3 + 2);
   Scratch s;
   raw_added_.split(text, s.raw_runs);
-  for (const TextRun& run : s.raw_runs) {
-    if (run.id >= 0) {
-      ids.push_back(run.id);
-    } else {
-      encode_section(text.substr(run.begin, run.end - run.begin), ids, s);
-    }
-  }
+  for_each_run(text, s.raw_runs, ids, [&](std::string_view plain) { encode_section(plain, ids, s); });
   if (add_bos && bos_ && (ids.empty() || ids.front() != *bos_)) ids.insert(ids.begin(), *bos_);
   return ids;
 }
@@ -211,13 +223,7 @@ void BpeTokenizer::encode_section(std::string_view raw, std::vector<int32_t>& id
   }
   s.normalized_runs.clear();
   normalized_added_.split(text, s.normalized_runs);
-  for (const TextRun& run : s.normalized_runs) {
-    if (run.id >= 0) {
-      ids.push_back(run.id);
-    } else {
-      encode_normalized(text.substr(run.begin, run.end - run.begin), ids, s);
-    }
-  }
+  for_each_run(text, s.normalized_runs, ids, [&](std::string_view plain) { encode_normalized(plain, ids, s); });
 }
 
 void BpeTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const {

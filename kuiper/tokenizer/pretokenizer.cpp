@@ -43,18 +43,11 @@ void apply_behavior(PreTokenizer::Behavior behavior, std::vector<Segment>& segme
       std::erase_if(segments, [](const Segment& s) { return s.is_match; });
       return;
     case B::kContiguous:
-      for (const Segment& s : segments) {
-        if (s.is_match == previous_match && !folded.empty()) {
-          folded.back().end = s.end;
-        } else {
-          folded.push_back(s);
-        }
-        previous_match = s.is_match;
-      }
-      break;
     case B::kMergedWithPrevious:
       for (const Segment& s : segments) {
-        if (s.is_match && !previous_match && !folded.empty()) {
+        // Contiguous joins runs of like segments; MergedWithPrevious joins a delimiter to what precedes it.
+        const bool joins = behavior == B::kContiguous ? s.is_match == previous_match : s.is_match && !previous_match;
+        if (joins && !folded.empty()) {
           folded.back().end = s.end;
         } else {
           folded.push_back(s);

@@ -332,22 +332,19 @@ TEST(BpeTokenizerTest, UnsupportedFilesAreClearErrors) {
       "unsupported pre_tokenizer \"Whitespace\"");
   expect_error([&] { Tokenizer::load(with("nobyte.json", [](json& d) { d["pre_tokenizer"] = nullptr; })); },
                "not a byte-level BPE");
+  // Split(pattern, behavior) then ByteLevel.
+  const auto split = [](json pattern, const char* behavior) {
+    return json{{"type", "Sequence"},
+                {"pretokenizers",
+                 {{{"type", "Split"}, {"pattern", std::move(pattern)}, {"behavior", behavior}},
+                  {{"type", "ByteLevel"}, {"use_regex", false}}}}};
+  };
   expect_error([&] {
-    Tokenizer::load(with("regex.json", [](json& d) {
-      d["pre_tokenizer"] = {{"type", "Sequence"},
-                            {"pretokenizers",
-                             {{{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}},
-                              {{"type", "ByteLevel"}, {"use_regex", false}}}}};
-    }));
+    Tokenizer::load(with("regex.json", [&](json& d) { d["pre_tokenizer"] = split({{"Regex", "(open"}}, "Isolated"); }));
   },
                "cannot compile regex");
   expect_error([&] {
-    Tokenizer::load(with("behavior.json", [](json& d) {
-      d["pre_tokenizer"] = {{"type", "Sequence"},
-                            {"pretokenizers",
-                             {{{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Sideways"}},
-                              {{"type", "ByteLevel"}, {"use_regex", false}}}}};
-    }));
+    Tokenizer::load(with("behavior.json", [&](json& d) { d["pre_tokenizer"] = split({{"String", " "}}, "Sideways"); }));
   },
                "unsupported Split behavior \"Sideways\"");
   expect_error([&] { Tokenizer::load(with("merge.json", [](json& d) { d["model"]["merges"] = {"a zz"}; })); },
