@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -189,7 +190,8 @@ int chat(const Options& o, Session& s) {
   const ChatTemplate tmpl =
       chat_template_from_name(o.chat_template.empty() ? c.chat_template : o.chat_template);
   Conversation conv(s, tmpl, o.sampler, o.steps);
-  conv.reset(o.system);
+  std::optional<std::string> system = o.system;  // /system changes it, /reset keeps it
+  conv.reset(system);
   const bool terminal = isatty(STDIN_FILENO) == 1;
   const ReplyWriter out(terminal, o.print_ids);
   if (terminal)
@@ -209,11 +211,12 @@ int chat(const Options& o, Session& s) {
       case LineKind::kEmpty: continue;
       case LineKind::kMessage: converse(conv, in.text, out, o, turns); continue;
       case LineKind::kReset:
-        conv.reset(o.system);
+        conv.reset(system);
         std::fprintf(stderr, "kuiper: new conversation\n");
         continue;
       case LineKind::kSystem:
-        conv.reset(system_message(in.text));
+        system = system_message(in.text);
+        conv.reset(system);
         std::fprintf(stderr, "kuiper: new conversation with %s\n",
                      in.text.empty() ? "no system message" : "the new system message");
         continue;

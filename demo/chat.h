@@ -7,7 +7,7 @@ namespace kuiper::demo {
 // The --chat read-eval loop; returns the exit code (0 when the input ends or on /exit).
 //
 // Each input line is a user message, unless it is empty (only whitespace: ignored) or a command:
-//   /reset          a new conversation (the system message stays)
+//   /reset          a new conversation with the same system message
 //   /system TEXT    a new conversation with TEXT as the system message; /system alone: none
 //                   (ChatML then uses Qwen's default)
 //   /exit           ends the program

@@ -266,6 +266,9 @@ TEST_P(Chat, ResetAndSystemStartNewConversations) {
     input += "/system " + system.value_or("") + "\n" + messages.back().content + "\n";
     expected.push_back(ids_text(c.at("greedy_ids")));
   }
+  // /reset keeps the system message that /system set.
+  input += "/reset\n" + messages_of(cases.back()).back().content + "\n";
+  expected.push_back(expected.back());
   const auto r = model().chat("--ids " + system_option(first), input);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const auto replies = lines_of(r.out);
