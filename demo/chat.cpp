@@ -107,7 +107,7 @@ void report_stop(const Conversation::Turn& t, const Conversation& conv, const Op
   }
 }
 
-void report_stats(int turn, const Conversation::Turn& t, const Conversation::Plan& plan,
+void report_stats(int turn, const Conversation::Turn& t, int32_t cached,
                   const Conversation& conv) {
   const Generator::Stats& s = t.result.stats;
   // The first reply token comes out of the prefill; the decode rate counts the rest.
@@ -115,7 +115,7 @@ void report_stats(int turn, const Conversation::Turn& t, const Conversation::Pla
   std::fprintf(stderr,
                "kuiper: turn %d: prefill %d tokens (%d cached) in %.3f s (%.1f tokens/s); reply %d "
                "tokens, %.1f tokens/s; context %zu/%d\n",
-               turn, s.prefill_tokens, plan.keep, s.prefill_seconds,
+               turn, s.prefill_tokens, cached, s.prefill_seconds,
                per_second(s.prefill_tokens, s.prefill_seconds), s.generated_tokens,
                per_second(decoded, s.decode_seconds), conv.cached_ids().size(), conv.context());
 }
@@ -138,7 +138,7 @@ void converse(Conversation& conv, std::string_view message, const ReplyWriter& o
     return out.end({});
   }
   report_plan(plan);
-  const Conversation::Plan planned = plan;  // for the stats: reply() consumes the plan
+  const int32_t cached = plan.keep;  // reply() consumes the plan
   Conversation::Turn t;
   {
     InterruptScope ctrl_c;
@@ -147,7 +147,7 @@ void converse(Conversation& conv, std::string_view message, const ReplyWriter& o
   }
   out.end(t.result.ids);
   report_stop(t, conv, o);
-  if (o.verbose) report_stats(++turns, t, planned, conv);
+  if (o.verbose) report_stats(++turns, t, cached, conv);
 }
 
 enum class LineKind { kEmpty, kMessage, kReset, kSystem, kExit, kUnknown };
