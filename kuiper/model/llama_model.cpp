@@ -95,6 +95,11 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
       Tensor(DType::kF32, {batch_, hidden}, dev), Tensor(DType::kF32, {batch_, hidden}, dev),
       Tensor(DType::kF32, {std::min<int64_t>(kLogitRows, batch_), c.vocab_size}, dev),
       Tensor(DType::kI32, {1}, dev)});
+  step_ = Tensor(DType::kI32, {2}, dev);
+  step_act_ = std::make_unique<Activations>(act_->first(1));
+  step_act_->tokens = step_.rows(0, 1);
+  step_act_->positions = step_.rows(1, 2);
+  use_graphs_ = options.cuda_graphs && dev == Device::kCUDA;
   placed_.clear();  // only needed while the layers are built
 }
 
@@ -131,7 +136,13 @@ void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   add_.forward({a.x, a.xb}, {a.x}, ctx);
 }
 
-void LlamaModel::run_blocks(std::span<const int32_t> tokens, int32_t pos) {
+void LlamaModel::compute(const Activations& a) const {
+  embedding_->forward({a.tokens}, {a.x}, ctx_);
+  for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int(l), a);
+  final_norm_->forward({a.x}, {a.x}, ctx_);
+}
+
+void LlamaModel::run_batch(std::span<const int32_t> tokens, int32_t pos) {
   const auto n = int64_t(tokens.size());
   const Activations a = act_->first(n);
   std::vector<int32_t> positions(tokens.size());
@@ -139,10 +150,23 @@ void LlamaModel::run_blocks(std::span<const int32_t> tokens, int32_t pos) {
   copy_bytes(a.tokens.raw_data(), device(), tokens.data(), Device::kCPU, tokens.size_bytes(), &ctx_);
   copy_bytes(a.positions.raw_data(), device(), positions.data(), Device::kCPU,
              positions.size() * sizeof(int32_t), &ctx_);
+  compute(a);
+}
 
-  embedding_->forward({a.tokens}, {a.x}, ctx_);
-  for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int(l), a);
-  final_norm_->forward({a.x}, {a.x}, ctx_);
+void LlamaModel::decode(int32_t token, int32_t pos) {
+  const int32_t step[2] = {token, pos};
+  copy_bytes(step_.raw_data(), device(), step, Device::kCPU, sizeof(step), &ctx_);
+  const auto body = [this] {
+    compute(*step_act_);
+    classify(0, 1);
+  };
+  // The first step runs eagerly so that kernels size their scratch memory before it is recorded.
+  if (!use_graphs_ || eager_steps_ == 0) {
+    ++eager_steps_;
+    return body();
+  }
+  if (!decode_graph_) decode_graph_ = std::make_unique<CudaGraph>(ctx_, body);
+  decode_graph_->launch();
 }
 
 Tensor LlamaModel::classify(int64_t first, int64_t count) {
@@ -151,16 +175,25 @@ Tensor LlamaModel::classify(int64_t first, int64_t count) {
   return logits;
 }
 
-Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
-  const auto n = int64_t(tokens.size());
+void LlamaModel::check_fits(int64_t n, int32_t pos) const {
   KUIPER_CHECK(n > 0, "forward of no tokens");
   KUIPER_CHECK(pos >= 0 && pos + n <= context_, "context full: ", n, " tokens at position ", pos,
                " do not fit the context of ", context_, " tokens");
+}
+
+Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
+  const auto n = int64_t(tokens.size());
+  check_fits(n, pos);
   const int64_t vocab = config().vocab_size;
   Tensor result(DType::kF32, {all_positions ? n : 1, vocab});
+  if (n == 1) {
+    decode(tokens[0], pos);
+    result.copy_from(act_->logits.rows(0, 1), &ctx_);
+    return result;
+  }
   for (int64_t c0 = 0; c0 < n; c0 += batch_) {
     const int64_t m = std::min<int64_t>(batch_, n - c0);
-    run_blocks(tokens.subspan(size_t(c0), size_t(m)), pos + int32_t(c0));
+    run_batch(tokens.subspan(size_t(c0), size_t(m)), pos + int32_t(c0));
     if (!all_positions) {
       if (c0 + m == n) result.copy_from(classify(m - 1, 1), &ctx_);
       continue;
@@ -176,16 +209,20 @@ Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool al
 
 int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos) {
   const auto n = int64_t(tokens.size());
-  KUIPER_CHECK(n > 0, "forward of no tokens");
-  KUIPER_CHECK(pos >= 0 && pos + n <= context_, "context full: ", n, " tokens at position ", pos,
-               " do not fit the context of ", context_, " tokens");
-  int64_t last_rows = 0;
-  for (int64_t c0 = 0; c0 < n; c0 += batch_) {
-    last_rows = std::min<int64_t>(batch_, n - c0);
-    run_blocks(tokens.subspan(size_t(c0), size_t(last_rows)), pos + int32_t(c0));
+  check_fits(n, pos);
+  Tensor logits;
+  if (n == 1) {
+    decode(tokens[0], pos);
+    logits = act_->logits.rows(0, 1);
+  } else {
+    int64_t last_rows = 0;
+    for (int64_t c0 = 0; c0 < n; c0 += batch_) {
+      last_rows = std::min<int64_t>(batch_, n - c0);
+      run_batch(tokens.subspan(size_t(c0), size_t(last_rows)), pos + int32_t(c0));
+    }
+    logits = classify(last_rows - 1, 1);
   }
-  kernels::registry().argmax.find(device(), DType::kF32)(classify(last_rows - 1, 1),
-                                                         act_->next_token, ctx_);
+  kernels::registry().argmax.find(device(), DType::kF32)(logits, act_->next_token, ctx_);
   int32_t next = 0;
   copy_bytes(&next, Device::kCPU, act_->next_token.raw_data(), device(), sizeof(next), &ctx_);
   return next;

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kuiper/base/cuda_graph.h"
 #include "kuiper/base/device_context.h"
 #include "kuiper/model/config.h"
 #include "kuiper/model/model_file.h"
@@ -17,6 +18,7 @@ struct ModelOptions {
   Device device = Device::kCPU;
   int context = 0;      // KV cache length in tokens; 0: the model's maximum, capped at 4096
   int max_batch = 512;  // positions per forward pass; longer prompts are prefilled in chunks
+  bool cuda_graphs = true;  // replay each CUDA decode step from one recorded graph
 };
 
 // The Llama family (Llama 2 and 3, TinyLlama, Qwen2): weights mapped from the model file (and
@@ -50,9 +52,15 @@ class LlamaModel {
   struct Activations;
 
   Tensor place(const Tensor& host_weight);
-  // Runs tokens (at most max_batch) through the embedding and every block; leaves the final
-  // normalised hidden states of rows [0, n) in the activations.
-  void run_blocks(std::span<const int32_t> tokens, int32_t pos);
+  void check_fits(int64_t n, int32_t pos) const;
+  // Uploads tokens (at most max_batch) and their positions, then runs the network on them; leaves
+  // the final normalised hidden states in rows [0, n) of the activations.
+  void run_batch(std::span<const int32_t> tokens, int32_t pos);
+  // One position through the network and the classifier into row 0 of the logits. On CUDA the
+  // whole step is replayed from a graph; only the token and position are uploaded.
+  void decode(int32_t token, int32_t pos);
+  // Device work only: embedding, every block, final norm.
+  void compute(const Activations& a) const;
   void run_block(const Block& b, int l, const Activations& a) const;
   // Classifier logits of hidden-state rows [first, first + count) into the device logits buffer.
   Tensor classify(int64_t first, int64_t count);
@@ -75,6 +83,11 @@ class LlamaModel {
 
   std::vector<Tensor> k_cache_, v_cache_;  // per layer, [context, kv_dim]
   std::unique_ptr<Activations> act_;
+  std::unique_ptr<Activations> step_act_;  // one position, tokens/positions viewing step_
+  Tensor step_;                            // int32 [2]: a decode step's token and position
+  bool use_graphs_;
+  int eager_steps_ = 0;
+  std::unique_ptr<CudaGraph> decode_graph_;
 };
 
 }  // namespace kuiper
