@@ -28,11 +28,6 @@ constexpr size_t kMaxCachedPiece = 64;
 // The cache is emptied when it reaches this many entries, which bounds its memory.
 constexpr size_t kMaxCacheEntries = 1 << 18;
 
-std::string type_of(const json& spec) {
-  return spec.is_object() && spec.contains("type") && spec["type"].is_string() ? spec["type"].get<std::string>()
-                                                                                : std::string();
-}
-
 // Appends the id of each added-token run of `text` and hands each plain run to `plain`.
 template <class F>
 void for_each_run(std::string_view text, const std::vector<TextRun>& runs, std::vector<int32_t>& ids, F&& plain) {
@@ -47,10 +42,10 @@ void for_each_run(std::string_view text, const std::vector<TextRun>& runs, std::
 
 // The special token TemplateProcessing puts before the text: the BOS token.
 std::optional<int32_t> template_bos(const json& spec, std::string_view file) {
-  const std::string type = type_of(spec);
+  const std::string type = step_type(spec);
   if (spec.is_null() || type == "ByteLevel") return std::nullopt;
   if (type == "Sequence") {
-    for (const json& inner : spec.at("processors")) {
+    for (const json& inner : sequence_steps(spec, "processors", file)) {
       if (const auto bos = template_bos(inner, file)) return bos;
     }
     return std::nullopt;
@@ -125,7 +120,7 @@ BpeTokenizer::BpeTokenizer(const TokenizerJson& content, const std::string& file
       model_(load_model(content, file)),
       vocab_size_(model_.size()) {
   const json& doc = content.doc;
-  const std::string decoder = type_of(doc.value("decoder", json()));
+  const std::string decoder = step_type(doc.value("decoder", json()));
   KUIPER_CHECK(decoder.empty() || decoder == "ByteLevel", "tokenizer file ", file, ": unsupported decoder \"",
                decoder, "\" (a byte-level BPE decodes with ByteLevel)");
   load_added_tokens(doc.value("added_tokens", json::array()), file);
@@ -138,7 +133,7 @@ const json& BpeTokenizer::check_supported(const json& doc, const std::string& fi
   KUIPER_CHECK(doc.is_object() && doc.contains("model") && doc["model"].is_object(), "tokenizer file ", file,
                " has no \"model\" object; is it a Hugging Face tokenizer.json?");
   const json& model = doc["model"];
-  const std::string type = type_of(model);
+  const std::string type = step_type(model);
   KUIPER_CHECK(type == "BPE", "tokenizer file ", file, ": unsupported tokenizer model type \"", type,
                "\"; only byte-level BPE (Llama 3, Qwen2) is supported");
   KUIPER_CHECK(!model.value("byte_fallback", false), "tokenizer file ", file,

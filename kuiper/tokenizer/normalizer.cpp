@@ -4,9 +4,13 @@
 #include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
 
+#include <algorithm>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "kuiper/base/error.h"
+#include "kuiper/tokenizer/tokenizer_json.h"
 
 namespace kuiper {
 namespace {
@@ -39,23 +43,17 @@ Normalizer Normalizer::from_json(const nlohmann::json& spec, std::string_view fi
 }
 
 void Normalizer::add(const nlohmann::json& spec, std::string_view file) {
-  const std::string type = spec.value("type", "");
+  static constexpr std::pair<std::string_view, Form> kForms[] = {
+      {"NFC", Form::kNFC}, {"NFD", Form::kNFD}, {"NFKC", Form::kNFKC}, {"NFKD", Form::kNFKD}};
+  const std::string type = step_type(spec);
   if (type == "Sequence") {
-    KUIPER_CHECK(spec.contains("normalizers") && spec["normalizers"].is_array(), "tokenizer file ", file,
-                 ": normalizer Sequence without a \"normalizers\" list");
-    for (const auto& inner : spec["normalizers"]) add(inner, file);
-  } else if (type == "NFC") {
-    forms_.push_back(Form::kNFC);
-  } else if (type == "NFD") {
-    forms_.push_back(Form::kNFD);
-  } else if (type == "NFKC") {
-    forms_.push_back(Form::kNFKC);
-  } else if (type == "NFKD") {
-    forms_.push_back(Form::kNFKD);
-  } else {
-    fail("tokenizer file ", file, ": unsupported normalizer \"", type,
-         "\" (supported: NFC, NFD, NFKC, NFKD and Sequence of them)");
+    for (const auto& inner : sequence_steps(spec, "normalizers", file)) add(inner, file);
+    return;
   }
+  const auto* form = std::find_if(std::begin(kForms), std::end(kForms), [&](const auto& f) { return f.first == type; });
+  KUIPER_CHECK(form != std::end(kForms), "tokenizer file ", file, ": unsupported normalizer \"", type,
+               "\" (supported: NFC, NFD, NFKC, NFKD and Sequence of them)");
+  forms_.push_back(form->second);
 }
 
 std::string_view Normalizer::apply(std::string_view text, std::string& buffer) const {

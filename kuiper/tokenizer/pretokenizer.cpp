@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kuiper/base/error.h"
+#include "kuiper/tokenizer/tokenizer_json.h"
 
 namespace kuiper {
 namespace {
@@ -85,11 +86,9 @@ PreTokenizer PreTokenizer::from_json(const nlohmann::json& spec, std::string_vie
 }
 
 void PreTokenizer::add(const nlohmann::json& spec, std::string_view file) {
-  const std::string type = spec.value("type", "");
+  const std::string type = step_type(spec);
   if (type == "Sequence") {
-    KUIPER_CHECK(spec.contains("pretokenizers") && spec["pretokenizers"].is_array(), "tokenizer file ", file,
-                 ": pre_tokenizer Sequence without a \"pretokenizers\" list");
-    for (const auto& inner : spec["pretokenizers"]) add(inner, file);
+    for (const auto& inner : sequence_steps(spec, "pretokenizers", file)) add(inner, file);
   } else if (type == "Split") {
     const auto& pattern = spec.at("pattern");
     const bool literal = pattern.contains("String");

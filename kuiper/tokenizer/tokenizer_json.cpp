@@ -175,6 +175,17 @@ class Reader {
 
 }  // namespace
 
+std::string step_type(const json& spec) {
+  return spec.is_object() && spec.contains("type") && spec["type"].is_string() ? spec["type"].get<std::string>()
+                                                                                : std::string();
+}
+
+const json& sequence_steps(const json& spec, const char* list_key, std::string_view file) {
+  KUIPER_CHECK(spec.contains(list_key) && spec[list_key].is_array(), "tokenizer file ", file, ": a Sequence without a \"",
+               list_key, "\" list");
+  return spec[list_key];
+}
+
 TokenizerJson read_tokenizer_json(const std::filesystem::path& path) {
   const std::string text = read_file(path);
   TokenizerJson out;

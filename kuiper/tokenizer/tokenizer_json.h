@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -21,5 +22,12 @@ struct TokenizerJson {
 
 // Throws kuiper::Error naming the file when it cannot be read or is not well-formed JSON.
 TokenizerJson read_tokenizer_json(const std::filesystem::path& path);
+
+// The "type" of a normalizer / pre-tokenizer / post-processor / decoder object ("" if none).
+std::string step_type(const nlohmann::json& spec);
+
+// The steps of a Sequence object, listed under `list_key` ("normalizers", "pretokenizers",
+// "processors"). Throws kuiper::Error naming `file` when the list is missing.
+const nlohmann::json& sequence_steps(const nlohmann::json& spec, const char* list_key, std::string_view file);
 
 }  // namespace kuiper
