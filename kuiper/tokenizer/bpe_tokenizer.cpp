@@ -25,8 +25,9 @@ using nlohmann::json;
 
 // Pieces up to this size are cached; longer ones are rare and unlikely to repeat.
 constexpr size_t kMaxCachedPiece = 64;
-// The cache is emptied when it reaches this many entries, which bounds its memory.
-constexpr size_t kMaxCacheEntries = 1 << 18;
+// The cache is emptied when it reaches this many entries, which bounds its memory to a few
+// MB (a megabyte of English has ~15k distinct pieces).
+constexpr size_t kMaxCacheEntries = 1 << 16;
 
 // Appends the id of each added-token run of `text` and hands each plain run to `plain`.
 template <class F>

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kuiper/base/error.h"
@@ -242,6 +243,30 @@ TEST(BpeTokenizerTest, DecodedTokensStreamWholeCharacters) {
   out += stream.flush();
   EXPECT_EQ(out, text);
   EXPECT_GT(split_tokens, 0) << "the text should include tokens that carry part of a character";
+}
+
+// encode() is const and shares its piece cache between threads.
+TEST(BpeTokenizerTest, ConcurrentEncodesAgree) {
+  KUIPER_REQUIRE_SHARED(model_path("qwen2"));
+  const std::vector<json> cases = read_cases("qwen2");
+  std::vector<std::string> texts;
+  for (const json& c : cases) {
+    if (c.contains("text")) texts.push_back(c["text"].get<std::string>());
+  }
+  const auto tok = Tokenizer::load(test::shared_dir() / model_path("qwen2"));  // a cold cache
+  std::vector<std::vector<Ids>> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = 0; i < texts.size(); ++i) results[t].push_back(tok->encode(texts[(i + t * 97) % texts.size()], false));
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (size_t t = 0; t < results.size(); ++t) {
+    for (size_t i = 0; i < texts.size(); ++i) {
+      ASSERT_EQ(results[t][i], tokenizer("qwen2").encode(texts[(i + t * 97) % texts.size()], false));
+    }
+  }
 }
 
 // Pathological runs: one piece of a megabyte must not take quadratic time or overflow the
