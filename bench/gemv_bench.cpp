@@ -7,7 +7,8 @@
 //     heads, vocab 32000; random weights) made of the registered kernels, captured in a CUDA graph
 //     and replayed: the tokens/s the kernels allow before any model code, and the GEMVs alone.
 //  4. A prefill of 512 positions through the same layers (the cuBLAS path and causal attention).
-// Usage: gemv_bench [--quick]. Times are medians of repeated event-timed runs.
+// Usage: gemv_bench [--quick] [--model-only]. Times are medians of repeated event-timed runs.
+// KUIPER_CUDA_PDL=0 in the environment turns programmatic dependent launch off, for comparison.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,7 +30,7 @@ namespace {
 using namespace kuiper;
 using kernels::registry;
 
-bool quick = false;
+bool quick = false, model_only = false;
 
 // Median milliseconds per call of fn, timed with events over `calls` back-to-back calls.
 double time_ms(const DeviceContext& ctx, int calls, const std::function<void(int)>& fn) {
@@ -105,8 +106,13 @@ void gemv_sweep(const DeviceContext& ctx) {
   const auto variants = kernels::cuda::gemv_variants();
   std::printf("\n== GEMV, weights streamed from HBM (GB/s; * = the default variant)\n");
   std::printf("%-6s %-18s", "dtype", "shape");
-  for (const auto& v : variants)
-    std::printf("  r%du%dw%d", v.rows_per_warp, v.unroll, v.warps_per_block);
+  for (const auto& v : variants) {  // rows/warp, unroll, warps/block, warps/row (a: auto), p: pipelined
+    char name[32];
+    std::snprintf(name, sizeof name, "r%du%dw%d%c%s", v.rows_per_warp, v.unroll,
+                  v.warps_per_block, v.warps_per_row == 0 ? 'a' : char('0' + v.warps_per_row),
+                  v.pipelined ? "p" : "");
+    std::printf(" %9s", name);
+  }
   std::printf("   us(default)\n");
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (const MatrixShape& s : shapes) {
@@ -128,7 +134,7 @@ void gemv_sweep(const DeviceContext& ctx) {
         });
         const bool is_default = v == kernels::cuda::gemv_default_variant(dtype);
         if (is_default) default_us = ms * 1e3;
-        std::printf(" %7.0f%s", double(bytes) / (ms * 1e-3) / 1e9, is_default ? "*" : " ");
+        std::printf(" %8.0f%s", double(bytes) / (ms * 1e-3) / 1e9, is_default ? "*" : " ");
       }
       std::printf("   %7.2f\n", default_us);
     }
@@ -292,7 +298,10 @@ void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) quick = quick || std::strcmp(argv[i], "--quick") == 0;
+  for (int i = 1; i < argc; ++i) {
+    quick = quick || std::strcmp(argv[i], "--quick") == 0;
+    model_only = model_only || std::strcmp(argv[i], "--model-only") == 0;
+  }
   try {
     const DeviceContext ctx(Device::kCUDA);
     cudaDeviceProp prop{};
@@ -301,7 +310,7 @@ int main(int argc, char** argv) {
                 double(prop.totalGlobalMem) / (1 << 20), double(prop.l2CacheSize) / (1 << 20));
     const double copy_gbs = copy_bandwidth(ctx);
     std::printf("device-to-device copy of 1 GiB: %.0f GB/s (read + write)\n", copy_gbs);
-    gemv_sweep(ctx);
+    if (!model_only) gemv_sweep(ctx);
     for (DType wtype : {DType::kF16, DType::kF32, DType::kBF16}) model_bench(wtype, ctx, copy_gbs);
     const CudaMemoryStats s = cuda_allocator().stats();
     std::printf("\nallocator: peak in use %.2f GB, reserved %.2f GB, %zu cudaMalloc calls\n",

@@ -27,6 +27,8 @@ __device__ __forceinline__ Best warp_best(Best v) {
 }
 
 __global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   __shared__ float values[32];
   __shared__ int64_t indices[32];
   const float* row = x + int64_t(blockIdx.x) * cols;
@@ -59,9 +61,8 @@ void argmax(const Tensor& x, const Tensor& out, const DeviceContext& ctx) {
   if (rows == 0) return;
   KUIPER_CHECK(cols > 0, "argmax of rows with no elements");
   const int threads = int(std::clamp<int64_t>((cols + 31) / 32 * 32, 32, 1024));
-  argmax_kernel<<<unsigned(rows), threads, 0, stream_of(ctx)>>>(x.data<float>(), cols,
-                                                                 out.data<int32_t>());
-  KUIPER_CUDA_CHECK_LAUNCH();
+  launch(argmax_kernel, unsigned(rows), threads, 0, stream_of(ctx), x.data<float>(), cols,
+         out.data<int32_t>());
 }
 
 }  // namespace kuiper::kernels::cuda

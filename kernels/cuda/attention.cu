@@ -9,11 +9,13 @@
 // per-head accumulators. Any head_dim works (48, 64, 128, ...).
 //
 // Flash-decoding: a single query row (decoding) has too little work for one block per KV head,
-// so the keys are split across up to kMaxSplits blocks, each writing an unnormalized partial
-// result with its running max and sum to the workspace, and a second kernel combines them. The
-// number of splits depends only on the shapes (not on the position), so a CUDA graph captured
-// once serves every step: each block reads the sequence length from positions on the device and
-// blocks beyond it return at once. Prefill rows give enough blocks without splitting.
+// so the keys are split across up to kMaxSplits blocks. Each writes an unnormalized partial
+// result with its running max and sum to the workspace and counts itself done on a counter; the
+// last block of a (row, KV head) merges the partials (weights exp(m_s - max)) and resets the
+// counter, so one launch does it all. The number of splits depends only on the shapes (not on
+// the position), so a CUDA graph captured once serves every step: each block reads the sequence
+// length from positions on the device and blocks beyond it return at once. Prefill rows give
+// enough blocks without splitting.
 //
 // A position outside the cache cannot throw on the device: that row's output is NaN.
 #include <climits>
@@ -26,8 +28,8 @@ namespace kuiper::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMinChunk = 32;    // keys per split at least: fewer make the combine dominate
-constexpr int kMaxSplits = 128;  // the combine kernel keeps one weight per split in shared memory
+constexpr int kMinChunk = 32;    // keys per split at least: fewer make the merge dominate
+constexpr int kMaxSplits = 128;
 constexpr int kMaxTile = 64;
 constexpr size_t kSharedLimit = 48 * 1024;  // no opt-in needed below this
 
@@ -35,6 +37,7 @@ struct Params {
   int n_heads, n_kv_heads, head_dim, group;
   int max_seq, splits, tile;
   float scale;
+  bool vec16;  // cache rows of a head allow 16-byte loads
 };
 
 __device__ __forceinline__ int seq_len(int32_t pos, int max_seq) {
@@ -46,23 +49,52 @@ __device__ __forceinline__ int split_chunk(int len, int splits) {
 
 size_t shared_floats(int group, int head_dim, int tile) {
   return 2 * size_t(group) * head_dim           // queries, accumulators
-         + size_t(tile) * (head_dim + 1)        // key or value tile, padded rows
+         + 2 * size_t(tile) * (head_dim + 1)    // key and value tiles, padded rows
          + size_t(group) * tile + 3 * group;    // scores; max, sum, rescale per head
+}
+
+// Rows [t0, t0 + count) of one KV head's slice of the cache into a padded shared tile, with
+// 16-byte loads when the head's row allows them (each thread then widens 4 or 8 elements).
+template <class CT>
+__device__ __forceinline__ void load_tile(float* tile, const CT* base, int t0, int count, int D,
+                                          int row_stride, bool vec16) {
+  constexpr int kVec = 16 / sizeof(CT);
+  if (vec16) {
+    const int per_row = D / kVec;
+    for (int i = threadIdx.x; i < count * per_row; i += blockDim.x) {
+      const int r = i / per_row, c = i - r * per_row;
+      const uint4 v = *reinterpret_cast<const uint4*>(base + int64_t(t0 + r) * row_stride + c * kVec);
+      float f[kVec];
+      unpack16<CT>(v, f);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) tile[r * (D + 1) + c * kVec + k] = f[k];
+    }
+  } else {
+    for (int i = threadIdx.x; i < count * D; i += blockDim.x) {
+      const int r = i / D, d = i - r * D;
+      tile[r * (D + 1) + d] = to_f32(base[int64_t(t0 + r) * row_stride + d]);
+    }
+  }
 }
 
 template <class CT>
 __global__ void __launch_bounds__(kThreads)
     attention_kernel(Params p, const float* q, const CT* k_cache, const CT* v_cache,
-                     const int32_t* positions, float* out, float* part_ml, float* part_o) {
+                     const int32_t* positions, float* out, float* part_ml, float* part_o,
+                     int* done) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   extern __shared__ float smem[];
   const int G = p.group, D = p.head_dim, tile = p.tile;
   float* q_s = smem;
   float* acc = q_s + G * D;
-  float* kv = acc + G * D;
-  float* sc = kv + tile * (D + 1);
+  float* ks = acc + G * D;
+  float* vs = ks + tile * (D + 1);
+  float* sc = vs + tile * (D + 1);
   float* m_s = sc + G * tile;
   float* l_s = m_s + G;
   float* alpha = l_s + G;
+  __shared__ bool last;
 
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
@@ -70,14 +102,14 @@ __global__ void __launch_bounds__(kThreads)
   const int chunk = split_chunk(len, p.splits);
   const int begin = split * chunk, end = min(len, begin + chunk);
   const int q_width = p.n_heads * D, kv_width = p.n_kv_heads * D;
+  float* out_group = out + int64_t(row) * q_width + kvh * G * D;  // the group's heads, contiguous
   if (begin >= end) {
-    if (p.splits == 1)  // no keys at all: the position was outside the cache
-      for (int i = tid; i < G * D; i += blockDim.x)
-        out[int64_t(row) * q_width + kvh * G * D + i] = __int_as_float(0x7fc00000);
-    return;  // with splits, the combine kernel knows which splits had keys
+    if (len == 0 && split == 0)  // no keys at all: the position was outside the cache
+      for (int i = tid; i < G * D; i += blockDim.x) out_group[i] = __int_as_float(0x7fc00000);
+    return;  // other empty splits: the merge knows which splits had keys
   }
 
-  const float* q_row = q + int64_t(row) * q_width + kvh * G * D;  // the group's heads, contiguous
+  const float* q_row = q + int64_t(row) * q_width + kvh * G * D;
   for (int i = tid; i < G * D; i += blockDim.x) {
     q_s[i] = q_row[i] * p.scale;
     acc[i] = 0.f;
@@ -91,27 +123,20 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int t0 = begin; t0 < end; t0 += tile) {
     const int cnt = min(tile, end - t0);
-    __syncthreads();  // the previous tile's readers are done with kv and sc
-    for (int i = tid; i < cnt * D; i += blockDim.x) {
-      const int r = i / D, d = i - r * D;
-      kv[r * (D + 1) + d] = to_f32(k_base[int64_t(t0 + r) * kv_width + d]);
-    }
+    __syncthreads();  // the previous tile's readers are done with ks, vs and sc
+    load_tile(ks, k_base, t0, cnt, D, kv_width, p.vec16);  // keys and values in flight together
+    load_tile(vs, v_base, t0, cnt, D, kv_width, p.vec16);
     __syncthreads();
     for (int i = tid; i < G * cnt; i += blockDim.x) {
       const int g = i / cnt, r = i - g * cnt;
       const float* qg = q_s + g * D;
-      const float* kr = kv + r * (D + 1);
+      const float* kr = ks + r * (D + 1);
       float s = 0.f;
       for (int d = 0; d < D; ++d) s = fmaf(qg[d], kr[d], s);
       sc[g * tile + r] = s;
     }
     __syncthreads();
-    // The keys are no longer needed: load the values while the warps update the softmax.
-    for (int i = tid; i < cnt * D; i += blockDim.x) {
-      const int r = i / D, d = i - r * D;
-      kv[r * (D + 1) + d] = to_f32(v_base[int64_t(t0 + r) * kv_width + d]);
-    }
-    for (int g = warp; g < G; g += warps) {
+    for (int g = warp; g < G; g += warps) {  // online softmax, one warp per head
       float* sg = sc + g * tile;
       float mx = -INFINITY;
       for (int r = lane; r < cnt; r += 32) mx = fmaxf(mx, sg[r]);
@@ -123,6 +148,7 @@ __global__ void __launch_bounds__(kThreads)
         sum += e;
       }
       sum = warp_sum(sum);
+      __syncwarp();  // every lane has read m_s[g] before lane 0 replaces it
       if (lane == 0) {
         const float a = expf(m_old - m_new);  // 0 on the first tile (m_old = -inf)
         alpha[g] = a;
@@ -136,74 +162,64 @@ __global__ void __launch_bounds__(kThreads)
       const int g = i / D, d = i - g * D;
       const float* pg = sc + g * tile;
       float o = acc[i] * alpha[g];
-      for (int r = 0; r < cnt; ++r) o = fmaf(pg[r], kv[r * (D + 1) + d], o);
+      for (int r = 0; r < cnt; ++r) o = fmaf(pg[r], vs[r * (D + 1) + d], o);
       acc[i] = o;
     }
   }
 
-  for (int i = tid; i < G * D; i += blockDim.x) {
-    const int g = i / D, d = i - g * D, h = kvh * G + g;
-    if (p.splits == 1) {
-      out[int64_t(row) * q_width + h * D + d] = acc[i] / l_s[g];
-    } else {
-      const int64_t slot = (int64_t(row) * p.n_heads + h) * p.splits + split;
-      part_o[slot * D + d] = acc[i];
-      if (d == 0) {
-        part_ml[2 * slot] = m_s[g];
-        part_ml[2 * slot + 1] = l_s[g];
-      }
-    }
-  }
-}
-
-// Merges the splits of one (row, head): weights exp(m_s - max) rescale each partial sum.
-__global__ void attention_combine_kernel(Params p, const int32_t* positions, const float* part_ml,
-                                         const float* part_o, float* out) {
-  __shared__ float weight[kMaxSplits];
-  __shared__ float inv_total;
-  const int h = blockIdx.x, row = blockIdx.y, D = p.head_dim;
-  const int len = seq_len(positions[row], p.max_seq);
-  const int chunk = split_chunk(len, p.splits);
-  const int active = (len + chunk - 1) / chunk;
-  float* out_h = out + (int64_t(row) * p.n_heads + h) * D;
-  if (active == 0) {
-    for (int d = threadIdx.x; d < D; d += blockDim.x) out_h[d] = __int_as_float(0x7fc00000);
+  if (p.splits == 1) {
+    for (int i = tid; i < G * D; i += blockDim.x) out_group[i] = acc[i] / l_s[i / D];
     return;
   }
-  const int64_t first = (int64_t(row) * p.n_heads + h) * p.splits;
-  const float* ml = part_ml + 2 * first;
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
+
+  // Partials of this split: slot (row, head, split).
+  const int64_t first = (int64_t(row) * p.n_heads + kvh * G) * p.splits;  // head kvh*G, split 0
+  for (int i = tid; i < G * D; i += blockDim.x) {
+    const int g = i / D, d = i - g * D;
+    const int64_t slot = first + int64_t(g) * p.splits + split;
+    part_o[slot * D + d] = acc[i];
+    if (d == 0) {
+      part_ml[2 * slot] = m_s[g];
+      part_ml[2 * slot + 1] = l_s[g];
+    }
+  }
+  // Count this split done; the last one to arrive merges (threadfence reduction).
+  const int active = (len + chunk - 1) / chunk;
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) {
+    int* counter = done + row * p.n_kv_heads + kvh;
+    last = atomicAdd(counter, 1) == active - 1;
+    if (last) *counter = 0;  // ready for the next launch (all splits have counted)
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+
+  // Merge: weight[g][s] = exp(m_s - max_s m_s) in the key tile's memory, then the weighted sum.
+  float* weight = ks;  // G * active <= G * kMaxSplits floats fit: checked on the host
+  for (int g = warp; g < G; g += warps) {
+    const float* ml = part_ml + 2 * (first + int64_t(g) * p.splits);
     float m = -INFINITY;
-    for (int s = lane; s < active; s += 32) m = fmaxf(m, ml[2 * s]);
+    for (int s = lane; s < active; s += 32) m = fmaxf(m, __ldcg(ml + 2 * s));
     m = warp_max(m);
     float total = 0.f;
     for (int s = lane; s < active; s += 32) {
-      const float w = expf(ml[2 * s] - m);
-      weight[s] = w;
-      total += w * ml[2 * s + 1];
+      const float w = expf(__ldcg(ml + 2 * s) - m);
+      weight[g * active + s] = w;
+      total += w * __ldcg(ml + 2 * s + 1);
     }
     total = warp_sum(total);
-    if (lane == 0) inv_total = 1.f / total;
+    if (lane == 0) alpha[g] = 1.f / total;
   }
   __syncthreads();
-  const float* o = part_o + first * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+  for (int i = tid; i < G * D; i += blockDim.x) {
+    const int g = i / D, d = i - g * D;
+    const float* o = part_o + (first + int64_t(g) * p.splits) * D + d;
     float sum = 0.f;
-    for (int s = 0; s < active; ++s) sum = fmaf(weight[s], o[int64_t(s) * D + d], sum);
-    out_h[d] = sum * inv_total;
+    for (int s = 0; s < active; ++s) sum = fmaf(weight[g * active + s], __ldcg(o + int64_t(s) * D), sum);
+    out_group[i] = sum * alpha[g];
   }
-}
-
-int sm_count() {
-  // Queried once: the process uses one device.
-  static const int count = [] {
-    int device = 0, n = 0;
-    KUIPER_CUDA_CHECK(cudaGetDevice(&device));
-    KUIPER_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
-    return n;
-  }();
-  return count;
 }
 
 }  // namespace
@@ -229,7 +245,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   KUIPER_CHECK(max_seq <= INT_MAX && n <= INT_MAX, "attention: sizes beyond int range");
   if (n == 0) return;
 
-  Params p{H, KVH, D, H / KVH, int(max_seq), 1, kMaxTile, 1.f / std::sqrt(float(D))};
+  const bool vec16 = D % int(16 / sizeof(T)) == 0 && aligned16(k_cache.raw_data()) &&
+                     aligned16(v_cache.raw_data());
+  Params p{H, KVH, D, H / KVH, int(max_seq), 1, kMaxTile, 1.f / std::sqrt(float(D)), vec16};
   // Split the keys while the rows and KV heads alone give fewer than two blocks per SM.
   const int64_t blocks = n * KVH, target = 2 * int64_t(sm_count());
   if (blocks < target) {
@@ -238,31 +256,31 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   }
   while (p.tile > 8 && shared_floats(p.group, D, p.tile) * sizeof(float) > kSharedLimit)
     p.tile /= 2;
+  // The merge keeps a weight per (head, split) in the key tile's memory.
+  p.splits = std::min(p.splits, p.tile * (D + 1) / p.group);
   const size_t shared = shared_floats(p.group, D, p.tile) * sizeof(float);
   KUIPER_CHECK(shared <= kSharedLimit, "attention: ", p.group, " query heads per KV head of head_dim ",
                D, " need more shared memory than a block has");
 
   float* part_ml = nullptr;
   float* part_o = nullptr;
+  int* done = nullptr;
   if (p.splits > 1) {
+    // Counters (n x KV heads, kept at zero between launches), then the partial results.
     const size_t slots = size_t(n) * H * p.splits;
     const size_t ml_floats = (2 * slots + 63) / 64 * 64;  // part_o starts 256-byte aligned
-    part_ml = static_cast<float*>(ctx.cuda_workspace((ml_floats + slots * D) * sizeof(float)));
+    Workspace ws = workspace(ctx, (ml_floats + slots * D) * sizeof(float));
+    KUIPER_CHECK(size_t(n) * KVH * sizeof(int) <= kWorkspaceCounterBytes,
+                 "attention: too many counters");
+    done = ws.counters;
+    part_ml = static_cast<float*>(ws.scratch);
     part_o = part_ml + ml_floats;
   }
-  cudaStream_t stream = stream_of(ctx);
   using CT = DeviceType<T>;
-  attention_kernel<CT><<<dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
-                         stream>>>(p, q.data<float>(),
-                                   reinterpret_cast<const CT*>(k_cache.data<T>()),
-                                   reinterpret_cast<const CT*>(v_cache.data<T>()),
-                                   positions.data<int32_t>(), out.data<float>(), part_ml, part_o);
-  KUIPER_CUDA_CHECK_LAUNCH();
-  if (p.splits > 1) {
-    attention_combine_kernel<<<dim3(unsigned(H), unsigned(n)), 128, 0, stream>>>(
-        p, positions.data<int32_t>(), part_ml, part_o, out.data<float>());
-    KUIPER_CUDA_CHECK_LAUNCH();
-  }
+  launch(attention_kernel<CT>, dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads,
+         shared, stream_of(ctx), p, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
+         reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
+         out.data<float>(), part_ml, part_o, done);
 }
 
 template void attention<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,

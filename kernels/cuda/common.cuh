@@ -115,6 +115,62 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return block_reduce<true>(v, scratch);
 }
 
+// Programmatic dependent launch (Hopper and later). Kernels are launched so that each may start
+// while the kernel before it in the stream is still running: its blocks get scheduled once every
+// block of the previous kernel has called allow_dependent_launch() (or exited), and they run up
+// to grid_dependency_wait(), which returns once the previous kernel has completed and its writes
+// are visible. So a kernel calls grid_dependency_wait() before it touches anything that earlier
+// work writes or reads; only reads of constant data (weights) may come before it. Each kernel
+// allows the next one's launch right after its own wait (the GEMV after its main loop), so at
+// most one kernel waits ahead. In a decoding step of ~400 kernels this hides most launch
+// latency, and the GEMV's first weight loads overlap the previous kernel. Older GPUs compile
+// both to nothing and launch as usual.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Programmatic dependent launch: 0 off, 1 on (the default on compute capability 9.0 and later),
+// 2 on with the GEMV allowing the next launch before its main loop rather than after it. The
+// environment variable KUIPER_CUDA_PDL overrides it, for measurements.
+int pdl_mode();
+inline bool pdl_enabled() { return pdl_mode() != 0; }
+// Multiprocessors of the current device (queried once: the process uses one device).
+int sm_count();
+
+// Launches a kernel on `stream`, allowed to overlap the previous kernel's end (see above).
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            cudaStream_t stream, Args... args) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = pdl_enabled() ? 1 : 0;
+  KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...));
+}
+
+// The context's workspace (DeviceContext::cuda_workspace) as the kernels share it: first
+// kWorkspaceCounterBytes of counters that kernels leave at zero (the workspace starts zeroed),
+// then scratch for the one op running at a time on the stream.
+constexpr size_t kWorkspaceCounterBytes = 16 << 10;
+struct Workspace {
+  int* counters;
+  void* scratch;
+};
+Workspace workspace(const DeviceContext& ctx, size_t scratch_bytes);
+
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 inline unsigned blocks_for(int64_t work, int threads) {

@@ -9,6 +9,8 @@ namespace kuiper::kernels::cuda {
 template <class Op>
 __global__ void binary_vec4_kernel(const float4* a, const float4* b, float4* out, int64_t n4,
                                    Op op) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n4; i += stride) {
     const float4 x = a[i], y = b[i];
@@ -18,6 +20,8 @@ __global__ void binary_vec4_kernel(const float4* a, const float4* b, float4* out
 
 template <class Op>
 __global__ void binary_kernel(const float* a, const float* b, float* out, int64_t n, Op op) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     out[i] = op(a[i], b[i]);
@@ -40,14 +44,13 @@ void launch_binary(const char* name, const Tensor& a, const Tensor& b, const Ten
   float* po = out.data<float>();
   if (n % 4 == 0 && aligned16(pa) && aligned16(pb) && aligned16(po)) {
     const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(n / 4, kThreads), kMaxBlocks));
-    binary_vec4_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(
-        reinterpret_cast<const float4*>(pa), reinterpret_cast<const float4*>(pb),
-        reinterpret_cast<float4*>(po), n / 4, op);
+    launch(binary_vec4_kernel<Op>, blocks, kThreads, 0, stream_of(ctx),
+           reinterpret_cast<const float4*>(pa), reinterpret_cast<const float4*>(pb),
+           reinterpret_cast<float4*>(po), n / 4, op);
   } else {
     const unsigned blocks = unsigned(std::min<int64_t>(blocks_for(n, kThreads), kMaxBlocks));
-    binary_kernel<<<blocks, kThreads, 0, stream_of(ctx)>>>(pa, pb, po, n, op);
+    launch(binary_kernel<Op>, blocks, kThreads, 0, stream_of(ctx), pa, pb, po, n, op);
   }
-  KUIPER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace kuiper::kernels::cuda

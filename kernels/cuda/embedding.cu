@@ -10,6 +10,8 @@ namespace {
 template <class T>
 __global__ void embedding_kernel(const int32_t* tokens, const T* table, float* out, int64_t vocab,
                                  int dim) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int32_t id = tokens[blockIdx.x];
   float* row_out = out + int64_t(blockIdx.x) * dim;
   if (id < 0 || id >= vocab) {
@@ -33,10 +35,9 @@ void embedding(const Tensor& tokens, const Tensor& table, const Tensor& out,
   expect_numel("embedding", "output", out, n * dim);
   if (n == 0) return;
   const int threads = int(std::min<int64_t>(256, (dim + 31) / 32 * 32));
-  embedding_kernel<<<unsigned(n), threads, 0, stream_of(ctx)>>>(
+  launch(embedding_kernel<DeviceType<T>>, unsigned(n), threads, 0, stream_of(ctx),
       tokens.data<int32_t>(), reinterpret_cast<const DeviceType<T>*>(table.data<T>()),
       out.data<float>(), table.dim(0), int(dim));
-  KUIPER_CUDA_CHECK_LAUNCH();
 }
 
 template void embedding<float>(const Tensor&, const Tensor&, const Tensor&, const DeviceContext&);

@@ -11,6 +11,8 @@ struct GemvVariant {
   int rows_per_warp;    // output rows one warp computes together (sharing the x loads)
   int unroll;           // 16-byte weight loads per row that each lane issues before using them
   int warps_per_block;
+  int warps_per_row;    // warps sharing one group of rows (splitting it); 0: chosen per shape
+  bool pipelined;       // the next batch of loads goes out before the current one is used
 };
 
 std::span<const GemvVariant> gemv_variants();

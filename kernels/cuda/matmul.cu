@@ -27,33 +27,43 @@ namespace {
 
 // ---- n == 1 ------------------------------------------------------------------------------
 
-template <class T, int kRows, int kUnroll>
+// `split` warps of a block share each group of kRows rows, dividing the row's 16-byte vectors
+// among them (more warps for matrices with few rows), and add their sums in shared memory.
+// kPipeline: the next batch of loads is issued before the current one is used (twice the
+// registers, but a warp never waits with nothing in flight).
+template <class T, int kRows, int kUnroll, bool kPipeline>
 __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w,
-                            const float* __restrict__ bias, float* __restrict__ y, int out,
-                            int in) {
+                            const float* __restrict__ bias, float* __restrict__ y, int out, int in,
+                            int split, bool early_trigger) {
   constexpr int kVec = 16 / sizeof(T);  // weights per 16-byte load
-  const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * kRows;
-  if (row0 >= out) return;
-  const int nvec = in / kVec;
+  __shared__ float partial[32][kRows];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int group = warp / split, sub = warp - group * split;
+  const int row0 = (blockIdx.x * ((blockDim.x >> 5) / split) + group) * kRows;
+  if (split == 1 && row0 >= out) return;  // with split > 1 every warp must reach the barrier
+  const int nvec = row0 < out ? in / kVec : 0;
+  const int stride = 32 * split;  // vectors between a lane's consecutive loads
+  const int step = kUnroll * stride;
   const uint4* rows[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r)  // rows past the end re-read the last one; never stored
     rows[r] = reinterpret_cast<const uint4*>(w + int64_t(min(row0 + r, out - 1)) * in);
   const float4* x4 = reinterpret_cast<const float4*>(x);
 
-  float acc[kRows] = {};
-  for (int base = lane; base < nvec; base += 32 * kUnroll) {
-    uint4 wv[kUnroll][kRows];
+  using Batch = uint4[kUnroll][kRows];
+  auto load = [&](Batch& b, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int i = base + u * 32;
+      const int i = base + u * stride;
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) wv[u][r] = i < nvec ? load_stream16(rows[r] + i) : uint4{};
+      for (int r = 0; r < kRows; ++r) b[u][r] = i < nvec ? load_stream16(rows[r] + i) : uint4{};
     }
+  };
+  float acc[kRows] = {};
+  auto use = [&](const Batch& b, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int i = base + u * 32;
+      const int i = base + u * stride;
       if (i >= nvec) break;
       float xs[kVec];
 #pragma unroll
@@ -67,17 +77,53 @@ __global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         float ws[kVec];
-        unpack16<T>(wv[u][r], ws);
+        unpack16<T>(b[u][r], ws);
 #pragma unroll
         for (int k = 0; k < kVec; ++k) acc[r] = fmaf(ws[k], xs[k], acc[r]);
       }
     }
-  }
+  };
+
+  // The weights do not depend on earlier kernels: the first loads go out before the wait.
+  int base = sub * 32 + lane;
+  Batch cur;
+  load(cur, base);
+  grid_dependency_wait();
+  if (early_trigger) allow_dependent_launch();
+  if constexpr (kPipeline) {
+    Batch next;
+    for (; base < nvec; base += step) {
+      if (base + step < nvec) load(next, base + step);
+      use(cur, base);
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const float sum = warp_sum(acc[r]);
-    if (lane == 0 && row0 + r < out) y[row0 + r] = sum + (bias != nullptr ? bias[row0 + r] : 0.f);
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) cur[u][r] = next[u][r];
+    }
+  } else {
+    for (; base < nvec; base += step) {
+      use(cur, base);
+      if (base + step < nvec) load(cur, base + step);
+    }
   }
+  if (!early_trigger) allow_dependent_launch();  // only the sums and stores are left
+
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) acc[r] = warp_sum(acc[r]);
+  if (split > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) partial[warp][r] = acc[r];
+    __syncthreads();
+    if (sub != 0) return;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      for (int s = 1; s < split; ++s) acc[r] += partial[warp + s][r];
+  }
+  if (lane == 0)
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      if (row0 + r < out) y[row0 + r] = acc[r] + (bias != nullptr ? bias[row0 + r] : 0.f);
 }
 
 // Any size and alignment: one warp per row, one element per lane at a time.
@@ -85,6 +131,8 @@ template <class T>
 __global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restrict__ w,
                                    const float* __restrict__ bias, float* __restrict__ y, int out,
                                    int in) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (row >= out) return;
@@ -95,9 +143,11 @@ __global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restr
   if (lane == 0) y[row] = acc + (bias != nullptr ? bias[row] : 0.f);
 }
 
-// Chosen with bench/gemv_bench.cu on an H100 (see gemv_default_variant).
+// Timed with bench/gemv_bench.cpp on an H200; variant 0 is the default (see gemv.h).
 constexpr GemvVariant kVariants[] = {
-    {1, 4, 4}, {1, 8, 4}, {2, 4, 4}, {2, 4, 8}, {2, 8, 4}, {4, 2, 4}, {4, 4, 4},
+    {1, 4, 4, 0, false}, {1, 4, 4, 0, true}, {1, 2, 4, 0, true}, {2, 2, 4, 0, true},
+    {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {4, 1, 4, 0, true}, {1, 2, 8, 0, false},
+    {1, 2, 8, 0, true},
 };
 constexpr int kNumVariants = int(std::size(kVariants));
 
@@ -110,16 +160,28 @@ struct GemvArgs {
   cudaStream_t stream;
 };
 
+// Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
+// that still give ~16 warps per SM, while each lane keeps at least two loads per row.
+int auto_split(const GemvVariant& v, int out, int nvec) {
+  const int64_t groups = (out + v.rows_per_warp - 1) / v.rows_per_warp;
+  int split = 1;
+  while (split < v.warps_per_block && groups * split < 16 * int64_t(sm_count()) &&
+         nvec >= 64 * split * 2)
+    split *= 2;
+  return split;
+}
+
 template <class DT, int kV = 0>
 void launch_variant(int v, const GemvArgs& a) {
   if constexpr (kV < kNumVariants) {
     if (v != kV) return launch_variant<DT, kV + 1>(v, a);
     constexpr GemvVariant c = kVariants[kV];
-    const int rows_per_block = c.rows_per_warp * c.warps_per_block;
-    gemv_kernel<DT, c.rows_per_warp, c.unroll>
-        <<<blocks_for(a.out, rows_per_block), c.warps_per_block * 32, 0, a.stream>>>(
-            a.x, static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
-    KUIPER_CUDA_CHECK_LAUNCH();
+    const int split = c.warps_per_row != 0 ? c.warps_per_row
+                                           : auto_split(c, a.out, a.in / int(16 / sizeof(DT)));
+    const int rows_per_block = c.rows_per_warp * c.warps_per_block / split;
+    launch(gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined>,
+           blocks_for(a.out, rows_per_block), c.warps_per_block * 32, 0, a.stream, a.x,
+           static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in, split, pdl_mode() == 2);
   } else {
     fail("gemv: no variant ", v);
   }
@@ -133,21 +195,24 @@ void gemv(int variant, const GemvArgs& a) {
     launch_variant<DT>(variant, a);
   } else {
     constexpr int kWarps = 4;
-    gemv_scalar_kernel<DT><<<blocks_for(a.out, kWarps), kWarps * 32, 0, a.stream>>>(
-        a.x, static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
-    KUIPER_CUDA_CHECK_LAUNCH();
+    launch(gemv_scalar_kernel<DT>, blocks_for(a.out, kWarps), kWarps * 32, 0, a.stream, a.x,
+           static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
   }
 }
 
 // ---- n > 1 -------------------------------------------------------------------------------
 
 __global__ void broadcast_rows_kernel(const float* bias, float* y, int64_t n, int out) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n * out) y[i] = bias[i % out];
 }
 
 template <class DT>
 __global__ void split_kernel(const float* x, DT* hi, DT* lo, int64_t count) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const DT h = from_f32<DT>(x[i]);
@@ -170,9 +235,8 @@ void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
   constexpr int kThreads = 256;
   float beta = 0.f;
   if (!bias.empty()) {  // y starts as the bias, and the products are added to it
-    broadcast_rows_kernel<<<blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream>>>(
-        bias.data<float>(), y.data<float>(), n, out);
-    KUIPER_CUDA_CHECK_LAUNCH();
+    launch(broadcast_rows_kernel, blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream,
+           bias.data<float>(), y.data<float>(), int64_t(n), out);
     beta = 1.f;
   }
   // Column-major, cuBLAS sees w as in x out, x as in x n and y as out x n: y = w^T x.
@@ -187,12 +251,11 @@ void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
     using DT = DeviceType<T>;
     const int64_t count = int64_t(n) * in;
     const size_t part_bytes = (size_t(count) * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
-    char* workspace = static_cast<char*>(ctx.cuda_workspace(2 * part_bytes));
-    DT* hi = reinterpret_cast<DT*>(workspace);
-    DT* lo = reinterpret_cast<DT*>(workspace + part_bytes);
-    split_kernel<DT><<<blocks_for(count, kThreads), kThreads, 0, stream>>>(x.data<float>(), hi, lo,
-                                                                           count);
-    KUIPER_CUDA_CHECK_LAUNCH();
+    char* scratch = static_cast<char*>(workspace(ctx, 2 * part_bytes).scratch);
+    DT* hi = reinterpret_cast<DT*>(scratch);
+    DT* lo = reinterpret_cast<DT*>(scratch + part_bytes);
+    launch(split_kernel<DT>, blocks_for(count, kThreads), kThreads, 0, stream, x.data<float>(), hi,
+           lo, count);
     for (const DT* part : {hi, lo}) {
       KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one,
                                        w.data<T>(), wt, in, part, wt, in, &beta, y.data<float>(),
@@ -229,7 +292,8 @@ MatmulShape check_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, c
 
 std::span<const GemvVariant> gemv_variants() { return kVariants; }
 
-int gemv_default_variant(DType dtype) { return dtype == DType::kF32 ? 2 : 2; }
+// r2u4w4a for fp32, r2u2w4ap for 16-bit weights: the best all-round on TinyLlama's shapes.
+int gemv_default_variant(DType dtype) { return dtype == DType::kF32 ? 4 : 3; }
 
 void gemv_with_variant(int variant, const Tensor& x, const Tensor& w, const Tensor& bias,
                        const Tensor& y, const DeviceContext& ctx) {

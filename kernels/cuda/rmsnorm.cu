@@ -11,6 +11,8 @@ namespace {
 template <bool kVec4>
 __global__ void rmsnorm_kernel(const float* x, const float* weight, float eps, float* out,
                                int dim) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   __shared__ float scratch[32];
   const float* row = x + int64_t(blockIdx.x) * dim;
   float* row_out = out + int64_t(blockIdx.x) * dim;
@@ -56,11 +58,8 @@ void rmsnorm(const Tensor& x, const Tensor& weight, float eps, const Tensor& out
   const bool vec4 = dim % 4 == 0 && aligned16(px) && aligned16(pw) && aligned16(po);
   const int64_t work = vec4 ? dim / 4 : dim;  // one float4 (or float) per thread where possible
   const int threads = int(std::clamp<int64_t>((work + 31) / 32 * 32, 32, 1024));
-  if (vec4)
-    rmsnorm_kernel<true><<<unsigned(rows), threads, 0, stream_of(ctx)>>>(px, pw, eps, po, int(dim));
-  else
-    rmsnorm_kernel<false><<<unsigned(rows), threads, 0, stream_of(ctx)>>>(px, pw, eps, po, int(dim));
-  KUIPER_CUDA_CHECK_LAUNCH();
+  launch(vec4 ? rmsnorm_kernel<true> : rmsnorm_kernel<false>, unsigned(rows), threads, 0,
+         stream_of(ctx), px, pw, eps, po, int(dim));
 }
 
 }  // namespace kuiper::kernels::cuda

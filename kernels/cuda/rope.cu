@@ -9,6 +9,8 @@ namespace {
 
 __global__ void rope_kernel(float* x, const int32_t* positions, const float* cos_sin,
                             int64_t max_pos, int64_t pairs_per_row, int half, int64_t total) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= total) return;
   const int64_t row = p / pairs_per_row;
@@ -44,10 +46,9 @@ void rope(const Tensor& x, const Tensor& positions, const Tensor& cos_sin, int h
   const int64_t total = n * width / 2;
   if (total == 0) return;
   constexpr int kThreads = 256;
-  rope_kernel<<<blocks_for(total, kThreads), kThreads, 0, stream_of(ctx)>>>(
+  launch(rope_kernel, blocks_for(total, kThreads), kThreads, 0, stream_of(ctx),
       x.data<float>(), positions.data<int32_t>(), cos_sin.data<float>(), cos_sin.dim(0), width / 2,
       half, total);
-  KUIPER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace kuiper::kernels::cuda

@@ -10,6 +10,8 @@ namespace {
 template <class T>
 __global__ void scatter_rows_kernel(const float* src, const int32_t* positions, T* dst,
                                     int64_t max_rows, int width) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   const int32_t pos = positions[blockIdx.x];
   if (pos < 0 || pos >= max_rows) return;
   const float* from = src + int64_t(blockIdx.x) * width;
@@ -31,10 +33,9 @@ void scatter_rows(const Tensor& src, const Tensor& positions, const Tensor& dst,
   expect_numel("scatter_rows", "positions", positions, n);
   if (n == 0) return;
   const int threads = int(std::min<int64_t>(256, (width + 31) / 32 * 32));
-  scatter_rows_kernel<<<unsigned(n), threads, 0, stream_of(ctx)>>>(
+  launch(scatter_rows_kernel<DeviceType<T>>, unsigned(n), threads, 0, stream_of(ctx),
       src.data<float>(), positions.data<int32_t>(), reinterpret_cast<DeviceType<T>*>(dst.data<T>()),
       dst.dim(0), int(width));
-  KUIPER_CUDA_CHECK_LAUNCH();
 }
 
 template void scatter_rows<float>(const Tensor&, const Tensor&, const Tensor&, const DeviceContext&);

@@ -7,6 +7,8 @@ namespace kuiper::kernels::cuda {
 namespace {
 
 __global__ void softmax_kernel(float* x, int64_t cols) {
+  grid_dependency_wait();
+  allow_dependent_launch();
   __shared__ float scratch[32];
   float* row = x + int64_t(blockIdx.x) * cols;
   float m = -INFINITY;
@@ -25,8 +27,7 @@ void softmax(const Tensor& x, const DeviceContext& ctx) {
   const int64_t cols = x.dim(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   if (rows == 0 || cols == 0) return;
   const int threads = int(std::clamp<int64_t>((cols + 31) / 32 * 32, 32, 1024));
-  softmax_kernel<<<unsigned(rows), threads, 0, stream_of(ctx)>>>(x.data<float>(), cols);
-  KUIPER_CUDA_CHECK_LAUNCH();
+  launch(softmax_kernel, unsigned(rows), threads, 0, stream_of(ctx), x.data<float>(), cols);
 }
 
 }  // namespace kuiper::kernels::cuda

@@ -22,9 +22,9 @@ class DeviceContext {
   // Waits for all queued work; throws kuiper::Error if a kernel failed.
   void synchronize() const;
   // CUDA only: scratch device memory of at least `bytes` for kernels queued on this stream (work
-  // on one stream never overlaps, so all kernels share it). Grows on demand, but never while the
-  // stream is capturing a graph; memory once handed out stays valid until the context dies, so
-  // graphs that captured a kernel using it stay valid after it grows.
+  // on one stream never overlaps, so all kernels share it); zeroed when first handed out. Grows
+  // on demand, but never while the stream is capturing a graph; memory once handed out stays
+  // valid until the context dies, so graphs that captured a kernel using it stay valid.
   void* cuda_workspace(size_t bytes) const;
 
   // The context of the CPU, for callers that have no model at hand (tests, tools).

@@ -83,6 +83,7 @@ void* DeviceContext::cuda_workspace(size_t bytes) const {
   // Grow by at least half, so that a slowly rising size (prefill chunks) grows a few times only.
   const size_t grown = all.empty() ? bytes : std::max(bytes, all.back().second / 2 * 3);
   all.emplace_back(cuda_allocator().allocate(grown), grown);
+  KUIPER_CUDA_CHECK(cudaMemsetAsync(all.back().first, 0, grown, cuda_->stream));
   return all.back().first;
 }
 

@@ -35,7 +35,10 @@ TEST(CudaMatmul, MatchesCpu) {
           const Tensor want = cpu_matmul(x, w, bias);
           const Tensor y = poisoned_cuda(DType::kF32, {n, out});
           matmul(to_cuda(x), dw, with_bias ? to_cuda(bias) : Tensor(), y, cuda_ctx());
-          EXPECT_LT(max_rel_diff(to_cpu(y), want), 1e-4f)
+          // 16-bit weights with n > 1 run on tensor cores, whose fp32 accumulation is not
+          // IEEE: ~2e-4 seen, within the 1e-3 the model needs. Everything else ~1e-5.
+          const float tolerance = n > 1 && dtype != DType::kF32 ? 1e-3f : 1e-4f;
+          EXPECT_LT(max_rel_diff(to_cpu(y), want), tolerance)
               << dtype_name(dtype) << " n " << n << " in " << in << " out " << out
               << (with_bias ? " with bias" : "");
         }
@@ -65,7 +68,8 @@ TEST(CudaMatmul, EveryGemvVariantMatchesCpu) {
   }
 }
 
-// fp32 weights must not go through TF32 (10-bit mantissas): logits would drift by ~1e-3.
+// fp32 weights must not go through TF32 (10-bit mantissas): logits would drift by ~1e-3, where
+// two fp32 GEMMs (cuBLAS and OpenBLAS) summing 2048 products differ by ~1e-5.
 TEST(CudaMatmul, Fp32GemmIsFullPrecision) {
   KUIPER_REQUIRE_CUDA();
   std::mt19937 rng(83);
@@ -75,7 +79,7 @@ TEST(CudaMatmul, Fp32GemmIsFullPrecision) {
   const Tensor y = poisoned_cuda(DType::kF32, {64, 256});
   kernel_registry().matmul.find(Device::kCUDA, DType::kF32)(to_cuda(x), to_cuda(w), Tensor(), y,
                                                             cuda_ctx());
-  EXPECT_LT(max_rel_diff(to_cpu(y), want), 1e-5f);
+  EXPECT_LT(max_rel_diff(to_cpu(y), want), 5e-5f);
 }
 
 TEST(CudaMatmul, RejectsMismatchedShapes) {

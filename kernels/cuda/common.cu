@@ -1,0 +1,51 @@
+// Argument checks, launch settings and device facts shared by the kernels (common.cuh).
+#include "kernels/cuda/common.cuh"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace kuiper::kernels::cuda {
+
+void expect_tensor(const char* op, const char* name, const Tensor& t, DType dtype) {
+  KUIPER_CHECK(!t.empty(), op, ": ", name, " is empty");
+  KUIPER_CHECK(t.device() == Device::kCUDA, op, ": ", name, " is ", t.describe(),
+               ", expected a tensor on cuda");
+  KUIPER_CHECK(t.dtype() == dtype, op, ": ", name, " is ", t.describe(), ", expected ",
+               dtype_name(dtype));
+}
+
+void expect_numel(const char* op, const char* name, const Tensor& t, int64_t numel) {
+  KUIPER_CHECK(t.numel() == numel, op, ": ", name, " is ", t.describe(), ", expected ", numel,
+               " elements");
+}
+
+Workspace workspace(const DeviceContext& ctx, size_t scratch_bytes) {
+  char* base = static_cast<char*>(ctx.cuda_workspace(kWorkspaceCounterBytes + scratch_bytes));
+  return {reinterpret_cast<int*>(base), base + kWorkspaceCounterBytes};
+}
+
+int pdl_mode() {
+  static const int mode = [] {
+    int device = 0, major = 0;
+    KUIPER_CUDA_CHECK(cudaGetDevice(&device));
+    KUIPER_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major < 9) return 0;
+    const char* env = std::getenv("KUIPER_CUDA_PDL");
+    return env != nullptr && (std::strcmp(env, "0") == 0 || std::strcmp(env, "2") == 0)
+               ? env[0] - '0'
+               : 1;
+  }();
+  return mode;
+}
+
+int sm_count() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    KUIPER_CUDA_CHECK(cudaGetDevice(&device));
+    KUIPER_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    return n;
+  }();
+  return count;
+}
+
+}  // namespace kuiper::kernels::cuda
