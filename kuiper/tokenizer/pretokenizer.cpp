@@ -34,15 +34,18 @@ PreTokenizer::Behavior parse_behavior(const std::string& name, std::string_view 
 // except for removed delimiters.
 void apply_behavior(PreTokenizer::Behavior behavior, std::vector<Segment>& segments) {
   using B = PreTokenizer::Behavior;
+  if (behavior == B::kIsolated) return;
+  if (behavior == B::kRemoved) {
+    std::erase_if(segments, [](const Segment& s) { return s.is_match; });
+    return;
+  }
   std::vector<Segment> folded;
   folded.reserve(segments.size());
   bool previous_match = false;
   switch (behavior) {
     case B::kIsolated:
-      return;
     case B::kRemoved:
-      std::erase_if(segments, [](const Segment& s) { return s.is_match; });
-      return;
+      break;  // handled above
     case B::kContiguous:
     case B::kMergedWithPrevious:
       for (const Segment& s : segments) {
