@@ -48,7 +48,9 @@ Generator::Result Generator::generate(std::span<const int32_t> prompt, int max_n
       r.stop = Stop::kEos;
       break;
     }
-    on_text(utf8.push(tokenizer_.decode_token(next)));
+    // A model's vocabulary may be larger than its tokenizer's (Qwen2.5 pads it): such ids print
+    // nothing.
+    if (next < tokenizer_.vocab_size()) on_text(utf8.push(tokenizer_.decode_token(next)));
     if (interrupt && interrupt->load()) {
       r.stop = Stop::kInterrupted;
       break;

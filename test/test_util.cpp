@@ -108,6 +108,12 @@ const nlohmann::json& golden() {
   return g;
 }
 
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 std::string llama_infer() { return (bin_dir() / "llama_infer").string(); }
 
 CommandResult run_command(const std::string& command, const std::string& input) {

@@ -40,6 +40,9 @@ const nlohmann::json& golden();
 // The llama_infer program, quoted for a shell command line.
 std::string llama_infer();
 
+// s as one single-quoted shell word.
+std::string shell_quote(const std::string& s);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;

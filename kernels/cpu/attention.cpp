@@ -22,7 +22,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
     KUIPER_CHECK(pos[i] >= 0 && pos[i] < max_seq, "position ", pos[i], " outside the cache of ",
                  max_seq, " rows");
 
-#pragma omp parallel
+  // Decoding a short sequence is a few thousand multiply-adds: not worth waking threads for.
+  const int64_t work = n * shape.n_heads * (pos[n - 1] + 1) * hd;
+#pragma omp parallel if (work >= (int64_t(1) << 16))
   {
     std::vector<float> scores(static_cast<size_t>(max_seq));  // one per thread
 #pragma omp for collapse(2) schedule(dynamic, 1)

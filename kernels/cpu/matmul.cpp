@@ -11,10 +11,12 @@ namespace kuiper::kernels::cpu {
 namespace {
 
 constexpr int64_t kTileRows = 256;
+// Below this many weights a GEMV is too short to pay for waking other threads.
+constexpr int64_t kParallelGemvWeights = int64_t(1) << 18;
 
 template <class T>
 void gemv(const float* x, const T* w, float* y, int64_t rows, int64_t in) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * in >= kParallelGemvWeights)
   for (int64_t r = 0; r < rows; ++r) y[r] = dot(x, w + r * in, in);
 }
 

@@ -11,11 +11,15 @@ namespace kuiper {
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& path) {
   std::ifstream file(path, std::ios::binary);
   KUIPER_CHECK(file.good(), "cannot open tokenizer file ", path.string());
-  // tokenizer.json is a JSON object; tokenizer.model is a protobuf, which never starts with '{'.
-  char first = 0;
-  while (file.get(first) && (first == ' ' || first == '\n' || first == '\r' || first == '\t')) {
-  }
-  KUIPER_CHECK(file.gcount() == 1, "tokenizer file ", path.string(), " is empty");
+  // tokenizer.json is a JSON object (perhaps after a UTF-8 byte-order mark and white space);
+  // tokenizer.model is a protobuf, which never starts with '{'.
+  std::string head(64, '\0');
+  file.read(head.data(), std::streamsize(head.size()));
+  head.resize(size_t(file.gcount()));
+  KUIPER_CHECK(!head.empty(), "tokenizer file ", path.string(), " is empty");
+  if (head.starts_with("\xEF\xBB\xBF")) head.erase(0, 3);
+  const size_t start = head.find_first_not_of(" \t\r\n");
+  const char first = start == std::string::npos ? '\0' : head[start];
   if (first == '{') return load_bpe_tokenizer(path);
   return load_sentencepiece_tokenizer(path);
 }

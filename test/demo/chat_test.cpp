@@ -12,12 +12,6 @@
 namespace kuiper::test {
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::vector<int32_t> parse_ids(const std::string& line) {
   std::vector<int32_t> ids;
   std::istringstream in(line);
@@ -67,7 +61,7 @@ struct ChatModel {
   // Plain generation from a prompt text (special tokens parsed): the reply's ids.
   std::vector<int32_t> generate(const std::string& prompt, const std::string& args = "") const {
     const auto r = run_command(llama_infer() + " " + files() + " --temp 0 -t 1 --ids " + args +
-                               " -p " + quote(prompt));
+                               " -p " + shell_quote(prompt));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return parse_ids(r.out);
   }
@@ -105,7 +99,7 @@ std::optional<std::string> system_of(const std::vector<ChatMessage>& messages) {
 
 std::string system_option(const std::vector<ChatMessage>& messages) {
   const auto system = system_of(messages);
-  return system ? "--system " + quote(*system) : "";
+  return system ? "--system " + shell_quote(*system) : "";
 }
 
 // The golden chat cases with one user message whose training-format prompt is what the model's

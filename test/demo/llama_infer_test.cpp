@@ -8,12 +8,6 @@
 namespace kuiper::test {
 namespace {
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 std::string ids_line(const nlohmann::json& ids) {
   std::string line;
   for (const auto& id : ids) line += (line.empty() ? "" : " ") + std::to_string(id.get<int>());
@@ -41,11 +35,11 @@ TEST_P(Llama2Greedy, GeneratesTheGoldenIdsAndText) {
   const auto tokenizer = shared_dir() / "models/llama2/tokenizer.model";
   for (const auto& p : golden().at("llama2").at("prompts")) {
     const std::string prompt = p.at("prompt");
-    const std::string base = model.string() + " " + tokenizer.string() + " -p " + quote(prompt);
-    const auto ids = infer(base + " --temp 0 -n 200 --ids");
+    const std::string base = model.string() + " " + tokenizer.string() + " -p " + shell_quote(prompt);
+    const auto ids = infer(base + " --temp 0 -n 96 --ids");
     EXPECT_EQ(ids.exit_code, 0) << ids.err;
     EXPECT_EQ(ids.out, ids_line(p.at("greedy_ids"))) << prompt;
-    const auto text = infer(base + " --temp 0 -n 200");
+    const auto text = infer(base + " --temp 0 -n 96");
     EXPECT_EQ(text.out, prompt + " " + p.at("greedy_text").get<std::string>() + "\n") << prompt;
     EXPECT_NE(text.err.find("tokens/s"), std::string::npos) << text.err;
     EXPECT_EQ(infer(base + " --tokenize").out, ids_line(p.at("prompt_ids"))) << prompt;
@@ -111,7 +105,7 @@ TEST_F(BadInput, MissingOrWrongTokenizer) {
 
 TEST_F(BadInput, PromptLongerThanTheContext) {
   expect_clear_error(infer(model_ + " " + tokenizer_ + " -c 8 -p " +
-                           quote("In the beginning God created the heaven and the earth.")),
+                           shell_quote("In the beginning God created the heaven and the earth.")),
                      "context");
 }
 

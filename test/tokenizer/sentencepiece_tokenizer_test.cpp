@@ -55,6 +55,15 @@ TEST_F(SentencePiece, RejectsInvalidUtf8AndUnknownIds) {
   EXPECT_THROW(tok_->decode_token(-1), Error);
 }
 
+TEST(Tokenizer, RecognisesTokenizerJsonAfterAByteOrderMark) {
+  KUIPER_REQUIRE_SHARED("models/qwen2-kjv/tokenizer.json");
+  std::ifstream in(shared_dir() / "models/qwen2-kjv/tokenizer.json", std::ios::binary);
+  std::ofstream out(scratch_dir() / "bom.json", std::ios::binary);
+  out << "\xEF\xBB\xBF" << in.rdbuf();
+  out.close();
+  EXPECT_EQ(Tokenizer::load(scratch_dir() / "bom.json")->vocab_size(), 151665);
+}
+
 TEST(Tokenizer, MissingAndEmptyFilesAreClearErrors) {
   EXPECT_THROW(Tokenizer::load(scratch_dir() / "none.model"), Error);
   std::ofstream{scratch_dir() / "empty.model"};
