@@ -6,6 +6,8 @@
 //  3. A TinyLlama-1.1B-shaped decoding step (22 layers, dim 2048, hidden 5632, 32 heads, 4 KV
 //     heads, vocab 32000; random weights) made of the registered kernels, captured in a CUDA graph
 //     and replayed: the tokens/s the kernels allow before any model code, and the GEMVs alone.
+//     Also with wq|wk|wv and w1|w3 concatenated into one matrix each (one GEMV instead of three
+//     and two), which a model can do for decoding at load time.
 //  4. A prefill of 512 positions through the same layers (the cuBLAS path and causal attention).
 // Usage: gemv_bench [--quick] [--model-only]. Times are medians of repeated event-timed runs.
 // KUIPER_CUDA_PDL=0 in the environment turns programmatic dependent launch off, for comparison.
@@ -147,6 +149,7 @@ struct TinyLlama {
                            kHeadDim = 64, kVocab = 32000, kMaxSeq = 2048;
   struct Layer {
     Tensor attn_norm, ffn_norm, wq, wk, wv, wo, w1, w2, w3, k_cache, v_cache;
+    Tensor wqkv, w13;  // wq, wk, wv and w1, w3 are row views of these
   };
 
   TinyLlama(DType wtype, const DeviceContext& ctx) : wtype(wtype) {
@@ -164,12 +167,15 @@ struct TinyLlama {
       Layer L;
       L.attn_norm = norm();
       L.ffn_norm = norm();
-      L.wq = weight(kHeads * kHeadDim, kDim);
-      L.wk = weight(kKvHeads * kHeadDim, kDim);
-      L.wv = weight(kKvHeads * kHeadDim, kDim);
+      constexpr int64_t q_rows = kHeads * kHeadDim, kv_rows = kKvHeads * kHeadDim;
+      L.wqkv = weight(q_rows + 2 * kv_rows, kDim);
+      L.wq = L.wqkv.rows(0, q_rows);
+      L.wk = L.wqkv.rows(q_rows, q_rows + kv_rows);
+      L.wv = L.wqkv.rows(q_rows + kv_rows, q_rows + 2 * kv_rows);
       L.wo = weight(kDim, kHeads * kHeadDim);
-      L.w1 = weight(kHidden, kDim);
-      L.w3 = weight(kHidden, kDim);
+      L.w13 = weight(2 * kHidden, kDim);
+      L.w1 = L.w13.rows(0, kHidden);
+      L.w3 = L.w13.rows(kHidden, 2 * kHidden);
       L.w2 = weight(kDim, kHidden);
       L.k_cache = Tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, Device::kCUDA);
       L.v_cache = Tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, Device::kCUDA);
@@ -192,10 +198,22 @@ struct TinyLlama {
 
   struct Activations {
     Tensor x, h, q, k, v, att, g, u, logits, next, positions;
+    Tensor qkv, gu;  // n == 1: q, k, v and g, u are views of these (outputs of the concatenations)
     explicit Activations(int64_t n) {
       auto t = [&](int64_t width) { return Tensor(DType::kF32, {n, width}, Device::kCUDA); };
-      x = t(kDim), h = t(kDim), q = t(kHeads * kHeadDim), k = t(kKvHeads * kHeadDim);
-      v = t(kKvHeads * kHeadDim), att = t(kHeads * kHeadDim), g = t(kHidden), u = t(kHidden);
+      x = t(kDim), h = t(kDim), att = t(kHeads * kHeadDim);
+      if (n == 1) {
+        auto part = [](const Tensor& whole, int64_t begin, int64_t end) {
+          return whole.reshape({whole.numel()}).rows(begin, end).reshape({1, end - begin});
+        };
+        constexpr int64_t qw = kHeads * kHeadDim, kvw = kKvHeads * kHeadDim;
+        qkv = t(qw + 2 * kvw), gu = t(2 * kHidden);
+        q = part(qkv, 0, qw), k = part(qkv, qw, qw + kvw), v = part(qkv, qw + kvw, qw + 2 * kvw);
+        g = part(gu, 0, kHidden), u = part(gu, kHidden, 2 * kHidden);
+      } else {
+        q = t(kHeads * kHeadDim), k = t(kKvHeads * kHeadDim), v = t(kKvHeads * kHeadDim);
+        g = t(kHidden), u = t(kHidden);
+      }
       logits = Tensor(DType::kF32, {1, kVocab}, Device::kCUDA);
       next = Tensor(DType::kI32, {1}, Device::kCUDA);
       positions = Tensor(DType::kI32, {n}, Device::kCUDA);
@@ -203,8 +221,10 @@ struct TinyLlama {
   };
 
   // All layers for the rows of `a` (their positions already in a.positions); gemv_only keeps
-  // only the matrix products, to separate their time from the small kernels'.
-  void forward(const Activations& a, const DeviceContext& ctx, bool gemv_only = false) const {
+  // only the matrix products, to separate their time from the small kernels'; concat (n == 1)
+  // multiplies by wqkv and w13 instead of their parts.
+  void forward(const Activations& a, const DeviceContext& ctx, bool gemv_only = false,
+               bool concat = false) const {
     const auto& r = registry();
     constexpr Device kCuda = Device::kCUDA;
     constexpr DType kF32 = DType::kF32;
@@ -212,9 +232,13 @@ struct TinyLlama {
     const int64_t n = a.x.dim(0);
     for (const Layer& L : layers) {
       if (!gemv_only) r.rmsnorm.find(kCuda, kF32)(a.x, L.attn_norm, 1e-5f, a.h, ctx);
-      matmul(a.h, L.wq, Tensor(), a.q, ctx);
-      matmul(a.h, L.wk, Tensor(), a.k, ctx);
-      matmul(a.h, L.wv, Tensor(), a.v, ctx);
+      if (concat) {
+        matmul(a.h, L.wqkv, Tensor(), a.qkv, ctx);
+      } else {
+        matmul(a.h, L.wq, Tensor(), a.q, ctx);
+        matmul(a.h, L.wk, Tensor(), a.k, ctx);
+        matmul(a.h, L.wv, Tensor(), a.v, ctx);
+      }
       if (!gemv_only) {
         r.rope.find(kCuda, kF32)(a.q, a.positions, cos_sin, kHeadDim, ctx);
         r.rope.find(kCuda, kF32)(a.k, a.positions, cos_sin, kHeadDim, ctx);
@@ -228,8 +252,12 @@ struct TinyLlama {
         r.add.find(kCuda, kF32)(a.x, a.h, a.x, ctx);
         r.rmsnorm.find(kCuda, kF32)(a.x, L.ffn_norm, 1e-5f, a.h, ctx);
       }
-      matmul(a.h, L.w1, Tensor(), a.g, ctx);
-      matmul(a.h, L.w3, Tensor(), a.u, ctx);
+      if (concat) {
+        matmul(a.h, L.w13, Tensor(), a.gu, ctx);
+      } else {
+        matmul(a.h, L.w1, Tensor(), a.g, ctx);
+        matmul(a.h, L.w3, Tensor(), a.u, ctx);
+      }
       if (!gemv_only) r.swiglu.find(kCuda, kF32)(a.g, a.u, a.g, ctx);
       matmul(a.g, L.w2, Tensor(), a.h, ctx);
       if (!gemv_only) r.add.find(kCuda, kF32)(a.x, a.h, a.x, ctx);
@@ -263,27 +291,32 @@ void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
 
   const TinyLlama::Activations one(1);
   fill_random(one.x, 1.f, ctx);
-  for (bool gemv_only : {true, false}) {
-    for (int32_t pos : gemv_only ? std::vector<int32_t>{512} : std::vector<int32_t>{16, 512, 2000}) {
-      set_positions(one.positions, pos, ctx);
-      model.forward(one, ctx, gemv_only);  // warm-up outside the capture (workspace, handles)
-      ctx.synchronize();
-      cudaGraph_t graph;
-      cudaGraphExec_t exec;
-      KUIPER_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-      model.forward(one, ctx, gemv_only);
-      KUIPER_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-      KUIPER_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-      const double ms = time_ms(ctx, quick ? 10 : 50, [&](int) {
-        KUIPER_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-      });
-      std::printf("decode step (graph) %-10s at position %4d: %7.3f ms = %6.0f tokens/s, "
-                  "weights at %5.0f GB/s (%3.0f%% of the copy)\n",
-                  gemv_only ? "GEMVs only" : "all kernels", pos, ms, 1e3 / ms, gb / (ms * 1e-3),
-                  100.0 * gb / (ms * 1e-3) / copy_gbs);
-      KUIPER_CUDA_CHECK(cudaGraphExecDestroy(exec));
-      KUIPER_CUDA_CHECK(cudaGraphDestroy(graph));
-    }
+  struct Config {
+    bool gemv_only, concat;
+    int32_t pos;
+  };
+  const Config configs[] = {{true, false, 512}, {true, true, 512},   {false, false, 16},
+                            {false, false, 512}, {false, false, 2000}, {false, true, 16},
+                            {false, true, 512},  {false, true, 2000}};
+  for (const Config& c : configs) {
+    set_positions(one.positions, c.pos, ctx);
+    model.forward(one, ctx, c.gemv_only, c.concat);  // warm-up outside the capture (workspace)
+    ctx.synchronize();
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    KUIPER_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    model.forward(one, ctx, c.gemv_only, c.concat);
+    KUIPER_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    KUIPER_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    const double ms = time_ms(ctx, quick ? 10 : 50, [&](int) {
+      KUIPER_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    });
+    std::printf("decode step (graph) %-11s %-13s at position %4d: %6.3f ms = %5.0f tokens/s, "
+                "weights at %4.0f GB/s (%2.0f%% of the copy)\n",
+                c.gemv_only ? "GEMVs only" : "all kernels", c.concat ? "concatenated" : "separate",
+                c.pos, ms, 1e3 / ms, gb / (ms * 1e-3), 100.0 * gb / (ms * 1e-3) / copy_gbs);
+    KUIPER_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    KUIPER_CUDA_CHECK(cudaGraphDestroy(graph));
   }
 
   const int64_t n = 512;

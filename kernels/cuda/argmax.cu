@@ -27,8 +27,8 @@ __device__ __forceinline__ Best warp_best(Best v) {
 }
 
 __global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   __shared__ float values[32];
   __shared__ int64_t indices[32];
   const float* row = x + int64_t(blockIdx.x) * cols;

@@ -82,8 +82,8 @@ __global__ void __launch_bounds__(kThreads)
     attention_kernel(Params p, const float* q, const CT* k_cache, const CT* v_cache,
                      const int32_t* positions, float* out, float* part_ml, float* part_o,
                      int* done) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   extern __shared__ float smem[];
   const int G = p.group, D = p.head_dim, tile = p.tile;
   float* q_s = smem;

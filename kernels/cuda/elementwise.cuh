@@ -9,8 +9,8 @@ namespace kuiper::kernels::cuda {
 template <class Op>
 __global__ void binary_vec4_kernel(const float4* a, const float4* b, float4* out, int64_t n4,
                                    Op op) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n4; i += stride) {
     const float4 x = a[i], y = b[i];
@@ -20,8 +20,8 @@ __global__ void binary_vec4_kernel(const float4* a, const float4* b, float4* out
 
 template <class Op>
 __global__ void binary_kernel(const float* a, const float* b, float* out, int64_t n, Op op) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     out[i] = op(a[i], b[i]);

@@ -10,8 +10,8 @@ namespace {
 template <class T>
 __global__ void embedding_kernel(const int32_t* tokens, const T* table, float* out, int64_t vocab,
                                  int dim) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int32_t id = tokens[blockIdx.x];
   float* row_out = out + int64_t(blockIdx.x) * dim;
   if (id < 0 || id >= vocab) {

@@ -131,8 +131,8 @@ template <class T>
 __global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restrict__ w,
                                    const float* __restrict__ bias, float* __restrict__ y, int out,
                                    int in) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (row >= out) return;
@@ -203,16 +203,16 @@ void gemv(int variant, const GemvArgs& a) {
 // ---- n > 1 -------------------------------------------------------------------------------
 
 __global__ void broadcast_rows_kernel(const float* bias, float* y, int64_t n, int out) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n * out) y[i] = bias[i % out];
 }
 
 template <class DT>
 __global__ void split_kernel(const float* x, DT* hi, DT* lo, int64_t count) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const DT h = from_f32<DT>(x[i]);

@@ -11,8 +11,8 @@ namespace {
 template <bool kVec4>
 __global__ void rmsnorm_kernel(const float* x, const float* weight, float eps, float* out,
                                int dim) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   __shared__ float scratch[32];
   const float* row = x + int64_t(blockIdx.x) * dim;
   float* row_out = out + int64_t(blockIdx.x) * dim;

@@ -9,8 +9,8 @@ namespace {
 
 __global__ void rope_kernel(float* x, const int32_t* positions, const float* cos_sin,
                             int64_t max_pos, int64_t pairs_per_row, int half, int64_t total) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (p >= total) return;
   const int64_t row = p / pairs_per_row;

@@ -10,8 +10,8 @@ namespace {
 template <class T>
 __global__ void scatter_rows_kernel(const float* src, const int32_t* positions, T* dst,
                                     int64_t max_rows, int width) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   const int32_t pos = positions[blockIdx.x];
   if (pos < 0 || pos >= max_rows) return;
   const float* from = src + int64_t(blockIdx.x) * width;

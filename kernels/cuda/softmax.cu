@@ -7,8 +7,8 @@ namespace kuiper::kernels::cuda {
 namespace {
 
 __global__ void softmax_kernel(float* x, int64_t cols) {
-  grid_dependency_wait();
   allow_dependent_launch();
+  grid_dependency_wait();
   __shared__ float scratch[32];
   float* row = x + int64_t(blockIdx.x) * cols;
   float m = -INFINITY;
