@@ -51,6 +51,29 @@ INSTANTIATE_TEST_SUITE_P(Exports, Llama2Greedy,
                                            "--meta-llama {shared}/models/llama2-kjv-meta",
                                            "--hf {shared}/models/llama2-kjv --legacy"));
 
+// The same through --device cuda, for every golden raw prompt of every model (skips without a GPU).
+TEST(LlamaInferCuda, GeneratesTheGoldenIds) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  struct Case {
+    std::string model, tokenizer, section, text_key;
+  };
+  for (const auto& c : {Case{"llama2", "llama2-kjv/tokenizer.model", "prompts", "prompt"},
+                        Case{"qwen2", "qwen2-kjv/tokenizer.json", "raw", "text"},
+                        Case{"llama3", "llama3-kjv/tokenizer.json", "raw", "text"},
+                        Case{"qwen2", "qwen2-kjv/tokenizer.json", "chat", "rendered"},
+                        Case{"llama3", "llama3-kjv/tokenizer.json", "chat", "rendered"}}) {
+    const auto model = exported_model("--hf {shared}/models/" + c.model + "-kjv");
+    for (const auto& p : golden().at(c.model).at(c.section)) {
+      const auto r = infer(model.string() + " " + (shared_dir() / "models" / c.tokenizer).string() +
+                           " --device cuda --temp 0 -n 96 --ids -p " +
+                           shell_quote(p.at(c.text_key).get<std::string>()));
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << c.model << " " << p.at(c.text_key);
+    }
+  }
+}
+
 class BadInput : public ::testing::Test {
  protected:
   void SetUp() override {

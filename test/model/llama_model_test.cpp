@@ -11,6 +11,23 @@ namespace {
 
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
+// Every test here runs on each device; CUDA variants skip without a GPU.
+class OnDevice : public ::testing::TestWithParam<Device> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Device::kCUDA && cuda_device_count() == 0)
+      GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
+  }
+  std::unique_ptr<LlamaModel> load(const std::string& export_args, ModelOptions options = {}) {
+    options.device = GetParam();
+    return LlamaModel::load(exported_model(export_args), options);
+  }
+};
+
+std::string device_label(const ::testing::TestParamInfo<Device>& info) {
+  return std::string(device_name(info.param));
+}
+
 // Every position's logits have the golden top-20 ids, and their values within 1e-3 relative.
 void expect_matches_top20(LlamaModel& model, const nlohmann::json& c, const std::string& label) {
   const auto prompt = ids_of(c.at("prompt_ids"));
@@ -38,40 +55,44 @@ void expect_matches_top20(LlamaModel& model, const nlohmann::json& c, const std:
   }
 }
 
-class GoldenLogits : public ::testing::TestWithParam<std::string> {};
+using GoldenLogits = OnDevice;
 
 TEST_P(GoldenLogits, Llama2PromptLogitsMatchTransformers) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
   KUIPER_REQUIRE_SHARED("models/llama2-kjv-meta");
-  auto model = LlamaModel::load(exported_model(GetParam()));
-  for (const auto& p : golden().at("llama2").at("prompts"))
-    expect_matches_top20(*model, p, p.at("prompt").get<std::string>());
+  for (const std::string args : {"--hf {shared}/models/llama2-kjv",
+                                 "--meta-llama {shared}/models/llama2-kjv-meta",
+                                 "--hf {shared}/models/llama2-kjv --legacy"}) {
+    auto model = load(args);
+    for (const auto& p : golden().at("llama2").at("prompts"))
+      expect_matches_top20(*model, p, args + ": " + p.at("prompt").get<std::string>());
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Exports, GoldenLogits,
-                         ::testing::Values("--hf {shared}/models/llama2-kjv",
-                                           "--meta-llama {shared}/models/llama2-kjv-meta",
-                                           "--hf {shared}/models/llama2-kjv --legacy"));
-
-TEST(GoldenLogits, Qwen2AndLlama3RawPromptLogitsMatchTransformers) {
+TEST_P(GoldenLogits, Qwen2AndLlama3RawPromptLogitsMatchTransformers) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
   for (const std::string name : {"qwen2", "llama3"}) {
-    auto model = LlamaModel::load(exported_model("--hf {shared}/models/" + name + "-kjv"));
+    auto model = load("--hf {shared}/models/" + name + "-kjv");
     for (const auto& c : golden().at(name).at("raw"))
       expect_matches_top20(*model, c, name + ": " + c.at("text").get<std::string>());
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Devices, GoldenLogits, ::testing::Values(Device::kCPU, Device::kCUDA),
+                         device_label);
+
 // Greedy decoding one token at a time through the KV cache reproduces transformers' greedy ids
 // (stopping at and including a stop id), for every golden prompt of every model.
-TEST(GoldenGreedy, DecodingReproducesTransformers) {
+using GoldenGreedy = OnDevice;
+
+TEST_P(GoldenGreedy, DecodingReproducesTransformers) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
   struct Set {
     std::string model, section;
   };
   for (const auto& [name, section] : {Set{"llama2", "prompts"}, Set{"qwen2", "raw"}, Set{"qwen2", "chat"},
                                       Set{"llama3", "raw"}, Set{"llama3", "chat"}}) {
-    auto model = LlamaModel::load(exported_model("--hf {shared}/models/" + name + "-kjv"));
+    auto model = load("--hf {shared}/models/" + name + "-kjv");
     for (const auto& c : golden().at(name).at(section)) {
       const auto prompt = ids_of(c.at("prompt_ids")), expected = ids_of(c.at("greedy_ids"));
       std::vector<int32_t> got = {model->forward_greedy(prompt, 0)};
@@ -83,29 +104,39 @@ TEST(GoldenGreedy, DecodingReproducesTransformers) {
   }
 }
 
-// Prefill in one batch, in chunks, or one token at a time: the same logits.
-TEST(LlamaModel, BatchingDoesNotChangeLogits) {
+INSTANTIATE_TEST_SUITE_P(Devices, GoldenGreedy, ::testing::Values(Device::kCPU, Device::kCUDA),
+                         device_label);
+
+// Prefill in one batch, in chunks, or one token at a time (on CUDA: replayed graphs, and eager
+// steps): the same logits.
+using LlamaModelOnDevice = OnDevice;
+
+TEST_P(LlamaModelOnDevice, BatchingDoesNotChangeLogits) {
   KUIPER_REQUIRE_SHARED("models/qwen2-kjv");
-  const auto path = exported_model("--hf {shared}/models/qwen2-kjv");
+  const std::string args = "--hf {shared}/models/qwen2-kjv";
   const std::vector<int32_t> tokens = {9707, 11, 1879, 0, 220, 108386, 3837, 99489, 1773, 220};
-  const Tensor whole = LlamaModel::load(path)->forward(tokens, 0, true);
+  const Tensor whole = load(args)->forward(tokens, 0, true);
   ModelOptions chunked;
   chunked.max_batch = 3;
-  const Tensor in_chunks = LlamaModel::load(path, chunked)->forward(tokens, 0, true);
-  EXPECT_LT(max_rel_diff(in_chunks, whole), 1e-4);
-  auto model = LlamaModel::load(path);
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const Tensor step = model->forward({&tokens[i], 1}, int32_t(i));
-    EXPECT_LT(max_rel_diff(step, whole.rows(int64_t(i), int64_t(i) + 1)), 1e-4) << "position " << i;
+  EXPECT_LT(max_rel_diff(load(args, chunked)->forward(tokens, 0, true), whole), 1e-4);
+  for (const bool graphs : {true, false}) {
+    ModelOptions options;
+    options.cuda_graphs = graphs;
+    auto model = load(args, options);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const Tensor step = model->forward({&tokens[i], 1}, int32_t(i));
+      EXPECT_LT(max_rel_diff(step, whole.rows(int64_t(i), int64_t(i) + 1)), 1e-4)
+          << "position " << i << (graphs ? " with" : " without") << " graphs";
+    }
   }
 }
 
 // fp16 keeps every prompt position's top-1 token. bf16 (8 mantissa bits) may swap near-ties:
 // its top-1 must be among the golden tokens within 0.1 of the best logit.
-TEST(LlamaModel, Fp16AndBf16ExportsKeepTheTopToken) {
+TEST_P(LlamaModelOnDevice, Fp16AndBf16ExportsKeepTheTopToken) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
   for (const std::string dtype : {"fp16", "bf16"}) {
-    auto model = LlamaModel::load(exported_model("--hf {shared}/models/llama2-kjv --dtype " + dtype));
+    auto model = load("--hf {shared}/models/llama2-kjv --dtype " + dtype);
     EXPECT_EQ(model->config().dtype, *dtype_from_name(dtype));
     for (const auto& p : golden().at("llama2").at("prompts")) {
       const auto prompt = ids_of(p.at("prompt_ids"));
@@ -125,11 +156,11 @@ TEST(LlamaModel, Fp16AndBf16ExportsKeepTheTopToken) {
   }
 }
 
-TEST(LlamaModel, ContextOverflowIsAnError) {
+TEST_P(LlamaModelOnDevice, ContextOverflowIsAnError) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
   ModelOptions small;
   small.context = 8;
-  auto model = LlamaModel::load(exported_model("--hf {shared}/models/llama2-kjv"), small);
+  auto model = load("--hf {shared}/models/llama2-kjv", small);
   EXPECT_EQ(model->context(), 8);
   const std::vector<int32_t> tokens(9, 1);
   try {
@@ -141,6 +172,9 @@ TEST(LlamaModel, ContextOverflowIsAnError) {
   EXPECT_NO_THROW(model->forward({tokens.data(), 8}, 0));
   EXPECT_THROW(model->forward({tokens.data(), 1}, 8), Error);
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, LlamaModelOnDevice,
+                         ::testing::Values(Device::kCPU, Device::kCUDA), device_label);
 
 }  // namespace
 }  // namespace kuiper::test
