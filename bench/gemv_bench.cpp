@@ -1,7 +1,7 @@
 // Memory-bandwidth benchmark of the CUDA decode kernels.
 //  1. The ceiling: a large device-to-device copy (bytes read + bytes written per second).
 //  2. Every GEMV variant of kernels/cuda/matmul.cu on TinyLlama's matrix shapes, fp32/fp16/bf16
-//     weights, rotating over enough copies of the matrix that L2 (50 MB on an H100) cannot
+//     weights, rotating over enough copies of the matrix that L2 (50-60 MB on an H100/H200) cannot
 //     serve them: GB/s of weights streamed.
 //  3. A TinyLlama-1.1B-shaped decoding step (22 layers, dim 2048, hidden 5632, 32 heads, 4 KV
 //     heads, vocab 32000; random weights) made of the registered kernels, captured in a CUDA graph
@@ -119,7 +119,7 @@ void gemv_sweep(const DeviceContext& ctx) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (const MatrixShape& s : shapes) {
       const size_t bytes = size_t(s.out * s.in) * dtype_size(dtype);
-      // Enough copies that together they are 5x an H100's L2: each call reads from HBM.
+      // Enough copies that together they are 4-5x an H100/H200's L2: each call reads from HBM.
       const int copies = int(std::max<size_t>(2, (size_t(256) << 20) / bytes + 1));
       std::vector<Tensor> ws;
       for (int c = 0; c < copies; ++c) {

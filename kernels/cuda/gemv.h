@@ -1,6 +1,6 @@
 #pragma once
 // The GEMV variants compiled into matmul.cu, for the benchmark that chose the default
-// (bench/gemv_bench.cu). Plain C++: callers need no CUDA headers.
+// (bench/gemv_bench.cpp). Plain C++: callers need no CUDA headers.
 #include <span>
 
 #include "kernels/kernels.h"

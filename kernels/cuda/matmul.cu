@@ -3,10 +3,15 @@
 // n == 1 (decoding) is a GEMV that must stream the weights at close to the memory bandwidth: it
 // is nearly all of a decoding step's time. Each warp computes `kRows` output rows; each lane
 // issues `kUnroll` 16-byte weight loads per row (coalesced: a warp reads 512 contiguous bytes a
-// load) before it uses any, so many loads are in flight; weights bypass L1, while the activation
-// vector, which every warp reads, stays in L1. Products accumulate in fp32 and a warp shuffle
-// reduces each row. Rows whose size or address do not allow 16-byte loads take a scalar kernel.
-// Nothing here allocates, synchronizes or reads values on the host: it can be captured in a graph.
+// load) before it uses any, so many loads are in flight, and the pipelined variants issue the
+// next batch before using the current one. Matrices with few rows split each row across several
+// warps of a block (summed in shared memory) to keep ~16 warps per SM busy. The first batch of
+// weights is loaded before the wait for the previous kernel (programmatic dependent launch, see
+// common.cuh). Weights bypass L1, while the activation vector, which every warp reads, stays in
+// L1. Products accumulate in fp32 and a warp shuffle reduces each row. Rows whose size or address
+// do not allow 16-byte loads take a scalar kernel. Nothing here allocates, synchronizes or reads
+// values on the host: it can be captured in a graph. Variants and the defaults per weight type
+// were chosen with bench/gemv_bench.cpp on an H200 (gemv.h).
 //
 // n > 1 (prefill) goes to cuBLAS:
 //  - fp32 weights: an fp32 GEMM with CUBLAS_COMPUTE_32F_PEDANTIC, which rules out TF32 whatever
@@ -143,7 +148,9 @@ __global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restr
   if (lane == 0) y[row] = acc + (bias != nullptr ? bias[row] : 0.f);
 }
 
-// Timed with bench/gemv_bench.cpp on an H200; variant 0 is the default (see gemv.h).
+// Rows per warp, loads per row and batch, warps per block, warps per row (0: auto_split),
+// pipelined. Register use grows with rows x loads (x2 when pipelined); 8 loads in flight per lane
+// did best on TinyLlama's shapes (bench/gemv_bench.cpp).
 constexpr GemvVariant kVariants[] = {
     {1, 4, 4, 0, false}, {1, 4, 4, 0, true}, {1, 2, 4, 0, true}, {2, 2, 4, 0, true},
     {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {4, 1, 4, 0, true}, {1, 2, 8, 0, false},

@@ -2,29 +2,34 @@
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace kuiper::kernels {
+namespace {
+
+// The ops keyed by a storage type: embedding tables and weights, and KV caches (16-bit caches
+// halve the cache's memory; keys and values are rounded when stored).
+template <class T>
+void register_typed(Registry& r) {
+  constexpr Device kCUDA = Device::kCUDA;
+  constexpr DType t = dtype_of<T>();
+  r.embedding.add(kCUDA, t, cuda::embedding<T>);
+  r.matmul.add(kCUDA, t, cuda::matmul<T>);
+  r.scatter_rows.add(kCUDA, t, cuda::scatter_rows<T>);
+  r.attention.add(kCUDA, t, cuda::attention<T>);
+}
+
+}  // namespace
 
 void register_cuda_kernels(Registry& r) {
-  using namespace cuda;
+  register_typed<float>(r);
+  register_typed<f16>(r);
+  register_typed<bf16>(r);
+  // fp32 activations only.
   constexpr Device kCUDA = Device::kCUDA;
-  r.embedding.add(kCUDA, DType::kF32, embedding<float>);
-  r.embedding.add(kCUDA, DType::kF16, embedding<f16>);
-  r.embedding.add(kCUDA, DType::kBF16, embedding<bf16>);
-  r.matmul.add(kCUDA, DType::kF32, matmul<float>);
-  r.matmul.add(kCUDA, DType::kF16, matmul<f16>);
-  r.matmul.add(kCUDA, DType::kBF16, matmul<bf16>);
-  // KV caches: fp32, and 16-bit caches for half the memory (keys/values rounded on store).
-  r.scatter_rows.add(kCUDA, DType::kF32, scatter_rows<float>);
-  r.scatter_rows.add(kCUDA, DType::kF16, scatter_rows<f16>);
-  r.scatter_rows.add(kCUDA, DType::kBF16, scatter_rows<bf16>);
-  r.attention.add(kCUDA, DType::kF32, attention<float>);
-  r.attention.add(kCUDA, DType::kF16, attention<f16>);
-  r.attention.add(kCUDA, DType::kBF16, attention<bf16>);
-  r.rmsnorm.add(kCUDA, DType::kF32, rmsnorm);
-  r.rope.add(kCUDA, DType::kF32, rope);
-  r.swiglu.add(kCUDA, DType::kF32, swiglu);
-  r.add.add(kCUDA, DType::kF32, add);
-  r.softmax.add(kCUDA, DType::kF32, softmax);
-  r.argmax.add(kCUDA, DType::kF32, argmax);
+  r.rmsnorm.add(kCUDA, DType::kF32, cuda::rmsnorm);
+  r.rope.add(kCUDA, DType::kF32, cuda::rope);
+  r.swiglu.add(kCUDA, DType::kF32, cuda::swiglu);
+  r.add.add(kCUDA, DType::kF32, cuda::add);
+  r.softmax.add(kCUDA, DType::kF32, cuda::softmax);
+  r.argmax.add(kCUDA, DType::kF32, cuda::argmax);
 }
 
 }  // namespace kuiper::kernels
