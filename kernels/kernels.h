@@ -8,6 +8,7 @@
 // passes the whole prompt chunk, decoding passes n = 1). All tensors live on ctx.device().
 // Outputs may alias inputs only where an op says so.
 #include <array>
+#include <span>
 
 #include "kuiper/base/device_context.h"
 #include "kuiper/base/error.h"
@@ -24,21 +25,44 @@ using EmbeddingFn = void(const Tensor& tokens, const Tensor& table, const Tensor
 using RmsNormFn = void(const Tensor& x, const Tensor& weight, float eps, const Tensor& out,
                        const DeviceContext& ctx);
 
-// y[n, out] = x[n, in] * w[out, in]^T (+ bias[out]).  bias fp32 [out] or empty.  Key: w dtype.
-using MatmulFn = void(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+// The input of a projection: x fp32 [n, in], RMS-normalised on the way in when `norm` (fp32 [in])
+// is given: norm(x)[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * norm.  Folding the norm into
+// the projection saves a kernel and a round trip of x through memory.
+struct MatmulInput {
+  Tensor x;
+  Tensor norm;  // empty: x as it is
+  float eps = 0.f;
+};
+
+// One projection of the input: y [n, out] from weight [out, in] and bias fp32 [out] (or empty).
+struct MatmulOutput {
+  Tensor weight;
+  Tensor bias;
+  Tensor y;
+};
+
+// For every output: y = norm(x) * weight^T (+ bias), or with `accumulate` y += the same (the
+// residual add folded into the projection).  All weights share one dtype; the outputs are
+// computed in one pass over the input (e.g. q, k and v of a block in one launch).  No y may alias x.
+// Key: weight dtype.
+using MatmulFn = void(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
                       const DeviceContext& ctx);
 
-// Rotary embedding in place on x [n, heads * head_dim]: in each head, the pair (2j, 2j+1) of
-// row i turns by the angle of frequency j at position positions[i] (Meta's interleaved layout;
-// tools/export.py brings Hugging Face checkpoints into it).  positions int32 [n];
-// cos_sin fp32 [max_seq, head_dim / 2, 2] holding (cos, sin).  Key: fp32.
-using RopeFn = void(const Tensor& x, const Tensor& positions, const Tensor& cos_sin, int head_dim,
-                    const DeviceContext& ctx);
+// The SwiGLU feed-forward's first half in one pass: y = silu(norm(x) * w_gate^T) * (norm(x) * w_up^T),
+// with w_gate and w_up [hidden, in] of one dtype and y fp32 [n, hidden].  Key: weight dtype.
+using GatedMatmulFn = void(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+                           const Tensor& y, const DeviceContext& ctx);
 
-// dst[positions[i], :] = src[i, :] (writes keys/values into the cache).  src fp32 [n, d];
-// dst [max_seq, d].  Key: dst dtype.
-using ScatterRowsFn = void(const Tensor& src, const Tensor& positions, const Tensor& dst,
-                           const DeviceContext& ctx);
+// Rotary embedding of the batch's queries and keys, and the keys and values appended to the
+// cache, in one pass.  In each head, the pair (2j, 2j+1) of row i turns by the angle of frequency
+// j at position positions[i] (Meta's interleaved layout; tools/export.py brings Hugging Face
+// checkpoints into it).  q fp32 [n, n_heads * head_dim] is rotated in place; k, v fp32
+// [n, n_kv_heads * head_dim] are read, and k_cache[positions[i]] = rotated k[i],
+// v_cache[positions[i]] = v[i].  positions int32 [n]; cos_sin fp32 [max_seq, head_dim / 2, 2]
+// holding (cos, sin); caches [max_seq, n_kv_heads * head_dim].  Key: cache dtype.
+using RopeStoreFn = void(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                         const Tensor& cos_sin, int head_dim, const Tensor& k_cache,
+                         const Tensor& v_cache, const DeviceContext& ctx);
 
 struct AttentionShape {
   int n_heads = 0;
@@ -56,10 +80,12 @@ using AttentionFn = void(const Tensor& q, const Tensor& k_cache, const Tensor& v
                          const DeviceContext& ctx);
 
 // out = silu(gate) * up, elementwise; out may alias gate or up.  Key: fp32.
+// (The model uses gated_matmul, which includes this; kept as a building block for backends.)
 using SwiGluFn = void(const Tensor& gate, const Tensor& up, const Tensor& out,
                       const DeviceContext& ctx);
 
 // out = a + b, elementwise; out may alias a or b.  Key: fp32.
+// (The model folds its residual adds into matmul's `accumulate`; kept as a building block.)
 using AddFn = void(const Tensor& a, const Tensor& b, const Tensor& out, const DeviceContext& ctx);
 
 // Softmax of each row of x [rows, cols] in place.  Key: fp32.
@@ -94,8 +120,8 @@ struct Registry {
   KernelRegistry<EmbeddingFn> embedding{"embedding"};
   KernelRegistry<RmsNormFn> rmsnorm{"rmsnorm"};
   KernelRegistry<MatmulFn> matmul{"matmul"};
-  KernelRegistry<RopeFn> rope{"rope"};
-  KernelRegistry<ScatterRowsFn> scatter_rows{"scatter_rows"};
+  KernelRegistry<GatedMatmulFn> gated_matmul{"gated_matmul"};
+  KernelRegistry<RopeStoreFn> rope_store{"rope_store"};
   KernelRegistry<AttentionFn> attention{"attention"};
   KernelRegistry<SwiGluFn> swiglu{"swiglu"};
   KernelRegistry<AddFn> add{"add"};

@@ -7,14 +7,17 @@ namespace kuiper::kernels::cpu {
 // embedding and matmul accept fp32, fp16 and bf16 weights.
 EmbeddingFn embedding;
 MatmulFn matmul;
+GatedMatmulFn gated_matmul;
 RmsNormFn rmsnorm;
-RopeFn rope;
-ScatterRowsFn scatter_rows;
+RopeStoreFn rope_store;
 AttentionFn attention;
 SwiGluFn swiglu;
 AddFn add;
 SoftmaxFn softmax;
 ArgmaxFn argmax;
+
+// in.x, or a new tensor with in.x RMS-normalised by in.norm when that is given.
+Tensor normalized(const MatmulInput& in);
 
 // Threads used by the CPU kernels and OpenBLAS (default: all cores).
 void set_threads(int n);

@@ -8,10 +8,10 @@ void register_cpu_kernels(Registry& r) {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     r.embedding.add(kCPU, t, embedding);
     r.matmul.add(kCPU, t, matmul);
+    r.gated_matmul.add(kCPU, t, gated_matmul);
   }
   r.rmsnorm.add(kCPU, DType::kF32, rmsnorm);
-  r.rope.add(kCPU, DType::kF32, rope);
-  r.scatter_rows.add(kCPU, DType::kF32, scatter_rows);
+  r.rope_store.add(kCPU, DType::kF32, rope_store);
   r.attention.add(kCPU, DType::kF32, attention);
   r.swiglu.add(kCPU, DType::kF32, swiglu);
   r.add.add(kCPU, DType::kF32, add);

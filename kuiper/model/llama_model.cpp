@@ -7,25 +7,26 @@
 
 namespace kuiper {
 
+// A transformer block as four projections; the norms and residual adds are folded into them.
 struct LlamaModel::Block {
-  RmsNormLayer attention_norm;
-  MatmulLayer wq, wk, wv, wo;
-  RmsNormLayer ffn_norm;
-  MatmulLayer w1, w2, w3;  // gate, down, up
+  MatmulLayer qkv;         // q, k, v = attention_norm(x) (wq, wk, wv)^T (+ biases)
+  MatmulLayer wo;          // x += attention output wo^T
+  GatedMatmulLayer ffn;    // h = silu(ffn_norm(x) w1^T) * ffn_norm(x) w3^T
+  MatmulLayer w2;          // x += h w2^T
 };
 
 // Scratch tensors for up to `batch` positions; a forward pass of n positions uses rows [0, n).
 struct LlamaModel::Activations {
   Tensor tokens, positions;  // int32 [batch]
-  Tensor x, xb;              // residual stream and normalised copy [batch, dim]
+  Tensor x;                  // residual stream [batch, dim]
   Tensor q, k, v, att;       // [batch, q_dim], [batch, kv_dim] x2, [batch, q_dim]
-  Tensor hb, hb2;            // [batch, hidden_dim] x2
+  Tensor h;                  // [batch, hidden_dim]
   Tensor logits;             // [logit_rows, vocab]
   Tensor next_token;         // int32 [1]
 
   Activations first(int64_t n) const {
     Activations a = *this;
-    for (Tensor* t : {&a.tokens, &a.positions, &a.x, &a.xb, &a.q, &a.k, &a.v, &a.att, &a.hb, &a.hb2})
+    for (Tensor* t : {&a.tokens, &a.positions, &a.x, &a.q, &a.k, &a.v, &a.att, &a.h})
       *t = t->rows(0, n);
     return a;
   }
@@ -63,22 +64,28 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   blocks_.reserve(size_t(c.n_layers));
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
+    const ProjectionOptions attention_norm{weight(p + "attention_norm", {dim}), c.norm_eps};
+    const ProjectionOptions ffn_norm{weight(p + "ffn_norm", {dim}), c.norm_eps};
+    const ProjectionOptions residual{.residual = true};
     blocks_.push_back(Block{
-        RmsNormLayer(p + "attention_norm", weight(p + "attention_norm", {dim}), c.norm_eps),
-        MatmulLayer(p + "wq", weight(p + "wq", {q_dim, dim}), bias(p + "bq", q_dim)),
-        MatmulLayer(p + "wk", weight(p + "wk", {kv_dim, dim}), bias(p + "bk", kv_dim)),
-        MatmulLayer(p + "wv", weight(p + "wv", {kv_dim, dim}), bias(p + "bv", kv_dim)),
-        MatmulLayer(p + "wo", weight(p + "wo", {dim, q_dim})),
-        RmsNormLayer(p + "ffn_norm", weight(p + "ffn_norm", {dim}), c.norm_eps),
-        MatmulLayer(p + "w1", weight(p + "w1", {hidden, dim})),
-        MatmulLayer(p + "w2", weight(p + "w2", {dim, hidden})),
-        MatmulLayer(p + "w3", weight(p + "w3", {hidden, dim})),
+        MatmulLayer(p + "qkv",
+                    {weight(p + "wq", {q_dim, dim}), weight(p + "wk", {kv_dim, dim}),
+                     weight(p + "wv", {kv_dim, dim})},
+                    {bias(p + "bq", q_dim), bias(p + "bk", kv_dim), bias(p + "bv", kv_dim)},
+                    attention_norm),
+        MatmulLayer(p + "wo", {weight(p + "wo", {dim, q_dim})}, {}, residual),
+        GatedMatmulLayer(p + "ffn", weight(p + "w1", {hidden, dim}), weight(p + "w3", {hidden, dim}),
+                         ffn_norm),
+        MatmulLayer(p + "w2", {weight(p + "w2", {dim, hidden})}, {}, residual),
     });
   }
-  final_norm_ = std::make_unique<RmsNormLayer>("norm", weight("norm", {dim}), c.norm_eps);
   classifier_ = std::make_unique<MatmulLayer>(
-      "output", c.tied_embeddings ? embedding_->table() : weight("output", {c.vocab_size, dim}));
-  rope_ = std::make_unique<RopeLayer>("rope", place(make_rope_table(c, context_)), c.head_dim);
+      "output",
+      std::vector<Tensor>{c.tied_embeddings ? embedding_->table()
+                                            : weight("output", {c.vocab_size, dim})},
+      std::vector<Tensor>{}, ProjectionOptions{weight("norm", {dim}), c.norm_eps});
+  rope_store_ = std::make_unique<RopeStoreLayer>("rope_store", place(make_rope_table(c, context_)),
+                                                 c.head_dim);
   attention_ = std::make_unique<AttentionLayer>(
       "attention", kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim});
 
@@ -89,10 +96,9 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   }
   act_ = std::make_unique<Activations>(Activations{
       Tensor(DType::kI32, {batch_}, dev), Tensor(DType::kI32, {batch_}, dev),
-      Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, dim}, dev),
-      Tensor(DType::kF32, {batch_, q_dim}, dev), Tensor(DType::kF32, {batch_, kv_dim}, dev),
-      Tensor(DType::kF32, {batch_, kv_dim}, dev), Tensor(DType::kF32, {batch_, q_dim}, dev),
-      Tensor(DType::kF32, {batch_, hidden}, dev), Tensor(DType::kF32, {batch_, hidden}, dev),
+      Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, q_dim}, dev),
+      Tensor(DType::kF32, {batch_, kv_dim}, dev), Tensor(DType::kF32, {batch_, kv_dim}, dev),
+      Tensor(DType::kF32, {batch_, q_dim}, dev), Tensor(DType::kF32, {batch_, hidden}, dev),
       Tensor(DType::kF32, {std::min<int64_t>(kLogitRows, batch_), c.vocab_size}, dev),
       Tensor(DType::kI32, {1}, dev)});
   step_ = Tensor(DType::kI32, {2}, dev);
@@ -115,31 +121,19 @@ Tensor LlamaModel::place(const Tensor& host_weight) {
 
 void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   const DeviceContext& ctx = ctx_;
-  // Attention: x += wo(attention(rope(wq(norm(x))), cache <- rope(wk(norm(x))), wv(norm(x))))
-  b.attention_norm.forward({a.x}, {a.xb}, ctx);
-  b.wq.forward({a.xb}, {a.q}, ctx);
-  b.wk.forward({a.xb}, {a.k}, ctx);
-  b.wv.forward({a.xb}, {a.v}, ctx);
-  rope_->forward({a.q, a.positions}, {a.q}, ctx);
-  rope_->forward({a.k, a.positions}, {a.k}, ctx);
-  kv_store_.forward({a.k, a.positions}, {k_cache_[l]}, ctx);
-  kv_store_.forward({a.v, a.positions}, {v_cache_[l]}, ctx);
+  // Attention: x += wo(attention(rope(q), cache + (rope(k), v))), q, k, v = norm(x) (wq, wk, wv)
+  b.qkv.forward({a.x}, {a.q, a.k, a.v}, ctx);
+  rope_store_->forward({a.q, a.k, a.v, a.positions}, {a.q, k_cache_[l], v_cache_[l]}, ctx);
   attention_->forward({a.q, k_cache_[l], v_cache_[l], a.positions}, {a.att}, ctx);
-  b.wo.forward({a.att}, {a.xb}, ctx);
-  add_.forward({a.x, a.xb}, {a.x}, ctx);
+  b.wo.forward({a.att}, {a.x}, ctx);
   // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
-  b.ffn_norm.forward({a.x}, {a.xb}, ctx);
-  b.w1.forward({a.xb}, {a.hb}, ctx);
-  b.w3.forward({a.xb}, {a.hb2}, ctx);
-  swiglu_.forward({a.hb, a.hb2}, {a.hb}, ctx);
-  b.w2.forward({a.hb}, {a.xb}, ctx);
-  add_.forward({a.x, a.xb}, {a.x}, ctx);
+  b.ffn.forward({a.x}, {a.h}, ctx);
+  b.w2.forward({a.h}, {a.x}, ctx);
 }
 
 void LlamaModel::compute(const Activations& a) const {
   embedding_->forward({a.tokens}, {a.x}, ctx_);
   for (size_t l = 0; l < blocks_.size(); ++l) run_block(blocks_[l], int(l), a);
-  final_norm_->forward({a.x}, {a.x}, ctx_);
 }
 
 void LlamaModel::run_batch(std::span<const int32_t> tokens, int32_t pos) {
@@ -234,10 +228,8 @@ size_t LlamaModel::weight_bytes_per_token() const {
     for (const Tensor& w : layer.weights()) bytes += w.empty() ? 0 : w.bytes();
   };
   for (const Block& b : blocks_)
-    for (const Layer* layer : std::initializer_list<const Layer*>{
-             &b.attention_norm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffn_norm, &b.w1, &b.w2, &b.w3})
+    for (const Layer* layer : std::initializer_list<const Layer*>{&b.qkv, &b.wo, &b.ffn, &b.w2})
       add(*layer);
-  add(*final_norm_);
   add(*classifier_);
   return bytes;
 }

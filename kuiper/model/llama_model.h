@@ -54,15 +54,16 @@ class LlamaModel {
   Tensor place(const Tensor& host_weight);
   void check_fits(int64_t n, int32_t pos) const;
   // Uploads tokens (at most max_batch) and their positions, then runs the network on them; leaves
-  // the final normalised hidden states in rows [0, n) of the activations.
+  // the last block's output (the residual stream) in rows [0, n) of the activations.
   void run_batch(std::span<const int32_t> tokens, int32_t pos);
   // One position through the network and the classifier into row 0 of the logits. On CUDA the
   // whole step is replayed from a graph; only the token and position are uploaded.
   void decode(int32_t token, int32_t pos);
-  // Device work only: embedding, every block, final norm.
+  // Device work only: the embedding and every block.
   void compute(const Activations& a) const;
   void run_block(const Block& b, int l, const Activations& a) const;
-  // Classifier logits of hidden-state rows [first, first + count) into the device logits buffer.
+  // Logits (final norm, then classifier) of residual-stream rows [first, first + count), into
+  // the device logits buffer.
   Tensor classify(int64_t first, int64_t count);
 
   ModelFile file_;
@@ -73,13 +74,9 @@ class LlamaModel {
 
   std::unique_ptr<EmbeddingLayer> embedding_;
   std::vector<Block> blocks_;
-  std::unique_ptr<RmsNormLayer> final_norm_;
-  std::unique_ptr<MatmulLayer> classifier_;
-  std::unique_ptr<RopeLayer> rope_;
-  KvStoreLayer kv_store_{"kv_store"};
+  std::unique_ptr<MatmulLayer> classifier_;  // with the final norm folded in
+  std::unique_ptr<RopeStoreLayer> rope_store_;
   std::unique_ptr<AttentionLayer> attention_;
-  SwiGluLayer swiglu_{"swiglu"};
-  AddLayer add_{"residual"};
 
   std::vector<Tensor> k_cache_, v_cache_;  // per layer, [context, kv_dim]
   std::unique_ptr<Activations> act_;

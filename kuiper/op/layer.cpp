@@ -5,13 +5,10 @@ namespace kuiper {
 std::string_view layer_type_name(LayerType type) {
   switch (type) {
     case LayerType::kEmbedding: return "embedding";
-    case LayerType::kRmsNorm: return "rmsnorm";
     case LayerType::kMatmul: return "matmul";
-    case LayerType::kRope: return "rope";
-    case LayerType::kKvStore: return "kv_store";
+    case LayerType::kGatedMatmul: return "gated_matmul";
+    case LayerType::kRopeStore: return "rope_store";
     case LayerType::kAttention: return "attention";
-    case LayerType::kSwiGlu: return "swiglu";
-    case LayerType::kAdd: return "add";
   }
   return "?";
 }

@@ -10,7 +10,7 @@
 
 namespace kuiper {
 
-enum class LayerType { kEmbedding, kRmsNorm, kMatmul, kRope, kKvStore, kAttention, kSwiGlu, kAdd };
+enum class LayerType { kEmbedding, kMatmul, kGatedMatmul, kRopeStore, kAttention };
 std::string_view layer_type_name(LayerType type);
 
 // The tensors a layer reads or writes, written as a braced list at the call site:

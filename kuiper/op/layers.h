@@ -16,44 +16,47 @@ class EmbeddingLayer final : public Layer {
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
 };
 
-// {x [n, dim]} -> {y [n, dim]}; y may be x.
-class RmsNormLayer final : public Layer {
- public:
-  RmsNormLayer(std::string name, Tensor weight, float eps);
-
- private:
-  void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
-  float eps_;
+// Where a projection's input comes from and where its result goes.
+struct ProjectionOptions {
+  Tensor norm;               // fp32 [in]: RMS-normalise the input first (empty: use it as it is)
+  float eps = 0.f;
+  bool residual = false;     // add into the output instead of overwriting it
 };
 
-// {x [n, in]} -> {y [n, out]} with y = x w^T (+ bias).
+// {x [n, in]} -> {y_i [n, out_i]}: y_i = norm(x) w_i^T (+ b_i), every projection in one kernel
+// (q, k and v of a block share one input).
 class MatmulLayer final : public Layer {
  public:
-  MatmulLayer(std::string name, Tensor weight, Tensor bias = {});
-  int64_t in_features() const { return weights_[0].dim(1); }
-  int64_t out_features() const { return weights_[0].dim(0); }
+  MatmulLayer(std::string name, std::vector<Tensor> weights, std::vector<Tensor> biases = {},
+              ProjectionOptions options = {});
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
+  size_t n_projections_;  // weights_ holds their weights, then their biases, then the norm
+  ProjectionOptions options_;
 };
 
-// {x [n, heads * head_dim], positions int32 [n]} -> {x}, rotated in place.
-class RopeLayer final : public Layer {
+// {x [n, in]} -> {h [n, hidden]}: h = silu(norm(x) w_gate^T) * (norm(x) w_up^T), the first half
+// of a SwiGLU feed-forward in one kernel.
+class GatedMatmulLayer final : public Layer {
  public:
-  RopeLayer(std::string name, Tensor cos_sin, int head_dim);
+  GatedMatmulLayer(std::string name, Tensor w_gate, Tensor w_up, ProjectionOptions options = {});
+
+ private:
+  void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
+  ProjectionOptions options_;
+};
+
+// {q [n, heads * head_dim], k, v [n, kv_heads * head_dim], positions int32 [n]}
+//   -> {q, k_cache, v_cache [max_seq, kv_heads * head_dim]}:
+// rotary embedding of q (in place) and k, and the batch's keys and values stored in the cache.
+class RopeStoreLayer final : public Layer {
+ public:
+  RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim);
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
   int head_dim_;
-};
-
-// {rows [n, width], positions int32 [n]} -> {cache [max_seq, width]}: row i goes to positions[i].
-class KvStoreLayer final : public Layer {
- public:
-  explicit KvStoreLayer(std::string name);
-
- private:
-  void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
 };
 
 // {q [n, n_heads * head_dim], k_cache, v_cache [max_seq, n_kv_heads * head_dim], positions [n]}
@@ -65,24 +68,6 @@ class AttentionLayer final : public Layer {
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
   kernels::AttentionShape shape_;
-};
-
-// {gate, up} -> {silu(gate) * up}; the output may be either input.
-class SwiGluLayer final : public Layer {
- public:
-  explicit SwiGluLayer(std::string name);
-
- private:
-  void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
-};
-
-// {a, b} -> {a + b}; the output may be either input.
-class AddLayer final : public Layer {
- public:
-  explicit AddLayer(std::string name);
-
- private:
-  void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
 };
 
 }  // namespace kuiper

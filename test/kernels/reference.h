@@ -65,6 +65,15 @@ inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   return out;
 }
 
+inline Tensor silu_times(const Tensor& gate, const Tensor& up) {
+  Tensor y(DType::kF32, gate.shape());
+  for (int64_t k = 0; k < y.numel(); ++k) {
+    const double g = element(gate, k);
+    y.span<float>()[k] = float(g / (1 + std::exp(-g)) * element(up, k));
+  }
+  return y;
+}
+
 inline Tensor rope(const Tensor& x, const Tensor& positions, const Tensor& cos_sin, int head_dim) {
   Tensor y(DType::kF32, x.shape());
   const int64_t n = x.dim(0), w = x.dim(1), half = head_dim / 2;
