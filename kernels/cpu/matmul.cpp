@@ -3,6 +3,7 @@
 // registers; many positions (prefill) go to OpenBLAS's SGEMM through armadillo, with 16-bit
 // weights widened one tile of rows at a time so the fp32 copy stays cache-sized.
 #include <armadillo>
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -14,7 +15,7 @@ namespace {
 
 constexpr int64_t kTileRows = 256;
 // Below this many weights a GEMV is too short to pay for waking other threads.
-constexpr int64_t kParallelGemvWeights = int64_t(1) << 18;
+constexpr int64_t kParallelGemvWeights = int64_t(1) << 15;
 
 // Column-major views: a row-major [rows, cols] block is a column-major cols x rows matrix.
 arma::fmat view(const float* p, int64_t rows, int64_t cols) {
@@ -64,18 +65,32 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   with_float_type(outs[0].weight.dtype(), [&]<class T>(T) {
     if (n == 1) {
       // Every output's rows in one parallel loop: one fork/join per call, not per projection.
+      // Rows can be short (288 weights), so nothing is looked up per row but the part it is in.
+      struct Part {
+        const T* w;
+        const float* bias;
+        float* y;
+        int64_t first_row;
+      };
+      std::array<Part, 4> parts{};
+      KUIPER_CHECK(outs.size() <= parts.size(), "matmul: at most ", parts.size(), " outputs");
       int64_t total = 0;
-      for (const MatmulOutput& o : outs) total += o.weight.dim(0);
+      for (size_t i = 0; i < outs.size(); ++i) {
+        const MatmulOutput& o = outs[i];
+        parts[i] = {weights_of<T>(o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
+                    o.y.data<float>(), total};
+        total += o.weight.dim(0);
+      }
+      const size_t n_parts = outs.size();
 #pragma omp parallel for schedule(static) if (total * k >= kParallelGemvWeights)
       for (int64_t r = 0; r < total; ++r) {
-        int64_t row = r;
-        size_t part = 0;
-        while (row >= outs[part].weight.dim(0)) row -= outs[part++].weight.dim(0);
-        const MatmulOutput& o = outs[part];
-        float v = dot(xs, weights_of<T>(o.weight) + row * k, k);
-        if (!o.bias.empty()) v += o.bias.data<float>()[row];
-        float& y = o.y.data<float>()[row];
-        y = accumulate ? y + v : v;
+        size_t i = 0;
+        while (i + 1 < n_parts && r >= parts[i + 1].first_row) ++i;
+        const Part& p = parts[i];
+        const int64_t row = r - p.first_row;
+        float v = dot(xs, p.w + row * k, k);
+        if (p.bias) v += p.bias[row];
+        p.y[row] = accumulate ? p.y[row] + v : v;
       }
       return;
     }
