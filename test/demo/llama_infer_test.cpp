@@ -51,10 +51,14 @@ INSTANTIATE_TEST_SUITE_P(Exports, Llama2Greedy,
                                            "--meta-llama {shared}/models/llama2-kjv-meta",
                                            "--hf {shared}/models/llama2-kjv --legacy"));
 
-// The same through --device cuda, for every golden raw prompt of every model (skips without a GPU).
-TEST(LlamaInferCuda, GeneratesTheGoldenIds) {
+// Every golden case of every model through the command line: --tokenize prints the prompt ids
+// and greedy generation gives the greedy ids, on each device (CUDA skips without a GPU).
+class GoldenCli : public ::testing::TestWithParam<Device> {};
+
+TEST_P(GoldenCli, TokenizesAndGeneratesTheGoldenIds) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  if (GetParam() == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const std::string device(device_name(GetParam()));
   struct Case {
     std::string model, tokenizer, section, text_key;
   };
@@ -65,14 +69,19 @@ TEST(LlamaInferCuda, GeneratesTheGoldenIds) {
                         Case{"llama3", "llama3-kjv/tokenizer.json", "chat", "rendered"}}) {
     const auto model = exported_model("--hf {shared}/models/" + c.model + "-kjv");
     for (const auto& p : golden().at(c.model).at(c.section)) {
-      const auto r = infer(model.string() + " " + (shared_dir() / "models" / c.tokenizer).string() +
-                           " --device cuda --temp 0 -n 96 --ids -p " +
-                           shell_quote(p.at(c.text_key).get<std::string>()));
+      const std::string base = model.string() + " " + (shared_dir() / "models" / c.tokenizer).string() +
+                               " --device " + device + " -p " + shell_quote(p.at(c.text_key).get<std::string>());
+      const auto tokens = infer(base + " --tokenize");
+      EXPECT_EQ(tokens.out, ids_line(p.at("prompt_ids"))) << c.model << " " << p.at(c.text_key);
+      const auto r = infer(base + " --temp 0 -n 96 --ids");
       EXPECT_EQ(r.exit_code, 0) << r.err;
       EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << c.model << " " << p.at(c.text_key);
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, GoldenCli, ::testing::Values(Device::kCPU, Device::kCUDA),
+                         [](const auto& info) { return std::string(device_name(info.param)); });
 
 class BadInput : public ::testing::Test {
  protected:
