@@ -26,6 +26,7 @@ struct BenchOptions {
   int prompt = 128;
   int decode = 64;
   int repeat = 3;
+  bool mmap = true;
 };
 
 BenchOptions parse(int argc, char** argv) {
@@ -41,12 +42,13 @@ BenchOptions parse(int argc, char** argv) {
     else if (a == "--prompt") o.prompt = std::stoi(value());
     else if (a == "--decode") o.decode = std::stoi(value());
     else if (a == "--repeat") o.repeat = std::stoi(value());
+    else if (a == "--no-mmap") o.mmap = false;
     else if (!a.starts_with("-") && o.model.empty()) o.model = a;
     else fail("unknown argument '", a, "'");
   }
   KUIPER_CHECK(!o.model.empty(),
                "usage: llama_bench MODEL [--device cpu|cuda] [-t N] [--prompt N] [--decode N] "
-               "[--repeat N]");
+               "[--repeat N] [--no-mmap]");
   return o;
 }
 
@@ -84,6 +86,7 @@ int run(int argc, char** argv) {
   mo.device = o.device;
   mo.context = o.prompt + o.decode;
   mo.max_batch = std::max(o.prompt, 1);
+  mo.mmap = o.mmap;
   const auto load_start = std::chrono::steady_clock::now();
   auto model = LlamaModel::load(o.model, mo);
   const double load_s = seconds(load_start);

@@ -37,6 +37,7 @@ tools/export.py (or a llama2.c .bin). TOKENIZER is tokenizer.model or tokenizer.
       --device D       cpu or cuda (default cpu)
   -c, --ctx N          context length in tokens (default: the model's, at most 4096)
   -t, --threads N      CPU threads (default: all cores)
+      --no-mmap        read the weights into memory instead of mapping the file
       --tokenize       print the prompt's token ids and exit
       --ids            print generated token ids instead of text
       --chat           interactive conversation (see README)
@@ -79,7 +80,8 @@ Options parse_options(std::span<char* const> args) {
   }();
   const std::map<std::string_view, bool*> flags = {
       {"--tokenize", &o.tokenize_only}, {"--ids", &o.print_ids}, {"--chat", &o.chat},
-      {"--verbose", &o.verbose},        {"-h", &o.help},         {"--help", &o.help}};
+      {"--verbose", &o.verbose},        {"-h", &o.help},         {"--help", &o.help},
+      {"--no-mmap", &o.no_mmap}};
 
   std::vector<std::string_view> positional;
   for (size_t i = 1; i < args.size(); ++i) {

@@ -18,6 +18,7 @@ struct Options {
   Device device = Device::kCPU;
   int context = 0;  // 0: the model's, capped
   int threads = 0;  // 0: all cores
+  bool no_mmap = false;
   bool tokenize_only = false;
   bool print_ids = false;
   bool chat = false;

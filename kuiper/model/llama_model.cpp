@@ -41,7 +41,8 @@ constexpr int kDefaultContextCap = 4096;
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::filesystem::path& path,
                                              const ModelOptions& options) {
-  return std::make_unique<LlamaModel>(ModelFile::open(path), options);
+  return std::make_unique<LlamaModel>(
+      ModelFile::open(path, options.mmap ? FileBytes::Mode::kMap : FileBytes::Mode::kRead), options);
 }
 
 LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)

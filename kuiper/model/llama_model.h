@@ -19,6 +19,7 @@ struct ModelOptions {
   int context = 0;      // KV cache length in tokens; 0: the model's maximum, capped at 4096
   int max_batch = 512;  // positions per forward pass; longer prompts are prefilled in chunks
   bool cuda_graphs = true;  // replay each CUDA decode step from one recorded graph
+  bool mmap = true;         // map the weights (false: read them into private memory)
 };
 
 // The Llama family (Llama 2 and 3, TinyLlama, Qwen2): weights mapped from the model file (and

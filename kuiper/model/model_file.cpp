@@ -76,9 +76,9 @@ ModelConfig config_from_json(const nlohmann::json& j) {
 
 }  // namespace
 
-ModelFile ModelFile::open(const std::filesystem::path& path) {
+ModelFile ModelFile::open(const std::filesystem::path& path, FileBytes::Mode mode) {
   ModelFile m;
-  m.file_ = MappedFile::open(path);
+  m.file_ = FileBytes::open(path, mode);
   const auto bytes = m.file_->bytes();
   m.buffer_ = Buffer::view(const_cast<std::byte*>(bytes.data()), bytes.size(), Device::kCPU, m.file_);
   try {

@@ -6,20 +6,21 @@
 #include <string_view>
 
 #include "kuiper/base/buffer.h"
-#include "kuiper/base/mapped_file.h"
+#include "kuiper/base/file_bytes.h"
 #include "kuiper/model/config.h"
 #include "kuiper/tensor/tensor.h"
 
 namespace kuiper {
 
-// A model file mapped into memory: the project's own format (docs/model-format.md) or a
+// A model file in memory (mapped by default): the project's own format (docs/model-format.md) or a
 // llama2.c legacy v0 checkpoint, recognised by content. Tensors are views into the mapping, so
 // nothing is read from disk until a kernel touches it.
 class ModelFile {
  public:
   // Throws kuiper::Error naming the file and the problem: missing, truncated, not a model,
   // inconsistent sizes.
-  static ModelFile open(const std::filesystem::path& path);
+  static ModelFile open(const std::filesystem::path& path,
+                        FileBytes::Mode mode = FileBytes::Mode::kMap);
 
   const ModelConfig& config() const { return config_; }
   const std::filesystem::path& path() const { return file_->path(); }
@@ -38,7 +39,7 @@ class ModelFile {
   void parse_kuiper();
   void parse_llama2c();
 
-  std::shared_ptr<const MappedFile> file_;
+  std::shared_ptr<const FileBytes> file_;
   std::shared_ptr<Buffer> buffer_;  // the whole mapping, as a CPU buffer
   std::string format_;
   ModelConfig config_;
