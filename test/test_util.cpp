@@ -12,13 +12,20 @@
 
 namespace kuiper::test {
 
+namespace {
+// A compile-time path, unless the environment names another (tests run from a copied bundle).
+std::filesystem::path configured(const char* env_name, const char* built_in) {
+  const char* env = std::getenv(env_name);
+  return env != nullptr && *env != '\0' ? env : built_in;
+}
+}  // namespace
+
 std::filesystem::path shared_dir() {
-  if (const char* env = std::getenv("KUIPER_SHARED_DIR"); env != nullptr && *env != '\0') return env;
-  return KUIPER_DEFAULT_SHARED_DIR;
+  return configured("KUIPER_SHARED_DIR", KUIPER_DEFAULT_SHARED_DIR);
 }
 
-std::filesystem::path source_dir() { return KUIPER_SOURCE_DIR; }
-std::filesystem::path bin_dir() { return KUIPER_BIN_DIR; }
+std::filesystem::path source_dir() { return configured("KUIPER_SOURCE_DIR", KUIPER_SOURCE_DIR); }
+std::filesystem::path bin_dir() { return configured("KUIPER_BIN_DIR", KUIPER_BIN_DIR); }
 
 std::filesystem::path scratch_dir() {
   struct Scratch {

@@ -12,11 +12,17 @@
 
 #include "kuiper/tensor/tensor.h"
 
+namespace kuiper {
+// Test names and failure messages show "cpu"/"cuda".
+inline void PrintTo(Device d, std::ostream* os) { *os << device_name(d); }
+}  // namespace kuiper
+
 namespace kuiper::test {
 
 // ../shared beside the project, or $KUIPER_SHARED_DIR.
 std::filesystem::path shared_dir();
-// Source tree and the folder with the built programs (llama_infer).
+// Source tree and the folder with the built programs (llama_infer); $KUIPER_SOURCE_DIR and
+// $KUIPER_BIN_DIR override them when the tests run away from the build tree.
 std::filesystem::path source_dir();
 std::filesystem::path bin_dir();
 // A scratch folder for this test binary's run, removed at exit.

@@ -51,37 +51,40 @@ INSTANTIATE_TEST_SUITE_P(Exports, Llama2Greedy,
                                            "--meta-llama {shared}/models/llama2-kjv-meta",
                                            "--hf {shared}/models/llama2-kjv --legacy"));
 
-// Every golden case of every model through the command line: --tokenize prints the prompt ids
-// and greedy generation gives the greedy ids, on each device (CUDA skips without a GPU).
-class GoldenCli : public ::testing::TestWithParam<Device> {};
+// Every golden case through the command line, per device and model (CUDA skips without a GPU):
+// --tokenize prints the prompt ids and greedy generation gives the greedy ids.
+class GoldenCli : public ::testing::TestWithParam<std::tuple<Device, std::string>> {};
 
 TEST_P(GoldenCli, TokenizesAndGeneratesTheGoldenIds) {
+  const auto& [device, model] = GetParam();
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  if (GetParam() == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  const std::string device(device_name(GetParam()));
-  struct Case {
-    std::string model, tokenizer, section, text_key;
-  };
-  for (const auto& c : {Case{"llama2", "llama2-kjv/tokenizer.model", "prompts", "prompt"},
-                        Case{"qwen2", "qwen2-kjv/tokenizer.json", "raw", "text"},
-                        Case{"llama3", "llama3-kjv/tokenizer.json", "raw", "text"},
-                        Case{"qwen2", "qwen2-kjv/tokenizer.json", "chat", "rendered"},
-                        Case{"llama3", "llama3-kjv/tokenizer.json", "chat", "rendered"}}) {
-    const auto model = exported_model("--hf {shared}/models/" + c.model + "-kjv");
-    for (const auto& p : golden().at(c.model).at(c.section)) {
-      const std::string base = model.string() + " " + (shared_dir() / "models" / c.tokenizer).string() +
-                               " --device " + device + " -p " + shell_quote(p.at(c.text_key).get<std::string>());
-      const auto tokens = infer(base + " --tokenize");
-      EXPECT_EQ(tokens.out, ids_line(p.at("prompt_ids"))) << c.model << " " << p.at(c.text_key);
+  KUIPER_REQUIRE_SHARED("models/" + model + "-kjv");
+  if (device == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const auto exported = exported_model("--hf {shared}/models/" + model + "-kjv");
+  const auto tokenizer = shared_dir() / "models" / (model + "-kjv") /
+                         (model == "llama2" ? "tokenizer.model" : "tokenizer.json");
+  for (const auto& [section, text_key] : {std::pair<std::string, std::string>{"prompts", "prompt"},
+                                          {"raw", "text"}, {"chat", "rendered"}}) {
+    if (!golden().at(model).contains(section)) continue;
+    for (const auto& p : golden().at(model).at(section)) {
+      const std::string base = exported.string() + " " + tokenizer.string() + " --device " +
+                               std::string(device_name(device)) + " -p " +
+                               shell_quote(p.at(text_key).get<std::string>());
+      EXPECT_EQ(infer(base + " --tokenize").out, ids_line(p.at("prompt_ids"))) << p.at(text_key);
       const auto r = infer(base + " --temp 0 -n 96 --ids");
       EXPECT_EQ(r.exit_code, 0) << r.err;
-      EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << c.model << " " << p.at(c.text_key);
+      EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << p.at(text_key);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Devices, GoldenCli, ::testing::Values(Device::kCPU, Device::kCUDA),
-                         [](const auto& info) { return std::string(device_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(All, GoldenCli,
+                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
+                                            ::testing::Values("llama2", "qwen2", "llama3")),
+                         [](const auto& info) {
+                           return std::string(device_name(std::get<0>(info.param))) + "_" +
+                                  std::get<1>(info.param);
+                         });
 
 class BadInput : public ::testing::Test {
  protected:

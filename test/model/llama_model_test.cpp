@@ -11,21 +11,51 @@ namespace {
 
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
-// Every test here runs on each device; CUDA variants skip without a GPU.
+void skip_without(Device device) {
+  if (device == Device::kCUDA && cuda_device_count() == 0)
+    GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
+}
+
+std::unique_ptr<LlamaModel> load_on(Device device, const std::string& export_args,
+                                    ModelOptions options = {}) {
+  options.device = device;
+  return LlamaModel::load(exported_model(export_args), options);
+}
+
+// Tests that run on each device (CUDA variants skip without a GPU).
 class OnDevice : public ::testing::TestWithParam<Device> {
  protected:
-  void SetUp() override {
-    if (GetParam() == Device::kCUDA && cuda_device_count() == 0)
-      GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
-  }
+  void SetUp() override { skip_without(GetParam()); }
   std::unique_ptr<LlamaModel> load(const std::string& export_args, ModelOptions options = {}) {
-    options.device = GetParam();
-    return LlamaModel::load(exported_model(export_args), options);
+    return load_on(GetParam(), export_args, options);
   }
 };
 
 std::string device_label(const ::testing::TestParamInfo<Device>& info) {
   return std::string(device_name(info.param));
+}
+
+// Golden tests run for each device and each model ("llama2", "qwen2", "llama3"), so that a run
+// can pick one model's tests (the GPU machine receives one model's files at a time).
+using DeviceModel = std::tuple<Device, std::string>;
+
+class Golden : public ::testing::TestWithParam<DeviceModel> {
+ protected:
+  void SetUp() override {
+    skip_without(device());
+    KUIPER_REQUIRE_SHARED("models/golden_public.json");
+    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
+  }
+  Device device() const { return std::get<0>(GetParam()); }
+  const std::string& model() const { return std::get<1>(GetParam()); }
+  const nlohmann::json& cases() const { return golden().at(model()); }
+  std::unique_ptr<LlamaModel> load(const std::string& export_args) const {
+    return load_on(device(), export_args);
+  }
+};
+
+std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info) {
+  return std::string(device_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
 }
 
 // Every position's logits have the golden top-20 ids, and their values within 1e-3 relative.
@@ -55,57 +85,43 @@ void expect_matches_top20(LlamaModel& model, const nlohmann::json& c, const std:
   }
 }
 
-using GoldenLogits = OnDevice;
-
-TEST_P(GoldenLogits, Llama2PromptLogitsMatchTransformers) {
-  KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  KUIPER_REQUIRE_SHARED("models/llama2-kjv-meta");
-  for (const std::string args : {"--hf {shared}/models/llama2-kjv",
-                                 "--meta-llama {shared}/models/llama2-kjv-meta",
-                                 "--hf {shared}/models/llama2-kjv --legacy"}) {
-    auto model = load(args);
-    for (const auto& p : golden().at("llama2").at("prompts"))
-      expect_matches_top20(*model, p, args + ": " + p.at("prompt").get<std::string>());
+// Every prompt position's logits match transformers' (Llama 2: its prompts, through the HF, the
+// legacy and, when its folder is there, the Meta export; Qwen2 and Llama 3: their raw prompts).
+TEST_P(Golden, PromptLogitsMatchTransformers) {
+  std::vector<std::string> exports = {"--hf {shared}/models/" + model() + "-kjv"};
+  if (model() == "llama2") {
+    exports.push_back("--hf {shared}/models/llama2-kjv --legacy");
+    if (std::filesystem::exists(shared_dir() / "models/llama2-kjv-meta"))
+      exports.push_back("--meta-llama {shared}/models/llama2-kjv-meta");
+  }
+  const auto& prompts = cases().at(model() == "llama2" ? "prompts" : "raw");
+  for (const std::string& args : exports) {
+    auto m = load(args);
+    for (const auto& p : prompts) expect_matches_top20(*m, p, args + ": " + p.dump().substr(0, 60));
   }
 }
-
-TEST_P(GoldenLogits, Qwen2AndLlama3RawPromptLogitsMatchTransformers) {
-  KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  for (const std::string name : {"qwen2", "llama3"}) {
-    auto model = load("--hf {shared}/models/" + name + "-kjv");
-    for (const auto& c : golden().at(name).at("raw"))
-      expect_matches_top20(*model, c, name + ": " + c.at("text").get<std::string>());
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Devices, GoldenLogits, ::testing::Values(Device::kCPU, Device::kCUDA),
-                         device_label);
 
 // Greedy decoding one token at a time through the KV cache reproduces transformers' greedy ids
-// (stopping at and including a stop id), for every golden prompt of every model.
-using GoldenGreedy = OnDevice;
-
-TEST_P(GoldenGreedy, DecodingReproducesTransformers) {
-  KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  struct Set {
-    std::string model, section;
-  };
-  for (const auto& [name, section] : {Set{"llama2", "prompts"}, Set{"qwen2", "raw"}, Set{"qwen2", "chat"},
-                                      Set{"llama3", "raw"}, Set{"llama3", "chat"}}) {
-    auto model = load("--hf {shared}/models/" + name + "-kjv");
-    for (const auto& c : golden().at(name).at(section)) {
+// (stopping at and including a stop id), for every golden prompt.
+TEST_P(Golden, DecodingReproducesTransformers) {
+  auto m = load("--hf {shared}/models/" + model() + "-kjv");
+  for (const std::string section : {"prompts", "raw", "chat"}) {
+    if (!cases().contains(section)) continue;
+    for (const auto& c : cases().at(section)) {
       const auto prompt = ids_of(c.at("prompt_ids")), expected = ids_of(c.at("greedy_ids"));
-      std::vector<int32_t> got = {model->forward_greedy(prompt, 0)};
+      std::vector<int32_t> got = {m->forward_greedy(prompt, 0)};
       auto pos = int32_t(prompt.size());
-      while (got.size() < expected.size() && !model->config().is_eos(got.back()))
-        got.push_back(model->forward_greedy({&got.back(), 1}, pos++));
-      EXPECT_EQ(got, expected) << name << " " << section << " case " << c.dump().substr(0, 80);
+      while (got.size() < expected.size() && !m->config().is_eos(got.back()))
+        got.push_back(m->forward_greedy({&got.back(), 1}, pos++));
+      EXPECT_EQ(got, expected) << section << " case " << c.dump().substr(0, 80);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Devices, GoldenGreedy, ::testing::Values(Device::kCPU, Device::kCUDA),
-                         device_label);
+INSTANTIATE_TEST_SUITE_P(All, Golden,
+                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
+                                            ::testing::Values("llama2", "qwen2", "llama3")),
+                         device_model_label);
 
 // Prefill in one batch, in chunks, or one token at a time (on CUDA: replayed graphs, and eager
 // steps): the same logits.
