@@ -2,19 +2,22 @@
 # Issue check on the GPU machine: random-weight models of Qwen2.5-0.5B's and Llama-3.2-1B's
 # shapes, made with transformers, exported with tools/export.py, must give transformers' greedy
 # tokens through llama_infer on the CPU and on CUDA.
-#   compare_random_models.sh BUNDLE_DIR DATA_DIR OUT_DIR
-# DATA_DIR holds qwen2.5-config.json, llama3.2-config.json, qwen2.5-tokenizer.json and
-# llama3-tokenizer.json; BUNDLE_DIR is a device-bundle with llama_infer.
+#   compare_random_models.sh BUNDLE_DIR MODELS_DIR OUT_DIR qwen2|llama3
+# MODELS_DIR is shared/models (for the real configs and tokenizers); BUNDLE_DIR is a
+# device-bundle with llama_infer.
 set -euo pipefail
-bundle=$1 data=$2 out=$3
+bundle=$1 models=$2 out=$3 family=$4
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 status=0
-for name in qwen2.5 llama3.2; do
-  tokenizer=$data/${name%.*}-tokenizer.json
-  [ "$name" = llama3.2 ] && tokenizer=$data/llama3-tokenizer.json
+case $family in
+  qwen2) name=qwen2.5 config=$models/qwen2.5/resaved-transformers-4.49.0/config.json ;;
+  llama3) name=llama3.2 config=$models/llama3/config.json ;;
+esac
+tokenizer=$models/$family-kjv/tokenizer.json
+{
   dir=/tmp/random-$name
-  python3 "$here/hf_random_greedy.py" "$data/$name-config.json" "$tokenizer" "$dir"
+  python3 "$here/hf_random_greedy.py" "$config" "$tokenizer" "$dir"
   python3 "$root/tools/export.py" "$dir.bin" --hf "$dir" --dtype bf16 -q
   python3 - "$dir/greedy.json" > "$dir/cases.tsv" <<'PY'
 import json, sys
@@ -32,5 +35,5 @@ PY
       [ "$verdict" = same ] || printf '  expected %s\n  got      %s\n' "$expected" "$got" | tee -a "$out/summary.txt"
     done
   done < "$dir/cases.tsv"
-done
+}
 exit $status
