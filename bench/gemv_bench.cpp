@@ -1,16 +1,23 @@
 // Memory-bandwidth benchmark of the CUDA decode kernels.
 //  1. The ceiling: a large device-to-device copy (bytes read + bytes written per second).
-//  2. Every GEMV variant of kernels/cuda/matmul.cu on TinyLlama's matrix shapes, fp32/fp16/bf16
-//     weights, rotating over enough copies of the matrix that L2 (50-60 MB on an H100/H200) cannot
-//     serve them: GB/s of weights streamed.
+//  2. Every GEMV variant of kernels/cuda/matmul.cuh on TinyLlama's matrix shapes, fp32/fp16/bf16
+//     weights, rotating over enough copies of the matrices that L2 (50-60 MB on an H100/H200)
+//     cannot serve them: GB/s of weights streamed. Also q/k/v as one three-output launch and
+//     w1/w3 as one gated launch, both with the RMS norm folded in, as the model calls them.
+//     Timed as CUDA graphs of 20 launches, as a decoding step runs them.
 //  3. A TinyLlama-1.1B-shaped decoding step (22 layers, dim 2048, hidden 5632, 32 heads, 4 KV
-//     heads, vocab 32000; random weights) made of the registered kernels, captured in a CUDA graph
-//     and replayed: the tokens/s the kernels allow before any model code, and the GEMVs alone.
-//     Also with wq|wk|wv and w1|w3 concatenated into one matrix each (one GEMV instead of three
-//     and two), which a model can do for decoding at load time.
+//     heads, vocab 32000; random weights) made of the registered kernels as the model calls them
+//     (six launches a block: q/k/v with the norm, rope_store, attention, wo accumulating into x,
+//     gated w1/w3 with the norm, w2 accumulating; then the classifier with the final norm and
+//     argmax), captured in a CUDA graph and replayed: the tokens/s the kernels allow before any
+//     model code, the projections alone, and each op alone over all layers.
 //  4. A prefill of 512 positions through the same layers (the cuBLAS path and causal attention).
-// Usage: gemv_bench [--quick] [--model-only]. Times are medians of repeated event-timed runs.
-// KUIPER_CUDA_PDL=0 in the environment turns programmatic dependent launch off, for comparison.
+// Usage: gemv_bench [--quick] [--model-only] [--dtype fp16|fp32|bf16]. Times are medians of
+// repeated event-timed runs. In the environment, KUIPER_CUDA_PDL=0 turns programmatic dependent
+// launch off (2: the GEMV allows the next launch before its main loop), KUIPER_CUDA_GEMV=<i> picks
+// the GEMV variant the model uses (KUIPER_CUDA_GEMV_GATED: for gated_matmul),
+// KUIPER_CUDA_PDL_ATTENTION=0 launches attention without programmatic dependent launch, and
+// KUIPER_CUDA_ATTN_CHUNK=<keys> sets the fewest keys of a decoding attention split.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -97,46 +104,98 @@ double copy_bandwidth(const DeviceContext& ctx) {
   return 2.0 * double(bytes) / (ms * 1e-3) / 1e9;
 }
 
-void gemv_sweep(const DeviceContext& ctx) {
+// Median milliseconds per replay of what `record` enqueues, captured once as a CUDA graph (after
+// one eager run outside the capture: the workspace grows, modules load).
+double time_graph_ms(const DeviceContext& ctx, int replays, const std::function<void()>& record) {
+  auto stream = static_cast<cudaStream_t>(ctx.cuda_stream());
+  record();
+  ctx.synchronize();
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  KUIPER_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  record();
+  KUIPER_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  KUIPER_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  const double ms = time_ms(ctx, replays, [&](int) {
+    KUIPER_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+  });
+  KUIPER_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  KUIPER_CUDA_CHECK(cudaGraphDestroy(graph));
+  return ms;
+}
+
+using kernels::MatmulInput;
+using kernels::MatmulOutput;
+
+std::string variant_name(const kernels::cuda::GemvVariant& v) {
+  // rows/warp, unroll, warps/block, warps/row (a: auto), p: pipelined
+  char name[32];
+  std::snprintf(name, sizeof name, "r%du%dw%d%c%s", v.rows_per_warp, v.unroll, v.warps_per_block,
+                v.warps_per_row == 0 ? 'a' : char('0' + v.warps_per_row), v.pipelined ? "p" : "");
+  return name;
+}
+
+Tensor random_tensor(DType dtype, kuiper::Shape shape, float scale, const DeviceContext& ctx) {
+  Tensor t(dtype, shape, Device::kCUDA);
+  fill_random(t, scale, ctx);
+  return t;
+}
+
+void gemv_sweep(const DeviceContext& ctx, const std::vector<DType>& dtypes) {
+  enum Kind { kPlain, kNormed, kGated };
   struct MatrixShape {
     const char* name;
-    int64_t out, in;
+    std::vector<int64_t> outs;
+    int64_t in;
+    Kind kind;
   };
-  const MatrixShape shapes[] = {{"w1/w3 5632x2048", 5632, 2048}, {"w2 2048x5632", 2048, 5632},
-                          {"wq/wo 2048x2048", 2048, 2048}, {"wk/wv 256x2048", 256, 2048},
-                          {"cls 32000x2048", 32000, 2048}};
+  const MatrixShape shapes[] = {{"w1/w3 5632x2048", {5632}, 2048, kPlain},
+                                {"w2 2048x5632", {2048}, 5632, kPlain},
+                                {"wq/wo 2048x2048", {2048}, 2048, kPlain},
+                                {"wk/wv 256x2048", {256}, 2048, kPlain},
+                                {"cls 32000x2048", {32000}, 2048, kPlain},
+                                {"qkv+norm 2560x2048", {2048, 256, 256}, 2048, kNormed},
+                                {"w13 gated+norm 2x5632", {5632, 5632}, 2048, kGated}};
   const auto variants = kernels::cuda::gemv_variants();
-  std::printf("\n== GEMV, weights streamed from HBM (GB/s; * = the default variant)\n");
-  std::printf("%-6s %-18s", "dtype", "shape");
-  for (const auto& v : variants) {  // rows/warp, unroll, warps/block, warps/row (a: auto), p: pipelined
-    char name[32];
-    std::snprintf(name, sizeof name, "r%du%dw%d%c%s", v.rows_per_warp, v.unroll,
-                  v.warps_per_block, v.warps_per_row == 0 ? 'a' : char('0' + v.warps_per_row),
-                  v.pipelined ? "p" : "");
-    std::printf(" %9s", name);
-  }
+  std::printf(
+      "\n== GEMV, weights streamed from HBM (GB/s; * = the default variant; graphs of 20)\n");
+  std::printf("%-6s %-22s", "dtype", "shape");
+  for (const auto& v : variants) std::printf(" %10s", variant_name(v).c_str());
   std::printf("   us(default)\n");
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+  for (DType dtype : dtypes) {
     for (const MatrixShape& s : shapes) {
-      const size_t bytes = size_t(s.out * s.in) * dtype_size(dtype);
+      int64_t rows = 0;
+      for (int64_t o : s.outs) rows += o;
+      const size_t bytes = size_t(rows * s.in) * dtype_size(dtype);
       // Enough copies that together they are 4-5x an H100/H200's L2: each call reads from HBM.
       const int copies = int(std::max<size_t>(2, (size_t(256) << 20) / bytes + 1));
-      std::vector<Tensor> ws;
-      for (int c = 0; c < copies; ++c) {
-        ws.emplace_back(dtype, kuiper::Shape{s.out, s.in}, Device::kCUDA);
-        fill_random(ws.back(), 0.05f, ctx);
-      }
-      Tensor x(DType::kF32, {1, s.in}, Device::kCUDA), y(DType::kF32, {1, s.out}, Device::kCUDA);
-      fill_random(x, 1.f, ctx);
-      std::printf("%-6s %-18s", std::string(dtype_name(dtype)).c_str(), s.name);
+      std::vector<std::vector<Tensor>> ws(static_cast<size_t>(copies));
+      for (auto& c : ws)
+        for (int64_t o : s.outs) c.push_back(random_tensor(dtype, {o, s.in}, 0.05f, ctx));
+      const Tensor x = random_tensor(DType::kF32, {1, s.in}, 1.f, ctx);
+      const Tensor norm = random_tensor(DType::kF32, {s.in}, 1.f, ctx);
+      std::vector<Tensor> ys;
+      for (int64_t o : s.outs) ys.push_back(Tensor(DType::kF32, {1, o}, Device::kCUDA));
+      const MatmulInput in{x, s.kind == kPlain ? Tensor() : norm, 1e-5f};
+      std::printf("%-6s %-22s", std::string(dtype_name(dtype)).c_str(), s.name);
       double default_us = 0;
       for (int v = 0; v < int(variants.size()); ++v) {
-        const double ms = time_ms(ctx, quick ? 20 : 100, [&](int i) {
-          kernels::cuda::gemv_with_variant(v, x, ws[size_t(i % copies)], Tensor(), y, ctx);
-        });
-        const bool is_default = v == kernels::cuda::gemv_default_variant(dtype);
+        constexpr int kCalls = 20;
+        const double ms = time_graph_ms(ctx, quick ? 5 : 20, [&] {
+          for (int i = 0; i < kCalls; ++i) {
+            const auto& w = ws[size_t(i % copies)];
+            if (s.kind == kGated) {
+              kernels::cuda::gated_gemv_with_variant(v, in, w[0], w[1], ys[0], ctx);
+            } else {
+              std::vector<MatmulOutput> outs;
+              for (size_t j = 0; j < w.size(); ++j) outs.push_back({w[j], Tensor(), ys[j]});
+              kernels::cuda::gemv_with_variant(v, in, outs, false, ctx);
+            }
+          }
+        }) / kCalls;
+        const bool is_default = v == kernels::cuda::gemv_default_variant(dtype, s.kind == kGated);
         if (is_default) default_us = ms * 1e3;
-        std::printf(" %8.0f%s", double(bytes) / (ms * 1e-3) / 1e9, is_default ? "*" : " ");
+        std::printf(" %9.0f%s", double(bytes) / (ms * 1e-3) / 1e9, is_default ? "*" : " ");
       }
       std::printf("   %7.2f\n", default_us);
     }
@@ -147,46 +206,34 @@ void gemv_sweep(const DeviceContext& ctx) {
 struct TinyLlama {
   static constexpr int64_t kLayers = 22, kDim = 2048, kHidden = 5632, kHeads = 32, kKvHeads = 4,
                            kHeadDim = 64, kVocab = 32000, kMaxSeq = 2048;
+  static constexpr float kEps = 1e-5f;
   struct Layer {
     Tensor attn_norm, ffn_norm, wq, wk, wv, wo, w1, w2, w3, k_cache, v_cache;
-    Tensor wqkv, w13;  // wq, wk, wv and w1, w3 are row views of these
   };
 
   TinyLlama(DType wtype, const DeviceContext& ctx) : wtype(wtype) {
     auto weight = [&](int64_t out, int64_t in) {
-      Tensor t(wtype, {out, in}, Device::kCUDA);
-      fill_random(t, 0.02f, ctx);
-      return t;
+      return random_tensor(wtype, {out, in}, 0.02f, ctx);
     };
-    auto norm = [&] {
-      Tensor t(DType::kF32, {kDim}, Device::kCUDA);
-      fill_random(t, 1.f, ctx);
-      return t;
-    };
+    auto norm = [&] { return random_tensor(DType::kF32, {kDim}, 1.f, ctx); };
     for (int l = 0; l < kLayers; ++l) {
       Layer L;
       L.attn_norm = norm();
       L.ffn_norm = norm();
-      constexpr int64_t q_rows = kHeads * kHeadDim, kv_rows = kKvHeads * kHeadDim;
-      L.wqkv = weight(q_rows + 2 * kv_rows, kDim);
-      L.wq = L.wqkv.rows(0, q_rows);
-      L.wk = L.wqkv.rows(q_rows, q_rows + kv_rows);
-      L.wv = L.wqkv.rows(q_rows + kv_rows, q_rows + 2 * kv_rows);
+      L.wq = weight(kHeads * kHeadDim, kDim);
+      L.wk = weight(kKvHeads * kHeadDim, kDim);
+      L.wv = weight(kKvHeads * kHeadDim, kDim);
       L.wo = weight(kDim, kHeads * kHeadDim);
-      L.w13 = weight(2 * kHidden, kDim);
-      L.w1 = L.w13.rows(0, kHidden);
-      L.w3 = L.w13.rows(kHidden, 2 * kHidden);
+      L.w1 = weight(kHidden, kDim);
+      L.w3 = weight(kHidden, kDim);
       L.w2 = weight(kDim, kHidden);
-      L.k_cache = Tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, Device::kCUDA);
-      L.v_cache = Tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, Device::kCUDA);
-      fill_random(L.k_cache, 1.f, ctx);
-      fill_random(L.v_cache, 1.f, ctx);
+      L.k_cache = random_tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, 1.f, ctx);
+      L.v_cache = random_tensor(DType::kF32, {kMaxSeq, kKvHeads * kHeadDim}, 1.f, ctx);
       layers.push_back(std::move(L));
     }
     final_norm = norm();
     classifier = weight(kVocab, kDim);
-    cos_sin = Tensor(DType::kF32, {kMaxSeq, kHeadDim / 2, 2}, Device::kCUDA);
-    fill_random(cos_sin, 1.f, ctx);
+    cos_sin = random_tensor(DType::kF32, {kMaxSeq, kHeadDim / 2, 2}, 1.f, ctx);
   }
 
   size_t decode_weight_bytes() const {
@@ -197,75 +244,59 @@ struct TinyLlama {
   }
 
   struct Activations {
-    Tensor x, h, q, k, v, att, g, u, logits, next, positions;
-    Tensor qkv, gu;  // n == 1: q, k, v and g, u are views of these (outputs of the concatenations)
+    Tensor x, h, q, k, v, att, logits, next, positions;
     explicit Activations(int64_t n) {
       auto t = [&](int64_t width) { return Tensor(DType::kF32, {n, width}, Device::kCUDA); };
-      x = t(kDim), h = t(kDim), att = t(kHeads * kHeadDim);
-      if (n == 1) {
-        auto part = [](const Tensor& whole, int64_t begin, int64_t end) {
-          return whole.reshape({whole.numel()}).rows(begin, end).reshape({1, end - begin});
-        };
-        constexpr int64_t qw = kHeads * kHeadDim, kvw = kKvHeads * kHeadDim;
-        qkv = t(qw + 2 * kvw), gu = t(2 * kHidden);
-        q = part(qkv, 0, qw), k = part(qkv, qw, qw + kvw), v = part(qkv, qw + kvw, qw + 2 * kvw);
-        g = part(gu, 0, kHidden), u = part(gu, kHidden, 2 * kHidden);
-      } else {
-        q = t(kHeads * kHeadDim), k = t(kKvHeads * kHeadDim), v = t(kKvHeads * kHeadDim);
-        g = t(kHidden), u = t(kHidden);
-      }
+      x = t(kDim), h = t(kHidden), att = t(kHeads * kHeadDim);
+      q = t(kHeads * kHeadDim), k = t(kKvHeads * kHeadDim), v = t(kKvHeads * kHeadDim);
       logits = Tensor(DType::kF32, {1, kVocab}, Device::kCUDA);
       next = Tensor(DType::kI32, {1}, Device::kCUDA);
       positions = Tensor(DType::kI32, {n}, Device::kCUDA);
     }
   };
 
-  // All layers for the rows of `a` (their positions already in a.positions); gemv_only keeps
-  // only the matrix products, to separate their time from the small kernels'; concat (n == 1)
-  // multiplies by wqkv and w13 instead of their parts.
-  void forward(const Activations& a, const DeviceContext& ctx, bool gemv_only = false,
-               bool concat = false) const {
+  // The ops of a step, to run all of them or some (ops is a mask of these bits).
+  enum Op : unsigned {
+    kQkv = 1, kRope = 2, kAttention = 4, kWo = 8, kGated = 16, kW2 = 32, kClassifier = 64,
+    kArgmax = 128, kProjections = kQkv | kWo | kGated | kW2 | kClassifier, kAll = 255
+  };
+
+  // All layers for the rows of `a` (their positions already in a.positions), as the model calls
+  // the kernels.
+  void forward(const Activations& a, const DeviceContext& ctx, unsigned ops = kAll) const {
     const auto& r = registry();
     constexpr Device kCuda = Device::kCUDA;
     constexpr DType kF32 = DType::kF32;
     const auto matmul = r.matmul.find(kCuda, wtype);
     const int64_t n = a.x.dim(0);
     for (const Layer& L : layers) {
-      if (!gemv_only) r.rmsnorm.find(kCuda, kF32)(a.x, L.attn_norm, 1e-5f, a.h, ctx);
-      if (concat) {
-        matmul(a.h, L.wqkv, Tensor(), a.qkv, ctx);
-      } else {
-        matmul(a.h, L.wq, Tensor(), a.q, ctx);
-        matmul(a.h, L.wk, Tensor(), a.k, ctx);
-        matmul(a.h, L.wv, Tensor(), a.v, ctx);
+      if (ops & kQkv) {
+        const MatmulOutput qkv[] = {
+            {L.wq, Tensor(), a.q}, {L.wk, Tensor(), a.k}, {L.wv, Tensor(), a.v}};
+        matmul({a.x, L.attn_norm, kEps}, std::span(qkv), false, ctx);
       }
-      if (!gemv_only) {
-        r.rope.find(kCuda, kF32)(a.q, a.positions, cos_sin, kHeadDim, ctx);
-        r.rope.find(kCuda, kF32)(a.k, a.positions, cos_sin, kHeadDim, ctx);
-        r.scatter_rows.find(kCuda, kF32)(a.k, a.positions, L.k_cache, ctx);
-        r.scatter_rows.find(kCuda, kF32)(a.v, a.positions, L.v_cache, ctx);
+      if (ops & kRope)
+        r.rope_store.find(kCuda, kF32)(a.q, a.k, a.v, a.positions, cos_sin, kHeadDim, L.k_cache,
+                                       L.v_cache, ctx);
+      if (ops & kAttention)
         r.attention.find(kCuda, kF32)(a.q, L.k_cache, L.v_cache, a.positions,
                                       {kHeads, kKvHeads, kHeadDim}, a.att, ctx);
+      if (ops & kWo) {
+        const MatmulOutput o[] = {{L.wo, Tensor(), a.x}};
+        matmul({a.att, Tensor(), 0.f}, std::span(o), true, ctx);
       }
-      matmul(a.att, L.wo, Tensor(), a.h, ctx);
-      if (!gemv_only) {
-        r.add.find(kCuda, kF32)(a.x, a.h, a.x, ctx);
-        r.rmsnorm.find(kCuda, kF32)(a.x, L.ffn_norm, 1e-5f, a.h, ctx);
+      if (ops & kGated)
+        r.gated_matmul.find(kCuda, wtype)({a.x, L.ffn_norm, kEps}, L.w1, L.w3, a.h, ctx);
+      if (ops & kW2) {
+        const MatmulOutput down[] = {{L.w2, Tensor(), a.x}};
+        matmul({a.h, Tensor(), 0.f}, std::span(down), true, ctx);
       }
-      if (concat) {
-        matmul(a.h, L.w13, Tensor(), a.gu, ctx);
-      } else {
-        matmul(a.h, L.w1, Tensor(), a.g, ctx);
-        matmul(a.h, L.w3, Tensor(), a.u, ctx);
-      }
-      if (!gemv_only) r.swiglu.find(kCuda, kF32)(a.g, a.u, a.g, ctx);
-      matmul(a.g, L.w2, Tensor(), a.h, ctx);
-      if (!gemv_only) r.add.find(kCuda, kF32)(a.x, a.h, a.x, ctx);
     }
-    const Tensor last_x = a.x.rows(n - 1, n), last_h = a.h.rows(n - 1, n);
-    if (!gemv_only) r.rmsnorm.find(kCuda, kF32)(last_x, final_norm, 1e-5f, last_h, ctx);
-    matmul(last_h, classifier, Tensor(), a.logits, ctx);
-    if (!gemv_only) r.argmax.find(kCuda, kF32)(a.logits, a.next, ctx);
+    if (ops & kClassifier) {
+      const MatmulOutput cls[] = {{classifier, Tensor(), a.logits}};
+      matmul({a.x.rows(n - 1, n), final_norm, kEps}, std::span(cls), false, ctx);
+    }
+    if (ops & kArgmax) r.argmax.find(kCuda, kF32)(a.logits, a.next, ctx);
   }
 
   DType wtype;
@@ -282,42 +313,48 @@ void set_positions(const Tensor& positions, int32_t first, const DeviceContext& 
   ctx.synchronize();
 }
 
+// Milliseconds per replay of one decoding step (the ops in `ops`) captured as a graph.
+double step_ms(const TinyLlama& model, const TinyLlama::Activations& a, unsigned ops,
+               const DeviceContext& ctx) {
+  return time_graph_ms(ctx, quick ? 10 : 50, [&] { model.forward(a, ctx, ops); });
+}
+
 void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
   const TinyLlama model(wtype, ctx);
-  auto stream = static_cast<cudaStream_t>(ctx.cuda_stream());
   const double gb = double(model.decode_weight_bytes()) / 1e9;
   std::printf("\n== TinyLlama-1.1B shape, %s weights (%.2f GB read per token)\n",
               std::string(dtype_name(wtype)).c_str(), gb);
 
   const TinyLlama::Activations one(1);
   fill_random(one.x, 1.f, ctx);
+  using M = TinyLlama;
   struct Config {
-    bool gemv_only, concat;
+    const char* name;
+    unsigned ops;
     int32_t pos;
   };
-  const Config configs[] = {{true, false, 512}, {true, true, 512},   {false, false, 16},
-                            {false, false, 512}, {false, false, 2000}, {false, true, 16},
-                            {false, true, 512},  {false, true, 2000}};
+  const Config configs[] = {{"projections only", M::kProjections, 512},
+                            {"all kernels", M::kAll, 16},
+                            {"all kernels", M::kAll, 512},
+                            {"all kernels", M::kAll, 2000}};
   for (const Config& c : configs) {
     set_positions(one.positions, c.pos, ctx);
-    model.forward(one, ctx, c.gemv_only, c.concat);  // warm-up outside the capture (workspace)
-    ctx.synchronize();
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    KUIPER_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-    model.forward(one, ctx, c.gemv_only, c.concat);
-    KUIPER_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    KUIPER_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    const double ms = time_ms(ctx, quick ? 10 : 50, [&](int) {
-      KUIPER_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    });
-    std::printf("decode step (graph) %-11s %-13s at position %4d: %6.3f ms = %5.0f tokens/s, "
+    const double ms = step_ms(model, one, c.ops, ctx);
+    std::printf("decode step (graph) %-16s at position %4d: %6.3f ms = %5.0f tokens/s, "
                 "weights at %4.0f GB/s (%2.0f%% of the copy)\n",
-                c.gemv_only ? "GEMVs only" : "all kernels", c.concat ? "concatenated" : "separate",
-                c.pos, ms, 1e3 / ms, gb / (ms * 1e-3), 100.0 * gb / (ms * 1e-3) / copy_gbs);
-    KUIPER_CUDA_CHECK(cudaGraphExecDestroy(exec));
-    KUIPER_CUDA_CHECK(cudaGraphDestroy(graph));
+                c.name, c.pos, ms, 1e3 / ms, gb / (ms * 1e-3), 100.0 * gb / (ms * 1e-3) / copy_gbs);
   }
+  // Each op alone over all layers (a graph of 22 launches of it; the classifier and argmax once),
+  // at position 512: where the step's time goes.
+  set_positions(one.positions, 512, ctx);
+  const std::pair<const char*, unsigned> ops[] = {
+      {"q/k/v+norm", M::kQkv}, {"rope_store", M::kRope}, {"attention", M::kAttention},
+      {"wo+residual", M::kWo}, {"w1/w3 gated+norm", M::kGated}, {"w2+residual", M::kW2},
+      {"classifier+norm", M::kClassifier}, {"argmax", M::kArgmax}};
+  std::printf("each op alone at position 512 (us per step):");
+  for (const auto& [name, op] : ops)
+    std::printf("  %s %.1f", name, step_ms(model, one, op, ctx) * 1e3);
+  std::printf("\n");
 
   const int64_t n = 512;
   const TinyLlama::Activations many(n);
@@ -331,9 +368,14 @@ void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<DType> dtypes = {DType::kF16, DType::kF32, DType::kBF16};
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     model_only = model_only || std::strcmp(argv[i], "--model-only") == 0;
+    if (std::strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
+      const std::string d = argv[++i];
+      dtypes = {d == "fp32" ? DType::kF32 : d == "bf16" ? DType::kBF16 : DType::kF16};
+    }
   }
   try {
     const DeviceContext ctx(Device::kCUDA);
@@ -343,8 +385,8 @@ int main(int argc, char** argv) {
                 double(prop.totalGlobalMem) / (1 << 20), double(prop.l2CacheSize) / (1 << 20));
     const double copy_gbs = copy_bandwidth(ctx);
     std::printf("device-to-device copy of 1 GiB: %.0f GB/s (read + write)\n", copy_gbs);
-    if (!model_only) gemv_sweep(ctx);
-    for (DType wtype : {DType::kF16, DType::kF32, DType::kBF16}) model_bench(wtype, ctx, copy_gbs);
+    if (!model_only) gemv_sweep(ctx, dtypes);
+    for (DType wtype : dtypes) model_bench(wtype, ctx, copy_gbs);
     const CudaMemoryStats s = cuda_allocator().stats();
     std::printf("\nallocator: peak in use %.2f GB, reserved %.2f GB, %zu cudaMalloc calls\n",
                 double(s.peak_bytes_in_use) / 1e9, double(s.bytes_reserved) / 1e9, s.driver_allocs);

@@ -20,6 +20,7 @@
 // A position outside the cache cannot throw on the device: that row's output is NaN.
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
@@ -28,14 +29,19 @@ namespace kuiper::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMinChunk = 32;    // keys per split at least: fewer make the merge dominate
-constexpr int kMaxSplits = 128;
+// A block's time is a chain of memory latencies and dependent steps, so the split size trades
+// the blocks' work against the merge's: at least kMinChunk keys a split (KUIPER_CUDA_ATTN_CHUNK
+// overrides it, for measurements) and at most kMaxSplits splits. On TinyLlama's shape (H200,
+// 4 KV heads) 32 keys beat 16 and 64 at position 512 (17 splits), and 32 splits of ~63 keys beat
+// 63 splits of 32 at position 2000 (NOTES.md).
+constexpr int kMinChunk = 32;
+constexpr int kMaxSplits = 32;
 constexpr int kMaxTile = 64;
 constexpr size_t kSharedLimit = 48 * 1024;  // no opt-in needed below this
 
 struct Params {
   int n_heads, n_kv_heads, head_dim, group;
-  int max_seq, splits, tile;
+  int max_seq, splits, tile, min_chunk;
   float scale;
   bool vec16;  // cache rows of a head allow 16-byte loads
 };
@@ -43,8 +49,17 @@ struct Params {
 __device__ __forceinline__ int seq_len(int32_t pos, int max_seq) {
   return pos >= 0 && pos < max_seq ? pos + 1 : 0;
 }
-__device__ __forceinline__ int split_chunk(int len, int splits) {
-  return max(kMinChunk, (len + splits - 1) / splits);
+__device__ __forceinline__ int split_chunk(int len, int splits, int min_chunk) {
+  return max(min_chunk, (len + splits - 1) / splits);
+}
+
+int min_chunk() {
+  static const int chunk = [] {
+    const char* env = std::getenv("KUIPER_CUDA_ATTN_CHUNK");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v > 0 ? v : kMinChunk;
+  }();
+  return chunk;
 }
 
 size_t shared_floats(int group, int head_dim, int tile) {
@@ -53,26 +68,54 @@ size_t shared_floats(int group, int head_dim, int tile) {
          + size_t(group) * tile + 3 * group;    // scores; max, sum, rescale per head
 }
 
-// Rows [t0, t0 + count) of one KV head's slice of the cache into a padded shared tile, with
-// 16-byte loads when the head's row allows them (each thread then widens 4 or 8 elements).
+// Loads each thread issues before it uses any (tiles, queries, partial results): the block's
+// phases are chains of memory latencies, so each should cost about one.
+constexpr int kBatch = 4;
+
+// Widens one load unit of the cache (16 bytes, or one element) to fp32.
 template <class CT>
-__device__ __forceinline__ void load_tile(float* tile, const CT* base, int t0, int count, int D,
-                                          int row_stride, bool vec16) {
-  constexpr int kVec = 16 / sizeof(CT);
-  if (vec16) {
-    const int per_row = D / kVec;
-    for (int i = threadIdx.x; i < count * per_row; i += blockDim.x) {
-      const int r = i / per_row, c = i - r * per_row;
-      const uint4 v = *reinterpret_cast<const uint4*>(base + int64_t(t0 + r) * row_stride + c * kVec);
-      float f[kVec];
-      unpack16<CT>(v, f);
+__device__ __forceinline__ void widen(const uint4& v, float* out) {
+  unpack16<CT>(v, out);
+}
+template <class CT>
+__device__ __forceinline__ void widen(const CT& v, float* out) {
+  out[0] = to_f32(v);
+}
+
+// Rows [t0, t0 + count) of one KV head's keys and values into padded shared tiles, loaded in
+// units U: uint4 (16-byte loads, when the head's row allows them; each thread then widens 4 or 8
+// elements) or CT (one element). Each thread issues a batch of key and value loads before it
+// stores any.
+template <class CT, class U>
+__device__ __forceinline__ void load_tiles(float* ks, float* vs, const CT* k_base,
+                                           const CT* v_base, int t0, int count, int D,
+                                           int row_stride) {
+  constexpr int kPer = sizeof(U) / sizeof(CT);  // elements a unit
+  const int per_row = D / kPer, total = count * per_row;
+  for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * blockDim.x) {
+    U kv[kBatch], vv[kBatch];
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) tile[r * (D + 1) + c * kVec + k] = f[k];
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      if (i < total) {
+        const int r = i / per_row, c = i - r * per_row;
+        const int64_t offset = int64_t(t0 + r) * row_stride + c * kPer;
+        kv[b] = *reinterpret_cast<const U*>(k_base + offset);
+        vv[b] = *reinterpret_cast<const U*>(v_base + offset);
+      }
     }
-  } else {
-    for (int i = threadIdx.x; i < count * D; i += blockDim.x) {
-      const int r = i / D, d = i - r * D;
-      tile[r * (D + 1) + d] = to_f32(base[int64_t(t0 + r) * row_stride + d]);
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      if (i >= total) break;
+      const int r = i / per_row, c = i - r * per_row;
+      float f[kPer];
+      widen<CT>(kv[b], f);
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) ks[r * (D + 1) + c * kPer + k] = f[k];
+      widen<CT>(vv[b], f);
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) vs[r * (D + 1) + c * kPer + k] = f[k];
     }
   }
 }
@@ -99,7 +142,7 @@ __global__ void __launch_bounds__(kThreads)
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
   const int len = seq_len(positions[row], p.max_seq);
-  const int chunk = split_chunk(len, p.splits);
+  const int chunk = split_chunk(len, p.splits, p.min_chunk);
   const int begin = split * chunk, end = min(len, begin + chunk);
   const int q_width = p.n_heads * D, kv_width = p.n_kv_heads * D;
   float* out_group = out + int64_t(row) * q_width + kvh * G * D;  // the group's heads, contiguous
@@ -109,11 +152,16 @@ __global__ void __launch_bounds__(kThreads)
     return;  // other empty splits: the merge knows which splits had keys
   }
 
+  // The queries: a first batch in registers, stored once the first tile's loads are out too.
   const float* q_row = q + int64_t(row) * q_width + kvh * G * D;
-  for (int i = tid; i < G * D; i += blockDim.x) {
-    q_s[i] = q_row[i] * p.scale;
-    acc[i] = 0.f;
+  float qv[kBatch];
+#pragma unroll
+  for (int b = 0; b < kBatch; ++b) {
+    const int i = tid + b * blockDim.x;
+    qv[b] = i < G * D ? q_row[i] : 0.f;
   }
+  for (int i = tid + kBatch * blockDim.x; i < G * D; i += blockDim.x) q_s[i] = q_row[i] * p.scale;
+  for (int i = tid; i < G * D; i += blockDim.x) acc[i] = 0.f;
   for (int g = tid; g < G; g += blockDim.x) {
     m_s[g] = -INFINITY;
     l_s[g] = 0.f;
@@ -124,8 +172,15 @@ __global__ void __launch_bounds__(kThreads)
   for (int t0 = begin; t0 < end; t0 += tile) {
     const int cnt = min(tile, end - t0);
     __syncthreads();  // the previous tile's readers are done with ks, vs and sc
-    load_tile(ks, k_base, t0, cnt, D, kv_width, p.vec16);  // keys and values in flight together
-    load_tile(vs, v_base, t0, cnt, D, kv_width, p.vec16);
+    if (p.vec16) load_tiles<CT, uint4>(ks, vs, k_base, v_base, t0, cnt, D, kv_width);
+    else load_tiles<CT, CT>(ks, vs, k_base, v_base, t0, cnt, D, kv_width);
+    if (t0 == begin) {
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = tid + b * blockDim.x;
+        if (i < G * D) q_s[i] = qv[b] * p.scale;
+      }
+    }
     __syncthreads();
     for (int i = tid; i < G * cnt; i += blockDim.x) {
       const int g = i / cnt, r = i - g * cnt;
@@ -197,27 +252,51 @@ __global__ void __launch_bounds__(kThreads)
   __threadfence();
 
   // Merge: weight[g][s] = exp(m_s - max_s m_s) in the key tile's memory, then the weighted sum.
+  // Each lane holds the (max, sum) of up to kMaxSplits / 32 of its warp's head's splits.
   float* weight = ks;  // G * active <= G * kMaxSplits floats fit: checked on the host
+  static_assert(kMaxSplits % 32 == 0);
+  constexpr int kPerLane = kMaxSplits / 32;
   for (int g = warp; g < G; g += warps) {
     const float* ml = part_ml + 2 * (first + int64_t(g) * p.splits);
+    float ms[kPerLane], ls[kPerLane];
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int s = lane + 32 * k;
+      ms[k] = s < active ? __ldcg(ml + 2 * s) : -INFINITY;
+      ls[k] = s < active ? __ldcg(ml + 2 * s + 1) : 0.f;
+    }
     float m = -INFINITY;
-    for (int s = lane; s < active; s += 32) m = fmaxf(m, __ldcg(ml + 2 * s));
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) m = fmaxf(m, ms[k]);
     m = warp_max(m);
     float total = 0.f;
-    for (int s = lane; s < active; s += 32) {
-      const float w = expf(__ldcg(ml + 2 * s) - m);
-      weight[g * active + s] = w;
-      total += w * __ldcg(ml + 2 * s + 1);
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int s = lane + 32 * k;
+      if (s < active) {
+        const float w = expf(ms[k] - m);
+        weight[g * active + s] = w;
+        total += w * ls[k];
+      }
     }
     total = warp_sum(total);
     if (lane == 0) alpha[g] = 1.f / total;
   }
   __syncthreads();
+  constexpr int kMergeBatch = 4 * kBatch;  // partial results in flight per thread
   for (int i = tid; i < G * D; i += blockDim.x) {
     const int g = i / D, d = i - g * D;
     const float* o = part_o + (first + int64_t(g) * p.splits) * D + d;
     float sum = 0.f;
-    for (int s = 0; s < active; ++s) sum = fmaf(weight[g * active + s], __ldcg(o + int64_t(s) * D), sum);
+    for (int s0 = 0; s0 < active; s0 += kMergeBatch) {
+      float v[kMergeBatch];
+#pragma unroll
+      for (int k = 0; k < kMergeBatch; ++k)
+        v[k] = s0 + k < active ? __ldcg(o + int64_t(s0 + k) * D) : 0.f;
+#pragma unroll
+      for (int k = 0; k < kMergeBatch; ++k)
+        if (s0 + k < active) sum = fmaf(weight[g * active + s0 + k], v[k], sum);
+    }
     out_group[i] = sum * alpha[g];
   }
 }
@@ -247,11 +326,12 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
 
   const bool vec16 = D % int(16 / sizeof(T)) == 0 && aligned16(k_cache.raw_data()) &&
                      aligned16(v_cache.raw_data());
-  Params p{H, KVH, D, H / KVH, int(max_seq), 1, kMaxTile, 1.f / std::sqrt(float(D)), vec16};
+  Params p{H, KVH, D, H / KVH, int(max_seq), 1, kMaxTile, min_chunk(), 1.f / std::sqrt(float(D)),
+           vec16};
   // Split the keys while the rows and KV heads alone give fewer than two blocks per SM.
   const int64_t blocks = n * KVH, target = 2 * int64_t(sm_count());
   if (blocks < target) {
-    const int64_t useful = std::max<int64_t>(1, (max_seq + kMinChunk - 1) / kMinChunk);
+    const int64_t useful = std::max<int64_t>(1, (max_seq + p.min_chunk - 1) / p.min_chunk);
     p.splits = int(std::min<int64_t>({(target + blocks - 1) / blocks, useful, kMaxSplits}));
   }
   while (p.tile > 8 && shared_floats(p.group, D, p.tile) * sizeof(float) > kSharedLimit)
@@ -259,8 +339,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   // The merge keeps a weight per (head, split) in the key tile's memory.
   p.splits = std::min(p.splits, p.tile * (D + 1) / p.group);
   const size_t shared = shared_floats(p.group, D, p.tile) * sizeof(float);
-  KUIPER_CHECK(shared <= kSharedLimit, "attention: ", p.group, " query heads per KV head of head_dim ",
-               D, " need more shared memory than a block has");
+  KUIPER_CHECK(shared <= kSharedLimit, "attention: ", p.group,
+               " query heads per KV head of head_dim ", D,
+               " need more shared memory than a block has");
 
   float* part_ml = nullptr;
   float* part_o = nullptr;
@@ -277,10 +358,11 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
     part_o = part_ml + ml_floats;
   }
   using CT = DeviceType<T>;
-  launch(attention_kernel<CT>, dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads,
-         shared, stream_of(ctx), p, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
-         reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
-         out.data<float>(), part_ml, part_o, done);
+  launch_with(pdl_attention(), attention_kernel<CT>,
+              dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
+              stream_of(ctx), p, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
+              reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
+              out.data<float>(), part_ml, part_o, done);
 }
 
 template void attention<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,

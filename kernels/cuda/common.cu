@@ -38,6 +38,14 @@ int pdl_mode() {
   return mode;
 }
 
+bool pdl_attention() {
+  static const bool on = [] {
+    const char* env = std::getenv("KUIPER_CUDA_PDL_ATTENTION");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
 int sm_count() {
   static const int count = [] {
     int device = 0, n = 0;

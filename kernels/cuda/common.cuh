@@ -144,10 +144,15 @@ inline bool pdl_enabled() { return pdl_mode() != 0; }
 // Multiprocessors of the current device (queried once: the process uses one device).
 int sm_count();
 
-// Launches a kernel on `stream`, allowed to overlap the previous kernel's end (see above).
+// Whether attention is launched programmatically too (KUIPER_CUDA_PDL_ATTENTION=0|1 overrides
+// the default, for measurements).
+bool pdl_attention();
+
+// Launches a kernel on `stream`; `programmatic`: allowed to overlap the previous kernel's end
+// (see above; its grid_dependency_wait() then waits), else it starts once that kernel is done.
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
-            cudaStream_t stream, Args... args) {
+void launch_with(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 block,
+                 size_t shared_bytes, cudaStream_t stream, Args... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -157,8 +162,15 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
   config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   config.attrs = &attribute;
-  config.numAttrs = pdl_enabled() ? 1 : 0;
+  config.numAttrs = programmatic && pdl_enabled() ? 1 : 0;
   KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...));
+}
+
+// Launches a kernel on `stream`, allowed to overlap the previous kernel's end (see above).
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+            cudaStream_t stream, Args... args) {
+  launch_with(true, kernel, grid, block, shared_bytes, stream, args...);
 }
 
 // The context's workspace (DeviceContext::cuda_workspace) as the kernels share it: first

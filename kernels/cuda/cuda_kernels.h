@@ -10,21 +10,24 @@ namespace kuiper::kernels::cuda {
 template <class T>
 void embedding(const Tensor& tokens, const Tensor& table, const Tensor& out,
                const DeviceContext& ctx);
-// n == 1: a hand-written GEMV; n > 1: cuBLAS (see matmul.cu).
+// n == 1: a hand-written GEMV over all outputs in one launch; n > 1: cuBLAS (see matmul.cu).
 template <class T>
-void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
             const DeviceContext& ctx);
+template <class T>
+void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+                  const DeviceContext& ctx);
 // T: the cache's type.
 template <class T>
-void scatter_rows(const Tensor& src, const Tensor& positions, const Tensor& dst,
-                  const DeviceContext& ctx);
+void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                const Tensor& cos_sin, int head_dim, const Tensor& k_cache, const Tensor& v_cache,
+                const DeviceContext& ctx);
 template <class T>
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                const Tensor& positions, const AttentionShape& shape, const Tensor& out,
                const DeviceContext& ctx);
 
 RmsNormFn rmsnorm;
-RopeFn rope;
 SwiGluFn swiglu;
 AddFn add;
 SoftmaxFn softmax;

@@ -1,6 +1,7 @@
 #pragma once
-// The GEMV variants compiled into matmul.cu, for the benchmark that chose the default
-// (bench/gemv_bench.cpp). Plain C++: callers need no CUDA headers.
+// The GEMV variants compiled into matmul.cu and gated_matmul.cu (the n == 1 path of matmul and
+// gated_matmul), for the benchmark that chose the defaults (bench/gemv_bench.cpp) and the tests.
+// Plain C++: callers need no CUDA headers.
 #include <span>
 
 #include "kernels/kernels.h"
@@ -8,7 +9,8 @@
 namespace kuiper::kernels::cuda {
 
 struct GemvVariant {
-  int rows_per_warp;    // output rows one warp computes together (sharing the x loads)
+  int rows_per_warp;    // output rows one warp computes together (sharing the x loads); gated:
+                        // half as many rows of each of the two matrices (at least one)
   int unroll;           // 16-byte weight loads per row that each lane issues before using them
   int warps_per_block;
   int warps_per_row;    // warps sharing one group of rows (splitting it); 0: chosen per shape
@@ -16,10 +18,14 @@ struct GemvVariant {
 };
 
 std::span<const GemvVariant> gemv_variants();
-// The variant matmul uses for n == 1 with weights of `dtype` (an index into gemv_variants()).
-int gemv_default_variant(DType dtype);
-// y[1, out] = x[1, in] * w^T (+ bias) with one variant; needs in % (16 / sizeof(weight)) == 0.
-void gemv_with_variant(int variant, const Tensor& x, const Tensor& w, const Tensor& bias,
-                       const Tensor& y, const DeviceContext& ctx);
+// The variant used for n == 1 with weights of `dtype` (an index into gemv_variants()), by
+// matmul or (gated) by gated_matmul.
+int gemv_default_variant(DType dtype, bool gated = false);
+// matmul / gated_matmul for n == 1 through one variant (rows that do not allow 16-byte loads
+// take the scalar kernel whatever the variant).
+void gemv_with_variant(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+                       bool accumulate, const DeviceContext& ctx);
+void gated_gemv_with_variant(int variant, const MatmulInput& in, const Tensor& w_gate,
+                             const Tensor& w_up, const Tensor& y, const DeviceContext& ctx);
 
 }  // namespace kuiper::kernels::cuda

@@ -1,19 +1,31 @@
-// y[n, out] = x[n, in] * w[out, in]^T (+ bias), activations fp32, weights fp32/fp16/bf16.
+// Projections of one input: for each output, y = norm(x) w^T (+ bias), or y += the same.
+// Activations fp32, weights fp32/fp16/bf16. The GEMV kernels and cuBLAS helpers live in
+// matmul.cuh, shared with gated_matmul.cu.
 //
 // n == 1 (decoding) is a GEMV that must stream the weights at close to the memory bandwidth: it
-// is nearly all of a decoding step's time. Each warp computes `kRows` output rows; each lane
-// issues `kUnroll` 16-byte weight loads per row (coalesced: a warp reads 512 contiguous bytes a
-// load) before it uses any, so many loads are in flight, and the pipelined variants issue the
-// next batch before using the current one. Matrices with few rows split each row across several
-// warps of a block (summed in shared memory) to keep ~16 warps per SM busy. The first batch of
-// weights is loaded before the wait for the previous kernel (programmatic dependent launch, see
-// common.cuh). Weights bypass L1, while the activation vector, which every warp reads, stays in
-// L1. Products accumulate in fp32 and a warp shuffle reduces each row. Rows whose size or address
-// do not allow 16-byte loads take a scalar kernel. Nothing here allocates, synchronizes or reads
+// is nearly all of a decoding step's time. One launch covers every output (q, k and v of a
+// block): their rows form one list of virtual rows, and each warp computes `kRows` of them,
+// whichever output each belongs to. Each lane issues `kUnroll` 16-byte weight loads per row
+// (coalesced: a warp reads 512 contiguous bytes a load) before it uses any, so many loads are in
+// flight, and the pipelined variants issue the next batch before using the current one.
+// Matrices with few rows split each row across several warps of a block (summed in shared
+// memory) to keep ~16 warps per SM busy. Weights bypass L1, while the activation vector, which
+// every warp reads, stays in L1. Products accumulate in fp32 and a warp shuffle reduces each row.
+//  - Programmatic dependent launch (common.cuh): each warp loads its first batch of weights
+//    before waiting for the previous kernel, so they stream while that kernel finishes.
+//  - With `norm`, every block first stages x * norm in shared memory, in one batch of 16-byte
+//    loads per thread, while summing x^2 (each block computes the row's norm itself: x is a few
+//    KB, read from L2); the main loop reads x from there and the sums are scaled by
+//    rsqrt(mean(x^2) + eps) at the end.
+//  - The residual add is the epilogue: y = y + x w^T (+ bias) when accumulating.
+// Rows whose size or address do not allow 16-byte loads take a scalar kernel. Nothing here
+// allocates (beyond the workspace, which does not move once large enough), synchronizes or reads
 // values on the host: it can be captured in a graph. Variants and the defaults per weight type
-// were chosen with bench/gemv_bench.cpp on an H200 (gemv.h).
+// were chosen with bench/gemv_bench.cpp on an H200 (gemv.h, NOTES.md).
 //
-// n > 1 (prefill) goes to cuBLAS:
+// n > 1 (prefill) goes to cuBLAS, one GEMM per output over one prepared input (normalised first
+// when `norm` is given); a bias is broadcast into y first (added to it when accumulating) and
+// the GEMM adds to it:
 //  - fp32 weights: an fp32 GEMM with CUBLAS_COMPUTE_32F_PEDANTIC, which rules out TF32 whatever
 //    the handle's math mode, so logits match the fp32 reference to ~1e-5.
 //  - fp16/bf16 weights: cuBLAS has no fp32 x 16-bit GEMM, and rounding x to bf16 costs ~4e-3
@@ -21,320 +33,158 @@
 //    lo = the rounding error rounded), and y = W hi + W lo by two tensor-core GEMMs with fp32
 //    accumulation: the error left is that of lo (~2^-16 of x for bf16), at twice the tensor-core
 //    work, which prefill can afford. The parts live in the context's workspace.
-#include <climits>
+#include <cstdlib>
+#include <vector>
 
-#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
-#include "kernels/cuda/gemv.h"
+#include "kernels/cuda/matmul.cuh"
 
 namespace kuiper::kernels::cuda {
+
+InputShape check_input(const char* op, const MatmulInput& in) {
+  expect_tensor(op, "input", in.x, DType::kF32);
+  const int64_t k = in.x.dim(-1), n = in.x.numel() / std::max<int64_t>(k, 1);
+  KUIPER_CHECK(k > 0, op, ": input ", in.x.describe(), " has no columns");
+  if (!in.norm.empty()) {
+    expect_tensor(op, "norm weight", in.norm, DType::kF32);
+    expect_numel(op, "norm weight", in.norm, k);
+  }
+  KUIPER_CHECK(n <= INT_MAX && k <= INT_MAX, op, ": sizes beyond int range");
+  return {int(n), int(k)};
+}
+
+int check_projection(const char* op, const Tensor& w, DType wtype, const Tensor& bias,
+                     const Tensor& y, int n, int in) {
+  expect_tensor(op, "weight", w, wtype);
+  expect_tensor(op, "output", y, DType::kF32);
+  KUIPER_CHECK(w.ndim() == 2 && w.dim(1) == in, op, ": weight ", w.describe(),
+               " does not take inputs of ", in);
+  const int64_t rows = w.dim(0);
+  KUIPER_CHECK(rows <= INT_MAX, op, ": sizes beyond int range");
+  expect_numel(op, "output", y, int64_t(n) * rows);
+  if (!bias.empty()) {
+    expect_tensor(op, "bias", bias, DType::kF32);
+    expect_numel(op, "bias", bias, rows);
+  }
+  return int(rows);
+}
+
 namespace {
 
-// ---- n == 1 ------------------------------------------------------------------------------
-
-// `split` warps of a block share each group of kRows rows, dividing the row's 16-byte vectors
-// among them (more warps for matrices with few rows), and add their sums in shared memory.
-// kPipeline: the next batch of loads is issued before the current one is used (twice the
-// registers, but a warp never waits with nothing in flight).
-template <class T, int kRows, int kUnroll, bool kPipeline>
-__global__ void gemv_kernel(const float* __restrict__ x, const T* __restrict__ w,
-                            const float* __restrict__ bias, float* __restrict__ y, int out, int in,
-                            int split, bool early_trigger) {
-  constexpr int kVec = 16 / sizeof(T);  // weights per 16-byte load
-  __shared__ float partial[32][kRows];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int group = warp / split, sub = warp - group * split;
-  const int row0 = (blockIdx.x * ((blockDim.x >> 5) / split) + group) * kRows;
-  if (split == 1 && row0 >= out) return;  // with split > 1 every warp must reach the barrier
-  const int nvec = row0 < out ? in / kVec : 0;
-  const int stride = 32 * split;  // vectors between a lane's consecutive loads
-  const int step = kUnroll * stride;
-  const uint4* rows[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r)  // rows past the end re-read the last one; never stored
-    rows[r] = reinterpret_cast<const uint4*>(w + int64_t(min(row0 + r, out - 1)) * in);
-  const float4* x4 = reinterpret_cast<const float4*>(x);
-
-  using Batch = uint4[kUnroll][kRows];
-  auto load = [&](Batch& b, int base) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int i = base + u * stride;
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) b[u][r] = i < nvec ? load_stream16(rows[r] + i) : uint4{};
-    }
-  };
-  float acc[kRows] = {};
-  auto use = [&](const Batch& b, int base) {
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int i = base + u * stride;
-      if (i >= nvec) break;
-      float xs[kVec];
-#pragma unroll
-      for (int k = 0; k < kVec / 4; ++k) {
-        const float4 v = __ldg(x4 + int64_t(i) * (kVec / 4) + k);
-        xs[4 * k] = v.x;
-        xs[4 * k + 1] = v.y;
-        xs[4 * k + 2] = v.z;
-        xs[4 * k + 3] = v.w;
-      }
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        float ws[kVec];
-        unpack16<T>(b[u][r], ws);
-#pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[r] = fmaf(ws[k], xs[k], acc[r]);
-      }
-    }
-  };
-
-  // The weights do not depend on earlier kernels: the first loads go out before the wait.
-  int base = sub * 32 + lane;
-  Batch cur;
-  load(cur, base);
-  grid_dependency_wait();
-  if (early_trigger) allow_dependent_launch();
-  if constexpr (kPipeline) {
-    Batch next;
-    for (; base < nvec; base += step) {
-      if (base + step < nvec) load(next, base + step);
-      use(cur, base);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) cur[u][r] = next[u][r];
-    }
-  } else {
-    for (; base < nvec; base += step) {
-      use(cur, base);
-      if (base + step < nvec) load(cur, base + step);
-    }
-  }
-  if (!early_trigger) allow_dependent_launch();  // only the sums and stores are left
-
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) acc[r] = warp_sum(acc[r]);
-  if (split > 1) {
-    if (lane == 0)
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) partial[warp][r] = acc[r];
-    __syncthreads();
-    if (sub != 0) return;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-      for (int s = 1; s < split; ++s) acc[r] += partial[warp + s][r];
-  }
-  if (lane == 0)
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-      if (row0 + r < out) y[row0 + r] = acc[r] + (bias != nullptr ? bias[row0 + r] : 0.f);
+bool overlap(const Tensor& a, const Tensor& b) {
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  return pa < pb + b.bytes() && pb < pa + a.bytes();
 }
 
-// Any size and alignment: one warp per row, one element per lane at a time.
-template <class T>
-__global__ void gemv_scalar_kernel(const float* __restrict__ x, const T* __restrict__ w,
-                                   const float* __restrict__ bias, float* __restrict__ y, int out,
-                                   int in) {
-  allow_dependent_launch();
-  grid_dependency_wait();
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (row >= out) return;
-  const T* wr = w + int64_t(row) * in;
-  float acc = 0.f;
-  for (int k = lane; k < in; k += 32) acc = fmaf(to_f32(wr[k]), x[k], acc);
-  acc = warp_sum(acc);
-  if (lane == 0) y[row] = acc + (bias != nullptr ? bias[row] : 0.f);
-}
-
-// Rows per warp, loads per row and batch, warps per block, warps per row (0: auto_split),
-// pipelined. Register use grows with rows x loads (x2 when pipelined); 8 loads in flight per lane
-// did best on TinyLlama's shapes (bench/gemv_bench.cpp).
-constexpr GemvVariant kVariants[] = {
-    {1, 4, 4, 0, false}, {1, 4, 4, 0, true}, {1, 2, 4, 0, true}, {2, 2, 4, 0, true},
-    {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {4, 1, 4, 0, true}, {1, 2, 8, 0, false},
-    {1, 2, 8, 0, true},
-};
-constexpr int kNumVariants = int(std::size(kVariants));
-
-struct GemvArgs {
-  const float* x;
-  const void* w;
-  const float* bias;
-  float* y;
-  int out, in;
-  cudaStream_t stream;
-};
-
-// Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
-// that still give ~16 warps per SM, while each lane keeps at least two loads per row.
-int auto_split(const GemvVariant& v, int out, int nvec) {
-  const int64_t groups = (out + v.rows_per_warp - 1) / v.rows_per_warp;
-  int split = 1;
-  while (split < v.warps_per_block && groups * split < 16 * int64_t(sm_count()) &&
-         nvec >= 64 * split * 2)
-    split *= 2;
-  return split;
-}
-
-template <class DT, int kV = 0>
-void launch_variant(int v, const GemvArgs& a) {
-  if constexpr (kV < kNumVariants) {
-    if (v != kV) return launch_variant<DT, kV + 1>(v, a);
-    constexpr GemvVariant c = kVariants[kV];
-    const int split = c.warps_per_row != 0 ? c.warps_per_row
-                                           : auto_split(c, a.out, a.in / int(16 / sizeof(DT)));
-    const int rows_per_block = c.rows_per_warp * c.warps_per_block / split;
-    launch(gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined>,
-           blocks_for(a.out, rows_per_block), c.warps_per_block * 32, 0, a.stream, a.x,
-           static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in, split, pdl_mode() == 2);
-  } else {
-    fail("gemv: no variant ", v);
+// The outputs' shapes; throws on any mismatch or an output aliasing the input.
+std::vector<int> check_matmul(const MatmulInput& in, std::span<const MatmulOutput> outs,
+                              DType wtype, InputShape s) {
+  KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
+  std::vector<int> rows;
+  for (const MatmulOutput& o : outs) {
+    rows.push_back(check_projection("matmul", o.weight, wtype, o.bias, o.y, s.n, s.in));
+    KUIPER_CHECK(!overlap(o.y, in.x), "matmul: output ", o.y.describe(), " aliases the input");
   }
+  return rows;
 }
 
 template <class T>
-void gemv(int variant, const GemvArgs& a) {
-  using DT = DeviceType<T>;
-  constexpr int kVec = 16 / sizeof(T);
-  if (a.in % kVec == 0 && aligned16(a.w) && aligned16(a.x)) {
-    launch_variant<DT>(variant, a);
-  } else {
-    constexpr int kWarps = 4;
-    launch(gemv_scalar_kernel<DT>, blocks_for(a.out, kWarps), kWarps * 32, 0, a.stream, a.x,
-           static_cast<const DT*>(a.w), a.bias, a.y, a.out, a.in);
-  }
-}
-
-// ---- n > 1 -------------------------------------------------------------------------------
-
-__global__ void broadcast_rows_kernel(const float* bias, float* y, int64_t n, int out) {
-  allow_dependent_launch();
-  grid_dependency_wait();
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n * out) y[i] = bias[i % out];
-}
-
-template <class DT>
-__global__ void split_kernel(const float* x, DT* hi, DT* lo, int64_t count) {
-  allow_dependent_launch();
-  grid_dependency_wait();
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= count) return;
-  const DT h = from_f32<DT>(x[i]);
-  hi[i] = h;
-  lo[i] = from_f32<DT>(x[i] - to_f32(h));
-}
-
-template <class T>
-constexpr cudaDataType_t cuda_data_type() {
-  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
-  if constexpr (std::is_same_v<T, f16>) return CUDA_R_16F;
-  return CUDA_R_16BF;
-}
-
-template <class T>
-void gemm(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y, int n, int in,
-          int out, const DeviceContext& ctx) {
-  cudaStream_t stream = stream_of(ctx);
-  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
-  constexpr int kThreads = 256;
-  float beta = 0.f;
-  if (!bias.empty()) {  // y starts as the bias, and the products are added to it
-    launch(broadcast_rows_kernel, blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream,
-           bias.data<float>(), y.data<float>(), int64_t(n), out);
-    beta = 1.f;
-  }
-  // Column-major, cuBLAS sees w as in x out, x as in x n and y as out x n: y = w^T x.
-  const float one = 1.f;
-  const cudaDataType_t wt = cuda_data_type<T>();
-  if constexpr (std::is_same_v<T, float>) {
-    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one,
-                                     w.data<float>(), wt, in, x.data<float>(), CUDA_R_32F, in,
-                                     &beta, y.data<float>(), CUDA_R_32F, out,
-                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
-  } else {
-    using DT = DeviceType<T>;
-    const int64_t count = int64_t(n) * in;
-    const size_t part_bytes = (size_t(count) * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
-    char* scratch = static_cast<char*>(workspace(ctx, 2 * part_bytes).scratch);
-    DT* hi = reinterpret_cast<DT*>(scratch);
-    DT* lo = reinterpret_cast<DT*>(scratch + part_bytes);
-    launch(split_kernel<DT>, blocks_for(count, kThreads), kThreads, 0, stream, x.data<float>(), hi,
-           lo, count);
-    for (const DT* part : {hi, lo}) {
-      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one,
-                                       w.data<T>(), wt, in, part, wt, in, &beta, y.data<float>(),
-                                       CUDA_R_32F, out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-      beta = 1.f;  // the second part adds to the first
+void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+                 bool accumulate, const std::vector<int>& rows, InputShape s,
+                 const DeviceContext& ctx) {
+  for (size_t first = 0; first < outs.size(); first += kMaxGemvOutputs) {
+    GemvParams p{};
+    p.x = in.x.data<float>();
+    p.norm = in.norm.empty() ? nullptr : in.norm.data<float>();
+    p.eps = in.eps;
+    p.in = s.in;
+    p.accumulate = accumulate;
+    p.n_outputs = int(std::min<size_t>(kMaxGemvOutputs, outs.size() - first));
+    int64_t total = 0;
+    for (int j = 0; j < p.n_outputs; ++j) {
+      const MatmulOutput& o = outs[first + j];
+      p.first_row[j] = int(total);
+      p.out[j] = {o.weight.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
+                  o.y.data<float>()};
+      total += rows[first + j];
     }
+    KUIPER_CHECK(total <= INT_MAX, "matmul: sizes beyond int range");
+    p.rows = int(total);
+    for (int j = p.n_outputs; j <= kMaxGemvOutputs; ++j) p.first_row[j] = p.rows;
+    run_gemv<T, false>(variant, p, ctx);
   }
 }
 
-struct MatmulShape {
-  int n, in, out;
-};
-
-MatmulShape check_matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
-                         DType wtype) {
-  expect_tensor("matmul", "input", x, DType::kF32);
-  expect_tensor("matmul", "weight", w, wtype);
-  expect_tensor("matmul", "output", y, DType::kF32);
-  KUIPER_CHECK(w.ndim() == 2, "matmul: weight ", w.describe(), " is not 2-d");
-  const int64_t in = w.dim(1), out = w.dim(0);
-  KUIPER_CHECK(x.dim(-1) == in, "matmul: input ", x.describe(), " does not match weight ",
-               w.describe());
-  const int64_t n = x.numel() / std::max<int64_t>(in, 1);
-  expect_numel("matmul", "output", y, n * out);
-  if (!bias.empty()) {
-    expect_tensor("matmul", "bias", bias, DType::kF32);
-    expect_numel("matmul", "bias", bias, out);
+void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+              bool accumulate, const DeviceContext& ctx) {
+  const InputShape s = check_input("matmul", in);
+  KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
+  const DType wtype = outs[0].weight.dtype();
+  const std::vector<int> rows = check_matmul(in, outs, wtype, s);
+  KUIPER_CHECK(s.n == 1, "gemv: ", s.n, " rows, expected 1");
+  switch (wtype) {
+    case DType::kF32: return gemv_matmul<float>(variant, in, outs, accumulate, rows, s, ctx);
+    case DType::kF16: return gemv_matmul<f16>(variant, in, outs, accumulate, rows, s, ctx);
+    case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx);
+    default: fail("gemv: weights of ", dtype_name(wtype));
   }
-  KUIPER_CHECK(n <= INT_MAX && in <= INT_MAX && out <= INT_MAX, "matmul: sizes beyond int range");
-  return {int(n), int(in), int(out)};
 }
 
 }  // namespace
 
-std::span<const GemvVariant> gemv_variants() { return kVariants; }
+std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
+
+namespace {
+
+int env_variant(const char* name) {
+  const char* env = std::getenv(name);
+  const int v = env != nullptr ? std::atoi(env) : -1;
+  return v >= 0 && v < kNumGemvVariants ? v : -1;
+}
+
+}  // namespace
 
 // r2u4w4a for fp32, r2u2w4ap for 16-bit weights: the best all-round on TinyLlama's shapes.
-int gemv_default_variant(DType dtype) { return dtype == DType::kF32 ? 4 : 3; }
+// KUIPER_CUDA_GEMV=<index> (KUIPER_CUDA_GEMV_GATED for gated_matmul) overrides it, for
+// measurements.
+int gemv_default_variant(DType dtype, bool gated) {
+  static const int forced = env_variant("KUIPER_CUDA_GEMV");
+  static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
+  if (gated && forced_gated >= 0) return forced_gated;
+  if (forced >= 0) return forced;
+  return dtype == DType::kF32 ? 3 : 2;
+}
 
-void gemv_with_variant(int variant, const Tensor& x, const Tensor& w, const Tensor& bias,
-                       const Tensor& y, const DeviceContext& ctx) {
-  const MatmulShape s = check_matmul(x, w, bias, y, w.dtype());
-  KUIPER_CHECK(s.n == 1, "gemv: ", s.n, " rows, expected 1");
-  const GemvArgs a{x.data<float>(), w.raw_data(), bias.empty() ? nullptr : bias.data<float>(),
-                   y.data<float>(), s.out, s.in, stream_of(ctx)};
-  switch (w.dtype()) {
-    case DType::kF32: return gemv<float>(variant, a);
-    case DType::kF16: return gemv<f16>(variant, a);
-    case DType::kBF16: return gemv<bf16>(variant, a);
-    default: fail("gemv: weights of ", dtype_name(w.dtype()));
-  }
+void gemv_with_variant(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+                       bool accumulate, const DeviceContext& ctx) {
+  gemv_any(variant, in, outs, accumulate, ctx);
 }
 
 template <class T>
-void matmul(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& y,
+void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
             const DeviceContext& ctx) {
-  const MatmulShape s = check_matmul(x, w, bias, y, dtype_of<T>());
-  if (s.n == 0 || s.out == 0) return;
-  if (s.n == 1) {
-    const GemvArgs a{x.data<float>(), w.raw_data(), bias.empty() ? nullptr : bias.data<float>(),
-                     y.data<float>(), s.out, s.in, stream_of(ctx)};
-    gemv<T>(gemv_default_variant(dtype_of<T>()), a);
-  } else {
-    gemm<T>(x, w, bias, y, s.n, s.in, s.out, ctx);
+  const InputShape s = check_input("matmul", in);
+  const std::vector<int> rows = check_matmul(in, outs, dtype_of<T>(), s);
+  if (s.n == 0) return;
+  if (s.n == 1) return gemv_matmul<T>(gemv_default_variant(dtype_of<T>()), in, outs, accumulate,
+                                      rows, s, ctx);
+  const size_t bytes = gemm_input_bytes<T>(in, s.n, s.in);
+  char* scratch = bytes > 0 ? static_cast<char*>(workspace(ctx, bytes).scratch) : nullptr;
+  const GemmInput x = prepare_gemm_input<T>(in, s.n, s.in, scratch, stream_of(ctx));
+  for (size_t j = 0; j < outs.size(); ++j) {
+    if (rows[j] == 0) continue;
+    const MatmulOutput& o = outs[j];
+    gemm<T>(x, o.weight.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
+            o.y.data<float>(), s.n, s.in, rows[j], accumulate, ctx);
   }
 }
 
-template void matmul<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+template void matmul<float>(const MatmulInput&, std::span<const MatmulOutput>, bool,
                             const DeviceContext&);
-template void matmul<f16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+template void matmul<f16>(const MatmulInput&, std::span<const MatmulOutput>, bool,
                           const DeviceContext&);
-template void matmul<bf16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+template void matmul<bf16>(const MatmulInput&, std::span<const MatmulOutput>, bool,
                            const DeviceContext&);
 
 }  // namespace kuiper::kernels::cuda

@@ -12,7 +12,8 @@ void register_typed(Registry& r) {
   constexpr DType t = dtype_of<T>();
   r.embedding.add(kCUDA, t, cuda::embedding<T>);
   r.matmul.add(kCUDA, t, cuda::matmul<T>);
-  r.scatter_rows.add(kCUDA, t, cuda::scatter_rows<T>);
+  r.gated_matmul.add(kCUDA, t, cuda::gated_matmul<T>);
+  r.rope_store.add(kCUDA, t, cuda::rope_store<T>);
   r.attention.add(kCUDA, t, cuda::attention<T>);
 }
 
@@ -25,7 +26,6 @@ void register_cuda_kernels(Registry& r) {
   // fp32 activations only.
   constexpr Device kCUDA = Device::kCUDA;
   r.rmsnorm.add(kCUDA, DType::kF32, cuda::rmsnorm);
-  r.rope.add(kCUDA, DType::kF32, cuda::rope);
   r.swiglu.add(kCUDA, DType::kF32, cuda::swiglu);
   r.add.add(kCUDA, DType::kF32, cuda::add);
   r.softmax.add(kCUDA, DType::kF32, cuda::softmax);

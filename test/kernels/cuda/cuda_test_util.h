@@ -3,6 +3,8 @@
 // the GPU, poisoned outputs, and the CPU kernels the CUDA ones are compared with.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "kernels/kernels.h"
@@ -66,5 +68,19 @@ inline Tensor widened(const Tensor& t) {
 }
 
 inline const kernels::Registry& kernel_registry() { return kernels::registry(); }
+
+// max_rel_diff(a, b) relative to the larger of |b| and the root mean square of b (at least 1):
+// for products whose values near zero carry the rounding of much larger terms.
+inline float scaled_diff(const Tensor& a, const Tensor& b) {
+  double ss = 0;
+  for (int64_t i = 0; i < b.numel(); ++i) ss += double(element(b, i)) * element(b, i);
+  const double rms = b.numel() > 0 ? std::sqrt(ss / double(b.numel())) : 0.0;
+  return max_rel_diff(a, b, float(std::max(1.0, rms)));
+}
+
+using kernels::MatmulInput;
+using kernels::MatmulOutput;
+// A projection's input as it is (no norm).
+inline MatmulInput plain(const Tensor& x) { return {x, Tensor(), 0.f}; }
 
 }  // namespace kuiper::test

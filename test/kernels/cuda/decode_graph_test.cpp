@@ -1,8 +1,10 @@
 // The decoding-step contract of the CUDA kernels (cuda_kernels.h): with n == 1 none of them
 // allocates, synchronizes or reads per-token values on the host, so one step captured into a CUDA
-// graph serves every later token. A small attention block is run eagerly for several tokens, then
-// captured once and replayed with only the position tensor updated between replays (the next
-// token comes from the in-graph argmax): the logits must match the eager run bit for bit.
+// graph serves every later token. A small transformer block (the model's six launches: q/k/v
+// with the norm folded in, rope_store, attention, wo and w2 accumulating into x, gated w1/w3) and
+// the classifier run eagerly for several tokens, then are captured once and replayed with only
+// the position tensor updated between replays (the next token comes from the in-graph argmax):
+// the logits must match the eager run bit for bit.
 #include <cuda_runtime.h>
 
 #include "kuiper/base/cuda/allocator.h"
@@ -11,21 +13,29 @@
 namespace kuiper::test {
 namespace {
 
-constexpr int kVocab = 97, kDim = 288, kHeads = 6, kKvHeads = 2, kHeadDim = 48, kMaxSeq = 256;
-constexpr int kSteps = 40;
+constexpr int kVocab = 97, kDim = 288, kHidden = 320, kHeads = 6, kKvHeads = 2, kHeadDim = 48;
+constexpr int kMaxSeq = 256, kSteps = 40;
 
+// One block of the model's decoding step (kernels.h) and the classifier.
 struct TinyStep {
   explicit TinyStep(std::mt19937& rng) {
     auto weights = [&](int64_t out, int64_t in) {
       return to_cuda(random_cpu(DType::kF16, {out, in}, rng, -0.2f, 0.2f));
     };
+    auto norm = [&] { return to_cuda(random_cpu(DType::kF32, {kDim}, rng, 0.5f, 1.5f)); };
     table = weights(kVocab, kDim);
     wq = weights(kHeads * kHeadDim, kDim);
     wk = weights(kKvHeads * kHeadDim, kDim);
     wv = weights(kKvHeads * kHeadDim, kDim);
+    bq = to_cuda(random_cpu(DType::kF32, {kHeads * kHeadDim}, rng));
     wo = weights(kDim, kHeads * kHeadDim);
+    w1 = weights(kHidden, kDim);
+    w3 = weights(kHidden, kDim);
+    w2 = weights(kDim, kHidden);
     classifier = weights(kVocab, kDim);
-    norm = to_cuda(random_cpu(DType::kF32, {kDim}, rng, 0.5f, 1.5f));
+    attn_norm = norm();
+    ffn_norm = norm();
+    final_norm = norm();
     cos_sin = to_cuda(random_cpu(DType::kF32, {kMaxSeq, kHeadDim / 2, 2}, rng));
   }
 
@@ -34,22 +44,20 @@ struct TinyStep {
     const auto& r = kernel_registry();
     constexpr Device kCuda = Device::kCUDA;
     constexpr DType kF32 = DType::kF32, kF16 = DType::kF16;
+    const auto matmul = r.matmul.find(kCuda, kF16);
     r.embedding.find(kCuda, kF16)(token, table, x, ctx);
-    r.rmsnorm.find(kCuda, kF32)(x, norm, 1e-5f, h, ctx);
-    r.matmul.find(kCuda, kF16)(h, wq, Tensor(), q, ctx);
-    r.matmul.find(kCuda, kF16)(h, wk, Tensor(), k, ctx);
-    r.matmul.find(kCuda, kF16)(h, wv, Tensor(), v, ctx);
-    r.rope.find(kCuda, kF32)(q, position, cos_sin, kHeadDim, ctx);
-    r.rope.find(kCuda, kF32)(k, position, cos_sin, kHeadDim, ctx);
-    r.scatter_rows.find(kCuda, kF32)(k, position, k_cache, ctx);
-    r.scatter_rows.find(kCuda, kF32)(v, position, v_cache, ctx);
+    const MatmulOutput qkv[] = {{wq, bq, q}, {wk, Tensor(), k}, {wv, Tensor(), v}};
+    matmul({x, attn_norm, 1e-5f}, std::span(qkv), false, ctx);
+    r.rope_store.find(kCuda, kF32)(q, k, v, position, cos_sin, kHeadDim, k_cache, v_cache, ctx);
     r.attention.find(kCuda, kF32)(q, k_cache, v_cache, position, {kHeads, kKvHeads, kHeadDim},
                                   att, ctx);
-    r.matmul.find(kCuda, kF16)(att, wo, Tensor(), h, ctx);
-    r.add.find(kCuda, kF32)(x, h, x, ctx);
-    r.swiglu.find(kCuda, kF32)(x, h, h, ctx);
-    r.add.find(kCuda, kF32)(x, h, x, ctx);
-    r.matmul.find(kCuda, kF16)(x, classifier, Tensor(), logits, ctx);
+    const MatmulOutput o[] = {{wo, Tensor(), x}};
+    matmul(plain(att), std::span(o), true, ctx);
+    r.gated_matmul.find(kCuda, kF16)({x, ffn_norm, 1e-5f}, w1, w3, h, ctx);
+    const MatmulOutput down[] = {{w2, Tensor(), x}};
+    matmul(plain(h), std::span(down), true, ctx);
+    const MatmulOutput cls[] = {{classifier, Tensor(), logits}};
+    matmul({x, final_norm, 1e-5f}, std::span(cls), false, ctx);
     r.argmax.find(kCuda, kF32)(logits, token, ctx);  // the next step's input
     r.softmax.find(kCuda, kF32)(logits, ctx);
   }
@@ -62,9 +70,10 @@ struct TinyStep {
   }
   void set_position(int32_t p) const { position.copy_from(ints_cpu({p}), &cuda_ctx()); }
 
-  Tensor table, wq, wk, wv, wo, classifier, norm, cos_sin;
+  Tensor table, wq, wk, wv, bq, wo, w1, w3, w2, classifier, attn_norm, ffn_norm, final_norm,
+      cos_sin;
   Tensor token{DType::kI32, {1}, Device::kCUDA}, position{DType::kI32, {1}, Device::kCUDA};
-  Tensor x{DType::kF32, {1, kDim}, Device::kCUDA}, h{DType::kF32, {1, kDim}, Device::kCUDA};
+  Tensor x{DType::kF32, {1, kDim}, Device::kCUDA}, h{DType::kF32, {1, kHidden}, Device::kCUDA};
   Tensor q{DType::kF32, {1, kHeads * kHeadDim}, Device::kCUDA};
   Tensor k{DType::kF32, {1, kKvHeads * kHeadDim}, Device::kCUDA};
   Tensor v{DType::kF32, {1, kKvHeads * kHeadDim}, Device::kCUDA};

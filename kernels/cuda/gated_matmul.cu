@@ -1,0 +1,86 @@
+// The SwiGLU feed-forward's first half: y = silu(norm(x) w_gate^T) * (norm(x) w_up^T).
+// n == 1: one GEMV launch (matmul.cuh) in which each warp streams the same rows of both matrices
+// and writes silu(g) * u; the input is normalised in each block's prologue. n > 1: the gate's
+// GEMM into the workspace, the up projection's into y, then y = silu(gate) * y (cuBLAS, as
+// matmul.cu, over one prepared input).
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/matmul.cuh"
+
+namespace kuiper::kernels::cuda {
+namespace {
+
+struct GatedShape {
+  InputShape s;
+  int hidden;
+};
+
+GatedShape check_gated(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+                       const Tensor& y, DType wtype) {
+  const InputShape s = check_input("gated_matmul", in);
+  const int hidden = check_projection("gated_matmul", w_gate, wtype, Tensor(), y, s.n, s.in);
+  check_projection("gated_matmul", w_up, wtype, Tensor(), y, s.n, s.in);
+  const char* px = static_cast<const char*>(in.x.raw_data());
+  const char* py = static_cast<const char*>(y.raw_data());
+  KUIPER_CHECK(py >= px + in.x.bytes() || px >= py + y.bytes(), "gated_matmul: output ",
+               y.describe(), " aliases the input");
+  return {s, hidden};
+}
+
+template <class T>
+void gated_gemv(int variant, const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+                const Tensor& y, const GatedShape& g, const DeviceContext& ctx) {
+  GemvParams p{};
+  p.x = in.x.data<float>();
+  p.norm = in.norm.empty() ? nullptr : in.norm.data<float>();
+  p.eps = in.eps;
+  p.in = g.s.in;
+  p.rows = g.hidden;
+  p.n_outputs = 2;
+  p.out[0] = {w_gate.raw_data(), nullptr, y.data<float>()};
+  p.out[1] = {w_up.raw_data(), nullptr, nullptr};
+  run_gemv<T, true>(variant, p, ctx);
+}
+
+}  // namespace
+
+void gated_gemv_with_variant(int variant, const MatmulInput& in, const Tensor& w_gate,
+                             const Tensor& w_up, const Tensor& y, const DeviceContext& ctx) {
+  const DType wtype = w_gate.dtype();
+  const GatedShape g = check_gated(in, w_gate, w_up, y, wtype);
+  KUIPER_CHECK(g.s.n == 1, "gated gemv: ", g.s.n, " rows, expected 1");
+  switch (wtype) {
+    case DType::kF32: return gated_gemv<float>(variant, in, w_gate, w_up, y, g, ctx);
+    case DType::kF16: return gated_gemv<f16>(variant, in, w_gate, w_up, y, g, ctx);
+    case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, g, ctx);
+    default: fail("gated gemv: weights of ", dtype_name(wtype));
+  }
+}
+
+template <class T>
+void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+                  const DeviceContext& ctx) {
+  const GatedShape g = check_gated(in, w_gate, w_up, y, dtype_of<T>());
+  const int n = g.s.n, k = g.s.in;
+  if (n == 0 || g.hidden == 0) return;
+  if (n == 1)
+    return gated_gemv<T>(gemv_default_variant(dtype_of<T>(), true), in, w_gate, w_up, y, g, ctx);
+  // Workspace: the gate's products, then the prepared input.
+  const size_t gate_bytes = (size_t(n) * g.hidden * sizeof(float) + 255) / 256 * 256;
+  char* scratch =
+      static_cast<char*>(workspace(ctx, gate_bytes + gemm_input_bytes<T>(in, n, k)).scratch);
+  float* gate = reinterpret_cast<float*>(scratch);
+  const GemmInput x = prepare_gemm_input<T>(in, n, k, scratch + gate_bytes, stream_of(ctx));
+  gemm<T>(x, w_gate.raw_data(), nullptr, gate, n, k, g.hidden, false, ctx);
+  gemm<T>(x, w_up.raw_data(), nullptr, y.data<float>(), n, k, g.hidden, false, ctx);
+  float* py = y.data<float>();
+  launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
+}
+
+template void gated_matmul<float>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+                                  const DeviceContext&);
+template void gated_matmul<f16>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+                                const DeviceContext&);
+template void gated_matmul<bf16>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+                                 const DeviceContext&);
+
+}  // namespace kuiper::kernels::cuda

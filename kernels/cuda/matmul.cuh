@@ -1,0 +1,448 @@
+#pragma once
+// The projections shared by matmul.cu and gated_matmul.cu: a GEMV for one position (decoding)
+// and cuBLAS GEMMs for many (prefill). See matmul.cu for the design.
+#include <climits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/gemv.h"
+
+namespace kuiper::kernels::cuda {
+
+// ---- n == 1: the GEMV -------------------------------------------------------------------
+
+// Outputs one launch computes; a matmul with more is split into several launches.
+constexpr int kMaxGemvOutputs = 4;
+// Inputs up to this many floats are staged in shared memory by every block that normalises them
+// (48 KB, the most a block gets without opting in); longer ones are normalised into the workspace
+// first.
+constexpr int kMaxStagedInput = 12 << 10;
+
+struct GemvOutput {
+  const void* w;      // [rows, in]
+  const float* bias;  // [rows] or null
+  float* y;           // [rows]
+};
+
+// One launch: the outputs' rows one after another form `rows` virtual rows (gated: out[0] is the
+// gate, out[1] the up projection, and `rows` their common row count; y is out[0].y).
+struct GemvParams {
+  const float* x;
+  const float* norm;  // null: x as it is
+  float eps;
+  int in;
+  int rows;
+  int n_outputs;
+  int first_row[kMaxGemvOutputs + 1];
+  GemvOutput out[kMaxGemvOutputs];
+  int split;           // warps sharing one group of rows
+  bool accumulate;     // y += ..., not y = ...
+  bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
+};
+
+// rows_per_warp, unroll, warps_per_block, warps_per_row (0: auto_split), pipelined.
+// Register use grows with rows x loads (x2 when pipelined); 8 loads in flight per lane did best
+// on TinyLlama's shapes (bench/gemv_bench.cpp).
+inline constexpr GemvVariant kGemvVariants[] = {
+    {1, 4, 4, 0, false}, {1, 2, 4, 0, true},  {2, 2, 4, 0, true},
+    {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {1, 2, 8, 0, false},
+};
+inline constexpr int kNumGemvVariants = int(std::size(kGemvVariants));
+
+// Virtual row v as (output, row of that output).
+struct OutputRow {
+  int output, row;
+};
+__device__ __forceinline__ OutputRow locate(const GemvParams& p, int v) {
+  int j = 0;
+#pragma unroll
+  for (int t = 1; t < kMaxGemvOutputs; ++t)
+    if (t < p.n_outputs && v >= p.first_row[t]) j = t;
+  return {j, v - p.first_row[j]};
+}
+
+// y = result (+ bias) or y += the same, for virtual row v (plain matmul).
+__device__ __forceinline__ void store_row(const GemvParams& p, int v, float result) {
+  const OutputRow o = locate(p, v);
+  const GemvOutput& out = p.out[o.output];
+  const float value = result + (out.bias != nullptr ? out.bias[o.row] : 0.f);
+  out.y[o.row] = p.accumulate ? out.y[o.row] + value : value;
+}
+
+// The block stages x * norm in shared memory and returns rsqrt(mean(x^2) + eps), the scale that
+// the dot products are multiplied by afterwards (so x is read once, in one batch of loads). V is
+// float4 (16-byte aligned x and norm, in % 4 == 0) or float. Every thread of the block takes part;
+// the barriers of the block sum make xs visible to all.
+template <class V>
+__device__ __forceinline__ float stage_input(const GemvParams& p, float* xs, float* scratch) {
+  constexpr int kBatch = 4;  // loads of x and of norm in flight per thread
+  constexpr int kWidth = sizeof(V) / sizeof(float);
+  const V* x = reinterpret_cast<const V*>(p.x);
+  const V* norm = reinterpret_cast<const V*>(p.norm);
+  V* out = reinterpret_cast<V*>(xs);
+  const int count = p.in / kWidth;
+  float ss = 0.f;
+  for (int i0 = threadIdx.x; i0 < count; i0 += kBatch * blockDim.x) {
+    V xv[kBatch], nv[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      if (i < count) {
+        xv[b] = x[i];
+        nv[b] = norm[i];
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      if (i >= count) break;
+      if constexpr (kWidth == 4) {
+        ss += xv[b].x * xv[b].x + xv[b].y * xv[b].y + xv[b].z * xv[b].z + xv[b].w * xv[b].w;
+        out[i] = make_float4(xv[b].x * nv[b].x, xv[b].y * nv[b].y, xv[b].z * nv[b].z,
+                             xv[b].w * nv[b].w);
+      } else {
+        ss += xv[b] * xv[b];
+        out[i] = xv[b] * nv[b];
+      }
+    }
+  }
+  return rsqrtf(block_sum(ss, scratch) / float(p.in) + p.eps);
+}
+
+// Each warp computes kRows virtual rows (gated: kRows rows of both matrices, 2 * kRows weight
+// streams); `split` warps of a block share each group of rows, dividing the row's 16-byte
+// vectors among them, and add their sums in shared memory. kPipeline: the next batch of loads is
+// issued before the current one is used. kNorm: the block first stages x * norm in shared memory,
+// and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end.
+template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
+__global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
+  constexpr int kVec = 16 / sizeof(T);  // weights per 16-byte load
+  constexpr int kStreams = kGated ? 2 * kRows : kRows;
+  extern __shared__ float4 staged[];  // kNorm: the normalised input
+  __shared__ float partial[32][kStreams];
+  __shared__ float scratch[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, split = p.split;
+  const int group = warp / split, sub = warp - group * split;
+  const int row0 = (blockIdx.x * ((blockDim.x >> 5) / split) + group) * kRows;
+  const bool active = row0 < p.rows;
+  // With split > 1 every warp must reach the barrier, with kNorm the staging.
+  if (!kNorm && split == 1 && !active) return;
+  const int nvec = active ? p.in / kVec : 0;
+  const int stride = 32 * split;  // vectors between a lane's consecutive loads
+  const int step = kUnroll * stride;
+  const uint4* rows[kStreams];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {  // rows past the end re-read the last one; never stored
+    const int v = min(row0 + r, p.rows - 1);
+    if constexpr (kGated) {
+      rows[r] =
+          reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[0].w) + int64_t(v) * p.in);
+      rows[kRows + r] =
+          reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[1].w) + int64_t(v) * p.in);
+    } else {
+      const OutputRow o = locate(p, v);
+      rows[r] = reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[o.output].w) +
+                                               int64_t(o.row) * p.in);
+    }
+  }
+  using Batch = uint4[kUnroll][kStreams];
+  auto load = [&](Batch& b, int base) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * stride;
+#pragma unroll
+      for (int s = 0; s < kStreams; ++s) b[u][s] = i < nvec ? load_stream16(rows[s] + i) : uint4{};
+    }
+  };
+  const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
+  float acc[kStreams] = {};
+  auto use = [&](const Batch& b, int base) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int i = base + u * stride;
+      if (i >= nvec) break;
+      float xs[kVec];
+#pragma unroll
+      for (int k = 0; k < kVec / 4; ++k) {
+        const float4 v =
+            kNorm ? x4[int64_t(i) * (kVec / 4) + k] : __ldg(x4 + int64_t(i) * (kVec / 4) + k);
+        xs[4 * k] = v.x;
+        xs[4 * k + 1] = v.y;
+        xs[4 * k + 2] = v.z;
+        xs[4 * k + 3] = v.w;
+      }
+#pragma unroll
+      for (int s = 0; s < kStreams; ++s) {
+        float ws[kVec];
+        unpack16<T>(b[u][s], ws);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc[s] = fmaf(ws[k], xs[k], acc[s]);
+      }
+    }
+  };
+
+  // The weights do not depend on earlier kernels: the first loads go out before the wait.
+  int base = sub * 32 + lane;
+  Batch cur;
+  load(cur, base);
+  grid_dependency_wait();
+  if (p.early_trigger) allow_dependent_launch();
+  float scale = 1.f;
+  if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
+  if constexpr (kPipeline) {
+    Batch next;
+    for (; base < nvec; base += step) {
+      if (base + step < nvec) load(next, base + step);
+      use(cur, base);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int s = 0; s < kStreams; ++s) cur[u][s] = next[u][s];
+    }
+  } else {
+    for (; base < nvec; base += step) {
+      use(cur, base);
+      if (base + step < nvec) load(cur, base + step);
+    }
+  }
+  if (!p.early_trigger) allow_dependent_launch();  // only the sums and stores are left
+
+#pragma unroll
+  for (int s = 0; s < kStreams; ++s) acc[s] = warp_sum(acc[s]);
+  if (split > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int s = 0; s < kStreams; ++s) partial[warp][s] = acc[s];
+    __syncthreads();
+    if (sub != 0) return;
+#pragma unroll
+    for (int s = 0; s < kStreams; ++s)
+      for (int t = 1; t < split; ++t) acc[s] += partial[warp + t][s];
+  }
+  if (lane != 0 || !active) return;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int v = row0 + r;
+    if (v >= p.rows) break;
+    if constexpr (kGated) p.out[0].y[v] = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
+    else store_row(p, v, acc[r] * scale);
+  }
+}
+
+// Any size and alignment: one warp per virtual row, one element per lane at a time.
+template <class T, bool kNorm, bool kGated>
+__global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
+  extern __shared__ float4 staged[];
+  __shared__ float scratch[32];
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const float* x = p.x;
+  float scale = 1.f;
+  if constexpr (kNorm) {
+    scale = stage_input<float>(p, reinterpret_cast<float*>(staged), scratch);
+    x = reinterpret_cast<const float*>(staged);
+  }
+  const int lane = threadIdx.x & 31;
+  const int v = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (v >= p.rows) return;
+  if constexpr (kGated) {
+    const T* wg = static_cast<const T*>(p.out[0].w) + int64_t(v) * p.in;
+    const T* wu = static_cast<const T*>(p.out[1].w) + int64_t(v) * p.in;
+    float g = 0.f, u = 0.f;
+    for (int k = lane; k < p.in; k += 32) {
+      g = fmaf(to_f32(wg[k]), x[k], g);
+      u = fmaf(to_f32(wu[k]), x[k], u);
+    }
+    g = warp_sum(g);
+    u = warp_sum(u);
+    if (lane == 0) p.out[0].y[v] = SwiGluOp{}(g * scale, u * scale);
+  } else {
+    const OutputRow o = locate(p, v);
+    const T* w = static_cast<const T*>(p.out[o.output].w) + int64_t(o.row) * p.in;
+    float acc = 0.f;
+    for (int k = lane; k < p.in; k += 32) acc = fmaf(to_f32(w[k]), x[k], acc);
+    acc = warp_sum(acc);
+    if (lane == 0) store_row(p, v, acc * scale);
+  }
+}
+
+// Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
+// that still give ~16 warps per SM, while each lane keeps at least two loads per row.
+inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec) {
+  const int64_t groups = (rows + rows_per_warp - 1) / rows_per_warp;
+  int split = 1;
+  while (split < warps_per_block && groups * split < 16 * int64_t(sm_count()) &&
+         nvec >= 64 * split * 2)
+    split *= 2;
+  return split;
+}
+
+template <class DT, bool kGated, int kV = 0>
+void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
+  if constexpr (kV < kNumGemvVariants) {
+    if (v != kV) return launch_gemv_variant<DT, kGated, kV + 1>(v, p, shared, stream);
+    constexpr GemvVariant c = kGemvVariants[kV];
+    constexpr int kRows = kGated ? std::max(1, c.rows_per_warp / 2) : c.rows_per_warp;
+    p.split = c.warps_per_row != 0
+                  ? c.warps_per_row
+                  : auto_split(kRows, c.warps_per_block, p.rows, p.in / int(16 / sizeof(DT)));
+    const int rows_per_block = kRows * c.warps_per_block / p.split;
+    auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
+                                    : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
+    launch(kernel, blocks_for(p.rows, rows_per_block), c.warps_per_block * 32, shared, stream, p);
+  } else {
+    fail("gemv: no variant ", v);
+  }
+}
+
+// normalise (fp32) or split into 16-bit parts (see matmul.cu) one row of x per block.
+template <class DT, bool kNorm>
+__global__ void prepare_kernel(const float* x, const float* norm, float eps, int in, DT* hi,
+                               DT* lo) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  __shared__ float scratch[32];
+  const float* row = x + int64_t(blockIdx.x) * in;
+  float scale = 1.f;
+  if constexpr (kNorm) {
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < in; i += blockDim.x) ss += row[i] * row[i];
+    scale = rsqrtf(block_sum(ss, scratch) / float(in) + eps);
+  }
+  for (int i = threadIdx.x; i < in; i += blockDim.x) {
+    const float v = kNorm ? row[i] * scale * norm[i] : row[i];
+    const DT h = from_f32<DT>(v);
+    hi[int64_t(blockIdx.x) * in + i] = h;
+    if constexpr (!std::is_same_v<DT, float>)
+      lo[int64_t(blockIdx.x) * in + i] = from_f32<DT>(v - to_f32(h));
+  }
+}
+
+// Runs the GEMV of p (weights of storage type T) with `variant`.
+template <class T, bool kGated>
+void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
+  using DT = DeviceType<T>;
+  constexpr int kVec = 16 / sizeof(T);
+  cudaStream_t stream = stream_of(ctx);
+  if (p.rows == 0) return;
+  if (p.norm != nullptr && p.in > kMaxStagedInput) {  // too long for shared memory
+    float* xn = static_cast<float*>(workspace(ctx, size_t(p.in) * sizeof(float)).scratch);
+    launch(prepare_kernel<float, true>, 1, 256, 0, stream, p.x, p.norm, p.eps, p.in, xn,
+           static_cast<float*>(nullptr));
+    p.x = xn;
+    p.norm = nullptr;
+  }
+  bool vec = p.in % kVec == 0 && aligned16(p.x) && (p.norm == nullptr || aligned16(p.norm));
+  for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
+  const size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
+  p.early_trigger = pdl_mode() == 2;
+  if (vec) {
+    launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
+  } else {
+    constexpr int kWarps = 4;
+    p.split = 1;
+    launch(p.norm != nullptr ? gemv_scalar_kernel<DT, true, kGated>
+                             : gemv_scalar_kernel<DT, false, kGated>,
+           blocks_for(p.rows, kWarps), kWarps * 32, shared, stream, p);
+  }
+}
+
+// ---- n > 1: cuBLAS ----------------------------------------------------------------------
+
+// The input as the GEMMs read it: fp32 weights take x (normalised into the workspace if asked);
+// 16-bit weights take its two 16-bit parts hi + lo (see matmul.cu).
+struct GemmInput {
+  const void* hi;
+  const void* lo;  // null for fp32 weights
+};
+
+// Workspace bytes prepare_gemm_input needs.
+template <class T>
+size_t gemm_input_bytes(const MatmulInput& in, int n, int k) {
+  const size_t count = size_t(n) * k;
+  if constexpr (std::is_same_v<T, float>) return in.norm.empty() ? 0 : count * sizeof(float);
+  else return 2 * ((count * sizeof(T) + 255) / 256 * 256);
+}
+
+template <class T>
+GemmInput prepare_gemm_input(const MatmulInput& in, int n, int k, char* scratch,
+                             cudaStream_t stream) {
+  using DT = DeviceType<T>;
+  const float* x = in.x.data<float>();
+  const float* norm = in.norm.empty() ? nullptr : in.norm.data<float>();
+  constexpr int kThreads = 256;
+  if constexpr (std::is_same_v<T, float>) {
+    if (norm == nullptr) return {x, nullptr};
+    float* xn = reinterpret_cast<float*>(scratch);
+    launch(prepare_kernel<float, true>, unsigned(n), kThreads, 0, stream, x, norm, in.eps, k, xn,
+           static_cast<float*>(nullptr));
+    return {xn, nullptr};
+  } else {
+    const size_t part_bytes = (size_t(n) * k * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
+    DT* hi = reinterpret_cast<DT*>(scratch);
+    DT* lo = reinterpret_cast<DT*>(scratch + part_bytes);
+    launch(norm != nullptr ? prepare_kernel<DT, true> : prepare_kernel<DT, false>, unsigned(n),
+           kThreads, 0, stream, x, norm, in.eps, k, hi, lo);
+    return {hi, lo};
+  }
+}
+
+// y = bias, or y += bias, broadcast over the rows (a template: defined in the header).
+template <int = 0>
+__global__ void add_bias_kernel(const float* bias, float* y, int64_t total, int out,
+                                bool accumulate) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < total) y[i] = (accumulate ? y[i] : 0.f) + bias[i % out];
+}
+
+template <class T>
+constexpr cudaDataType_t cuda_data_type() {
+  if constexpr (std::is_same_v<T, float>) return CUDA_R_32F;
+  if constexpr (std::is_same_v<T, f16>) return CUDA_R_16F;
+  return CUDA_R_16BF;
+}
+
+// y [n, out] = x w^T (+ bias), or y += the same.
+template <class T>
+void gemm(const GemmInput& x, const void* w, const float* bias, float* y, int n, int k, int out,
+          bool accumulate, const DeviceContext& ctx) {
+  cudaStream_t stream = stream_of(ctx);
+  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
+  float beta = accumulate ? 1.f : 0.f;
+  if (bias != nullptr) {  // y starts as the bias (plus what it held), and the products add to it
+    constexpr int kThreads = 256;
+    launch(add_bias_kernel<>, blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream, bias, y,
+           int64_t(n) * out, out, accumulate);
+    beta = 1.f;
+  }
+  // Column-major, cuBLAS sees w as k x out, x as k x n and y as out x n: y = w^T x.
+  const float one = 1.f;
+  constexpr cudaDataType_t wt = cuda_data_type<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, k, &one, w, wt, k,
+                                     x.hi, CUDA_R_32F, k, &beta, y, CUDA_R_32F, out,
+                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+  } else {
+    for (const void* part : {x.hi, x.lo}) {
+      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, k, &one, w, wt, k,
+                                       part, wt, k, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
+      beta = 1.f;  // the second part adds to the first
+    }
+  }
+}
+
+// ---- checks -----------------------------------------------------------------------------
+
+// Checks x and norm; returns (n, in).
+struct InputShape {
+  int n, in;
+};
+InputShape check_input(const char* op, const MatmulInput& in);
+// Checks a weight of `wtype` with `in` columns and its output [n, rows] (and bias); returns rows.
+int check_projection(const char* op, const Tensor& w, DType wtype, const Tensor& bias,
+                     const Tensor& y, int n, int in);
+
+}  // namespace kuiper::kernels::cuda

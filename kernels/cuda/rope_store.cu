@@ -1,0 +1,138 @@
+// Rotary embedding of the queries (in place) and keys, and the keys and values appended to the
+// cache, in one launch: one thread per pair of adjacent elements of a row, over the row's query
+// pairs, key pairs and value pairs (so decoding's single row gets a few blocks, prefill's rows
+// many). Rotated keys and the values go straight to the cache row of the position, converted to
+// the cache's type; k and v themselves are not changed. The position is read on the device, so
+// one launch serves every decoding step of a CUDA graph. A position outside the table or the
+// cache cannot throw there: that row's queries become NaN and nothing is written to the caches.
+#include <climits>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace kuiper::kernels::cuda {
+namespace {
+
+__device__ __forceinline__ float2 rotate(float2 v, float2 cs) {
+  return make_float2(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
+}
+
+__device__ __forceinline__ void store_pair(float* dst, float2 v) {
+  *reinterpret_cast<float2*>(dst) = v;
+}
+__device__ __forceinline__ void store_pair(__half* dst, float2 v) {
+  *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(v.x, v.y);
+}
+__device__ __forceinline__ void store_pair(__nv_bfloat16* dst, float2 v) {
+  *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(v.x, v.y);
+}
+
+struct RopeStoreParams {
+  float2* q;  // [n, q_pairs]
+  const float2* k;  // [n, kv_pairs]
+  const float2* v;
+  const int32_t* positions;
+  const float2* cos_sin;  // [max_pos, half]
+  int max_pos;  // rows of the table and the cache alike (the smaller)
+  int q_pairs, kv_pairs, half;
+  int64_t total;  // n * (q_pairs + 2 * kv_pairs)
+};
+
+template <class CT>
+__global__ void rope_store_kernel(RopeStoreParams p, CT* k_cache, CT* v_cache) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= p.total) return;
+  const int units = p.q_pairs + 2 * p.kv_pairs;
+  const int64_t row = t / units;
+  int u = int(t - row * units);
+  const int32_t pos = p.positions[row];
+  const bool valid = pos >= 0 && pos < p.max_pos;
+  if (u < p.q_pairs) {
+    float2* pair = p.q + row * p.q_pairs + u;
+    if (!valid) {
+      *pair = make_float2(__int_as_float(0x7fc00000), __int_as_float(0x7fc00000));
+      return;
+    }
+    *pair = rotate(*pair, p.cos_sin[int64_t(pos) * p.half + u % p.half]);
+    return;
+  }
+  if (!valid) return;
+  u -= p.q_pairs;
+  const int64_t cache_pair = int64_t(pos) * p.kv_pairs;
+  if (u < p.kv_pairs) {
+    const float2 rotated =
+        rotate(p.k[row * p.kv_pairs + u], p.cos_sin[int64_t(pos) * p.half + u % p.half]);
+    store_pair(k_cache + 2 * (cache_pair + u), rotated);
+  } else {
+    u -= p.kv_pairs;
+    store_pair(v_cache + 2 * (cache_pair + u), p.v[row * p.kv_pairs + u]);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                const Tensor& cos_sin, int head_dim, const Tensor& k_cache, const Tensor& v_cache,
+                const DeviceContext& ctx) {
+  constexpr const char* op = "rope_store";
+  expect_tensor(op, "queries", q, DType::kF32);
+  expect_tensor(op, "keys", k, DType::kF32);
+  expect_tensor(op, "values", v, DType::kF32);
+  expect_tensor(op, "positions", positions, DType::kI32);
+  expect_tensor(op, "cos_sin", cos_sin, DType::kF32);
+  expect_tensor(op, "key cache", k_cache, dtype_of<T>());
+  expect_tensor(op, "value cache", v_cache, dtype_of<T>());
+  KUIPER_CHECK(head_dim > 0 && head_dim % 2 == 0, op, ": head_dim ", head_dim, " is not even");
+  const int64_t n = positions.numel();
+  const int64_t q_width = q.numel() / std::max<int64_t>(n, 1);
+  const int64_t kv_width = k_cache.dim(-1), max_seq = k_cache.dim(0);
+  KUIPER_CHECK(q_width % head_dim == 0 && kv_width % head_dim == 0, op, ": rows of ", q_width,
+               " and ", kv_width, " are not whole heads of ", head_dim);
+  expect_numel(op, "queries", q, n * q_width);
+  expect_numel(op, "keys", k, n * kv_width);
+  expect_numel(op, "values", v, n * kv_width);
+  expect_numel(op, "value cache", v_cache, k_cache.numel());
+  KUIPER_CHECK(k_cache.numel() == max_seq * kv_width, op, ": key cache ", k_cache.describe(),
+               " is not [max_seq, ", kv_width, "]");
+  const int half = head_dim / 2;
+  KUIPER_CHECK(cos_sin.ndim() >= 1 && cos_sin.numel() == cos_sin.dim(0) * half * 2, op,
+               ": cos_sin ", cos_sin.describe(), " is not [max_seq, ", half, ", 2]");
+  for (const Tensor* t : {&q, &k, &v})  // read as float pairs
+    KUIPER_CHECK(reinterpret_cast<uintptr_t>(t->raw_data()) % 8 == 0, op, ": ", t->describe(),
+                 " is not 8-byte aligned");
+  for (const Tensor* t : {&k_cache, &v_cache})  // written in pairs
+    KUIPER_CHECK(reinterpret_cast<uintptr_t>(t->raw_data()) % (2 * sizeof(T)) == 0, op, ": ",
+                 t->describe(), " is not aligned to pairs");
+  KUIPER_CHECK(q_width <= INT_MAX && kv_width <= INT_MAX, op, ": sizes beyond int range");
+  if (n == 0) return;
+  RopeStoreParams p{};
+  p.q = reinterpret_cast<float2*>(q.data<float>());
+  p.k = reinterpret_cast<const float2*>(k.data<float>());
+  p.v = reinterpret_cast<const float2*>(v.data<float>());
+  p.positions = positions.data<int32_t>();
+  p.cos_sin = reinterpret_cast<const float2*>(cos_sin.data<float>());
+  p.max_pos = int(std::min<int64_t>({cos_sin.dim(0), max_seq, INT_MAX}));
+  p.q_pairs = int(q_width / 2);
+  p.kv_pairs = int(kv_width / 2);
+  p.half = half;
+  p.total = n * (p.q_pairs + 2 * int64_t(p.kv_pairs));
+  constexpr int kThreads = 256;
+  using CT = DeviceType<T>;
+  launch(rope_store_kernel<CT>, blocks_for(p.total, kThreads), kThreads, 0, stream_of(ctx), p,
+         reinterpret_cast<CT*>(k_cache.data<T>()), reinterpret_cast<CT*>(v_cache.data<T>()));
+}
+
+template void rope_store<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, int, const Tensor&, const Tensor&,
+                                const DeviceContext&);
+template void rope_store<f16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                              const Tensor&, int, const Tensor&, const Tensor&,
+                              const DeviceContext&);
+template void rope_store<bf16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&, int, const Tensor&, const Tensor&,
+                               const DeviceContext&);
+
+}  // namespace kuiper::kernels::cuda

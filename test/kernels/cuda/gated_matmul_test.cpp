@@ -1,0 +1,116 @@
+// kernels/cuda/gated_matmul.cu against the CPU kernel: the input normalised on the way in or not,
+// n = 1 (the GEMV, and every compiled variant of it) and n > 1 (cuBLAS and swiglu), fp32, fp16
+// and bf16 weights.
+#include "kernels/cuda/gemv.h"
+#include "test/kernels/cuda/cuda_test_util.h"
+
+namespace kuiper::test {
+namespace {
+
+struct GatedCase {
+  int64_t in, hidden;
+};
+// Model-like sizes and odd ones (291: no 16-byte rows; 37 and 5: partial blocks of rows;
+// 12296: too long to normalise in shared memory).
+constexpr GatedCase kCases[] = {{288, 768}, {768, 288},  {291, 37},
+                                {48, 5},    {2048, 256}, {12296, 8}};
+
+struct Problem {
+  Tensor x, norm, w_gate, w_up;
+  float eps = 1e-5f;
+};
+
+Problem make_problem(DType dtype, GatedCase c, int64_t n, bool with_norm, std::mt19937& rng) {
+  Problem p;
+  p.x = random_cpu(DType::kF32, {n, c.in}, rng);
+  if (with_norm) p.norm = random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f);
+  p.w_gate = random_cpu(dtype, {c.hidden, c.in}, rng);
+  p.w_up = random_cpu(dtype, {c.hidden, c.in}, rng);
+  return p;
+}
+
+Tensor cpu_gated(const Problem& p) {
+  const Tensor y(DType::kF32, {p.x.dim(0), p.w_gate.dim(0)});
+  kernel_registry().gated_matmul.find(Device::kCPU, p.w_gate.dtype())(
+      {p.x, p.norm, p.eps}, p.w_gate, p.w_up, y, cpu_ctx());
+  return y;
+}
+
+template <class Call>
+Tensor cuda_gated(const Problem& p, Call call) {
+  const Tensor y = poisoned_cuda(DType::kF32, {p.x.dim(0), p.w_gate.dim(0)});
+  call(MatmulInput{to_cuda(p.x), p.norm.empty() ? Tensor() : to_cuda(p.norm), p.eps},
+       to_cuda(p.w_gate), to_cuda(p.w_up), y);
+  return to_cpu(y);
+}
+
+TEST(CudaGatedMatmul, MatchesCpu) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(91);
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const auto gated = kernel_registry().gated_matmul.find(Device::kCUDA, dtype);
+    for (const GatedCase c : kCases) {
+      for (int64_t n : {1, 3, 17, 512}) {
+        if (n == 512 && c.in * c.hidden > 2048 * 256) continue;  // keeps the CPU reference quick
+        for (bool norm : {false, true}) {
+          const Problem p = make_problem(dtype, c, n, norm, rng);
+          const Tensor want = cpu_gated(p);
+          const Tensor got = cuda_gated(p, [&](const MatmulInput& in, const Tensor& wg,
+                                               const Tensor& wu, const Tensor& y) {
+            gated(in, wg, wu, y, cuda_ctx());
+          });
+          // silu(g) * u carries the rounding of g and u, sums of in products each, times the
+          // other factor: measured against the output's typical size. Tensor cores (16-bit, n > 1)
+          // accumulate less exactly, as in matmul_test.
+          const float tolerance = n > 1 && dtype != DType::kF32 ? 1e-3f : 1e-4f;
+          EXPECT_LT(scaled_diff(got, want), tolerance)
+              << dtype_name(dtype) << " n " << n << " in " << c.in << " hidden " << c.hidden
+              << (norm ? " norm" : "");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaGatedMatmul, EveryGemvVariantMatchesCpu) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(92);
+  const auto variants = kernels::cuda::gemv_variants();
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (const GatedCase c : {GatedCase{2048, 256}, GatedCase{288, 37}, GatedCase{5632, 9}}) {
+      for (bool norm : {false, true}) {
+        const Problem p = make_problem(dtype, c, 1, norm, rng);
+        const Tensor want = cpu_gated(p);
+        for (int v = 0; v < int(variants.size()); ++v) {
+          const Tensor got = cuda_gated(p, [&](const MatmulInput& in, const Tensor& wg,
+                                               const Tensor& wu, const Tensor& y) {
+            kernels::cuda::gated_gemv_with_variant(v, in, wg, wu, y, cuda_ctx());
+          });
+          EXPECT_LT(scaled_diff(got, want), 1e-4f)
+              << dtype_name(dtype) << " variant " << v << " in " << c.in << " hidden " << c.hidden
+              << (norm ? " norm" : "");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaGatedMatmul, RejectsMismatchedShapes) {
+  KUIPER_REQUIRE_CUDA();
+  const auto gated = kernel_registry().gated_matmul.find(Device::kCUDA, DType::kBF16);
+  const Tensor x(DType::kF32, {1, 64}, Device::kCUDA);
+  const Tensor wg(DType::kBF16, {8, 64}, Device::kCUDA), wu(DType::kBF16, {8, 64}, Device::kCUDA);
+  const Tensor y(DType::kF32, {1, 8}, Device::kCUDA);
+  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kBF16, {9, 64}, Device::kCUDA), y, cuda_ctx()),
+               Error);
+  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kF16, {8, 64}, Device::kCUDA), y, cuda_ctx()),
+               Error);
+  EXPECT_THROW(gated(plain(x), wg, wu, Tensor(DType::kF32, {1, 9}, Device::kCUDA), cuda_ctx()),
+               Error);
+  EXPECT_THROW(gated({x, Tensor(DType::kF32, {65}, Device::kCUDA), 1e-5f}, wg, wu, y, cuda_ctx()),
+               Error);
+  EXPECT_NO_THROW(gated(plain(x), wg, wu, y, cuda_ctx()));
+}
+
+}  // namespace
+}  // namespace kuiper::test
