@@ -33,9 +33,12 @@ case $model in
     step export-tiny sh -c "python3 $root/tools/export.py /tmp/tiny-fp32.bin --random $tiny -q &&
                             python3 $root/tools/export.py /tmp/tiny-fp16.bin --random $tiny --dtype fp16 -q &&
                             python3 $root/tools/export.py /tmp/kjv-fp32.bin --hf $shared/models/llama2-kjv -q"
+    # Decoding right after a short prompt, and after a 512-token prompt (longer attention).
     for m in kjv-fp32 tiny-fp32 tiny-fp16; do
-      step bench-$m "$b/run" llama_bench /tmp/$m.bin --device cuda --prompt 512 --decode 256 --repeat 5
+      step bench-$m-short "$b/run" llama_bench /tmp/$m.bin --device cuda --prompt 16 --decode 256 --repeat 5
+      step bench-$m-512 "$b/run" llama_bench /tmp/$m.bin --device cuda --prompt 512 --decode 256 --repeat 5
     done
+    step gemv-bench "$b/run" gemv_bench --model-only
     ;;
   qwen2 | llama3)
     tokenizer=$shared/models/$model-kjv/tokenizer.json
