@@ -19,8 +19,9 @@ ArgmaxFn argmax;
 // in.x, or a new tensor with in.x RMS-normalised by in.norm when that is given.
 Tensor normalized(const MatmulInput& in);
 
-// Threads used by the CPU kernels and OpenBLAS (default: all cores).
+// Threads used by the CPU kernels (default: all cores); OpenBLAS runs inside them, one thread each.
 void set_threads(int n);
+void single_threaded_blas();
 int threads();
 
 }  // namespace kuiper::kernels::cpu

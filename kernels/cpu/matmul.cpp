@@ -1,7 +1,9 @@
-// Projections of one input: y = norm(x) w^T (+ bias) (+ y). One position (decoding) is a GEMV
-// that streams every output's weights once in a single parallel loop, widening 16-bit weights in
-// registers; many positions (prefill) go to OpenBLAS's SGEMM through armadillo, with 16-bit
-// weights widened one tile of rows at a time so the fp32 copy stays cache-sized.
+// Projections of one input: y = norm(x) w^T (+ bias) (+ y). A few positions (decoding, short
+// chunks) stream every output's weights once in a single parallel loop, each weight row reused
+// for every position and 16-bit weights widened in registers. Many positions (prefill) split the
+// output rows into tiles across threads; each thread runs OpenBLAS's SGEMM (through armadillo)
+// on its tile, widening 16-bit weights into a cache-sized fp32 copy first. OpenBLAS itself stays
+// single-threaded: two thread pools spinning for the same cores make both crawl.
 #include <armadillo>
 #include <array>
 #include <cmath>
@@ -14,12 +16,22 @@ namespace kuiper::kernels::cpu {
 namespace {
 
 constexpr int64_t kTileRows = 256;
-// Below this many weights a GEMV is too short to pay for waking other threads.
-constexpr int64_t kParallelGemvWeights = int64_t(1) << 15;
+// Below this many positions a row-by-row pass beats packing the weights for a GEMM.
+constexpr int64_t kMaxRowwisePositions = 8;
+// Below this many weights (times positions) a pass is too short to pay for waking other threads.
+constexpr int64_t kParallelWork = int64_t(1) << 15;
 
 // Column-major views: a row-major [rows, cols] block is a column-major cols x rows matrix.
 arma::fmat view(const float* p, int64_t rows, int64_t cols) {
   return arma::fmat(const_cast<float*>(p), arma::uword(cols), arma::uword(rows), false, true);
+}
+
+// Y[:, r0:r0+rows] (+)= X W[r0:r0+rows]^T for one tile of output rows; Y is [n, out].
+void gemm_tile(const arma::fmat& X, const float* w_tile, int64_t rows, int64_t in, arma::fmat& Y,
+               int64_t r0, bool accumulate) {
+  auto block = Y.rows(arma::uword(r0), arma::uword(r0 + rows - 1));
+  if (accumulate) block += view(w_tile, rows, in).t() * X;
+  else block = view(w_tile, rows, in).t() * X;
 }
 
 // Y (+)= X W^T for W [out, in] of storage type T, into Y [n, out].
@@ -27,19 +39,22 @@ template <class T>
 void gemm(const float* x, const T* w, float* y, int64_t n, int64_t in, int64_t out, bool accumulate) {
   const arma::fmat X = view(x, n, in);
   arma::fmat Y = view(y, n, out);
-  if constexpr (std::is_same_v<T, float>) {
-    if (accumulate) Y += view(w, out, in).t() * X;
-    else Y = view(w, out, in).t() * X;
-    return;
-  }
-  std::vector<float> tile(static_cast<size_t>(kTileRows * in));
-  for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
-    const int64_t rows = std::min(kTileRows, out - r0);
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) widen(w + (r0 + r) * in, tile.data() + r * in, in);
-    auto block = Y.rows(arma::uword(r0), arma::uword(r0 + rows - 1));
-    if (accumulate) block += view(tile.data(), rows, in).t() * X;
-    else block = view(tile.data(), rows, in).t() * X;
+  const int64_t tiles = (out + kTileRows - 1) / kTileRows;
+#pragma omp parallel
+  {
+    std::vector<float> widened(std::is_same_v<T, float> ? 0 : static_cast<size_t>(kTileRows * in));
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tiles; ++t) {
+      const int64_t r0 = t * kTileRows, rows = std::min(kTileRows, out - r0);
+      const float* tile = nullptr;
+      if constexpr (std::is_same_v<T, float>) {
+        tile = w + r0 * in;
+      } else {
+        widen(w + r0 * in, widened.data(), rows * in);
+        tile = widened.data();
+      }
+      gemm_tile(X, tile, rows, in, Y, r0, accumulate);
+    }
   }
 }
 
@@ -63,14 +78,14 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const int64_t n = x.dim(0), k = x.dim(1);
   const float* xs = x.data<float>();
   with_float_type(outs[0].weight.dtype(), [&]<class T>(T) {
-    if (n == 1) {
+    if (n <= kMaxRowwisePositions) {
       // Every output's rows in one parallel loop: one fork/join per call, not per projection.
       // Rows can be short (288 weights), so nothing is looked up per row but the part it is in.
       struct Part {
         const T* w;
         const float* bias;
         float* y;
-        int64_t first_row;
+        int64_t first_row, rows;
       };
       std::array<Part, 4> parts{};
       KUIPER_CHECK(outs.size() <= parts.size(), "matmul: at most ", parts.size(), " outputs");
@@ -78,19 +93,22 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
       for (size_t i = 0; i < outs.size(); ++i) {
         const MatmulOutput& o = outs[i];
         parts[i] = {weights_of<T>(o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
-                    o.y.data<float>(), total};
+                    o.y.data<float>(), total, o.weight.dim(0)};
         total += o.weight.dim(0);
       }
       const size_t n_parts = outs.size();
-#pragma omp parallel for schedule(static) if (total * k >= kParallelGemvWeights)
+#pragma omp parallel for schedule(static) if (total * k * n >= kParallelWork)
       for (int64_t r = 0; r < total; ++r) {
         size_t i = 0;
         while (i + 1 < n_parts && r >= parts[i + 1].first_row) ++i;
         const Part& p = parts[i];
         const int64_t row = r - p.first_row;
-        float v = dot(xs, p.w + row * k, k);
-        if (p.bias) v += p.bias[row];
-        p.y[row] = accumulate ? p.y[row] + v : v;
+        for (int64_t pos = 0; pos < n; ++pos) {
+          float v = dot(xs + pos * k, p.w + row * k, k);
+          if (p.bias) v += p.bias[row];
+          float& y = p.y[pos * p.rows + row];
+          y = accumulate ? y + v : v;
+        }
       }
       return;
     }
@@ -115,9 +133,11 @@ void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_u
   const auto silu = [](float g) { return g / (1.f + std::exp(-g)); };
   with_float_type(w_gate.dtype(), [&]<class T>(T) {
     const T *wg = weights_of<T>(w_gate), *wu = weights_of<T>(w_up);
-    if (n == 1) {
-#pragma omp parallel for schedule(static) if (2 * hidden * k >= kParallelGemvWeights)
-      for (int64_t r = 0; r < hidden; ++r) ys[r] = silu(dot(xs, wg + r * k, k)) * dot(xs, wu + r * k, k);
+    if (n <= kMaxRowwisePositions) {
+#pragma omp parallel for schedule(static) if (2 * hidden * k * n >= kParallelWork)
+      for (int64_t r = 0; r < hidden; ++r)
+        for (int64_t pos = 0; pos < n; ++pos)
+          ys[pos * hidden + r] = silu(dot(xs + pos * k, wg + r * k, k)) * dot(xs + pos * k, wu + r * k, k);
       return;
     }
     std::vector<float> gate(static_cast<size_t>(n * hidden));

@@ -4,6 +4,7 @@ namespace kuiper::kernels {
 
 void register_cpu_kernels(Registry& r) {
   using namespace cpu;
+  single_threaded_blas();
   constexpr Device kCPU = Device::kCPU;
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     r.embedding.add(kCPU, t, embedding);
