@@ -22,6 +22,7 @@ tokenizer=$models/$family-kjv/tokenizer.json
   python3 - "$dir/greedy.json" > "$dir/cases.tsv" <<'PY'
 import json, sys
 for c in json.load(open(sys.argv[1]))["cases"]:
+    print("smallest top-2 logit gap of the reference:", min(c["top2_gaps"]), file=sys.stderr)
     print(json.dumps(c["prompt"]) + "\t" + " ".join(map(str, c["prompt_ids"])) + "\t" + " ".join(map(str, c["greedy_ids"])))
 PY
   while IFS=$'\t' read -r prompt_json prompt_ids expected; do
