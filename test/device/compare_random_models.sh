@@ -15,6 +15,7 @@ case $family in
   llama3) name=llama3.2 config=$models/llama3/config.json ;;
 esac
 tokenizer=$models/$family-kjv/tokenizer.json
+mkdir -p "$out"
 {
   dir=/tmp/random-$name
   python3 "$here/hf_random_greedy.py" "$config" "$tokenizer" "$dir"

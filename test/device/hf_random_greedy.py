@@ -43,12 +43,8 @@ def main():
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     except TypeError:  # transformers 4.x spells it torch_dtype
         model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-    # Random init gives nearly flat logits; a wider spread makes greedy choices clear-cut, so the
-    # comparison tests the arithmetic rather than the tie-breaking of near-equal logits.
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.05)
+    # transformers' own initialisation (normal with the config's initializer_range). Wider random
+    # weights make attention so peaky that a random net amplifies rounding chaotically.
     # Stored in bf16 (the dtype of these releases); the reference computes in fp32 on exactly
     # the bf16 values, which the bf16 export holds without loss.
     model = model.to(torch.bfloat16)

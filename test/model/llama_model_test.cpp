@@ -151,6 +151,7 @@ TEST_P(LlamaModelOnDevice, BatchingDoesNotChangeLogits) {
 // its top-1 must be among the golden tokens within 0.1 of the best logit.
 TEST_P(LlamaModelOnDevice, Fp16AndBf16ExportsKeepTheTopToken) {
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv");
   for (const std::string dtype : {"fp16", "bf16"}) {
     auto model = load("--hf {shared}/models/llama2-kjv --dtype " + dtype);
     EXPECT_EQ(model->config().dtype, *dtype_from_name(dtype));
