@@ -16,8 +16,9 @@ endif()
 
 if(KUIPER_WITH_CUDA)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-    # Volta .. Hopper; PTX of the newest lets later GPUs JIT-compile.
-    set(CMAKE_CUDA_ARCHITECTURES 70-real 75-real 80-real 86-real 89-real 90)
+    # Turing .. Hopper (CUDA 13 no longer builds for Volta); PTX of the newest lets later GPUs
+    # JIT-compile.
+    set(CMAKE_CUDA_ARCHITECTURES 75-real 80-real 86-real 89-real 90)
   endif()
   enable_language(CUDA)
   if(NOT CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
