@@ -12,12 +12,17 @@
 //     argmax), captured in a CUDA graph and replayed: the tokens/s the kernels allow before any
 //     model code, the projections alone, and each op alone over all layers.
 //  4. A prefill of 512 positions through the same layers (the cuBLAS path and causal attention).
-// Usage: gemv_bench [--quick] [--model-only] [--dtype fp16|fp32|bf16]. Times are medians of
-// repeated event-timed runs. In the environment, KUIPER_CUDA_PDL=0 turns programmatic dependent
-// launch off (2: the GEMV allows the next launch before its main loop), KUIPER_CUDA_GEMV=<i> picks
-// the GEMV variant the model uses (KUIPER_CUDA_GEMV_GATED: for gated_matmul),
-// KUIPER_CUDA_PDL_ATTENTION=0 launches attention without programmatic dependent launch, and
-// KUIPER_CUDA_ATTN_CHUNK=<keys> sets the fewest keys of a decoding attention split.
+//  5. With --attention-sweep: decoding attention alone (22 layers, us a step) at positions 16 to
+//     2000, and the whole fp16 step at 512 and 2000, for each kernel configuration
+//     (kernels/cuda/attention.h: the split kernel, the cluster kernel's sizes and warps).
+// Usage: gemv_bench [--quick] [--model-only] [--attention-sweep] [--dtype fp16|fp32|bf16].
+// Times are medians of repeated event-timed runs. In the environment, KUIPER_CUDA_PDL=0 turns
+// programmatic dependent launch off (2: the GEMV allows the next launch before its main loop),
+// KUIPER_CUDA_GEMV=<i> picks the GEMV variant the model uses (KUIPER_CUDA_GEMV_GATED: for
+// gated_matmul), KUIPER_CUDA_PDL_ATTENTION=0 launches attention without programmatic dependent
+// launch, KUIPER_CUDA_ATTN_CHUNK=<keys> sets the fewest keys of a split of the split kernel, and
+// KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER, KUIPER_CUDA_ATTN_WARPS and
+// KUIPER_CUDA_ATTN_SPREAD pick the decoding attention kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,8 +31,10 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/kernels.h"
 #include "kuiper/base/cuda/allocator.h"
@@ -39,7 +46,7 @@ namespace {
 using namespace kuiper;
 using kernels::registry;
 
-bool quick = false, model_only = false;
+bool quick = false, model_only = false, attention_sweep = false;
 
 // Median milliseconds per call of fn, timed with events over `calls` back-to-back calls.
 double time_ms(const DeviceContext& ctx, int calls, const std::function<void(int)>& fn) {
@@ -319,6 +326,41 @@ double step_ms(const TinyLlama& model, const TinyLlama::Activations& a, unsigned
   return time_graph_ms(ctx, quick ? 10 : 50, [&] { model.forward(a, ctx, ops); });
 }
 
+// Decoding attention alone (all layers) and the whole step, for each attention configuration.
+void attention_configs(const TinyLlama& model, const TinyLlama::Activations& one,
+                       const DeviceContext& ctx) {
+  using kernels::cuda::AttentionDecodeConfig;
+  const AttentionDecodeConfig saved = kernels::cuda::attention_decode_config();
+  std::vector<std::pair<std::string, AttentionDecodeConfig>> configs = {
+      {"auto", {}}, {"split", {AttentionDecodeConfig::kSplit, 0, 0, -1}}};
+  for (const auto& [cluster, warps, spread] :
+       {std::tuple{4, 8, false}, {8, 8, false}, {8, 8, true}, {8, 16, false}, {16, 8, false},
+        {16, 8, true}, {16, 16, false}})
+    configs.push_back({"cluster " + std::to_string(cluster) + " warps " + std::to_string(warps) +
+                           (spread ? " spread" : ""),
+                       {AttentionDecodeConfig::kCluster, cluster, warps, spread ? 1 : 0}});
+  const int32_t positions[] = {16, 256, 512, 1024, 2000};
+  std::printf("\n== decoding attention configurations: attention alone (us a step, 22 layers), "
+              "whole %s step (ms)\n%-26s", std::string(dtype_name(model.wtype)).c_str(), "config");
+  for (int32_t pos : positions) std::printf("  att@%-4d", pos);
+  std::printf("  step@512  step@2000\n");
+  for (const auto& [name, config] : configs) {
+    kernels::cuda::set_attention_decode_config(config);
+    std::printf("%-26s", name.c_str());
+    for (int32_t pos : positions) {
+      set_positions(one.positions, pos, ctx);
+      std::printf("  %8.1f", step_ms(model, one, TinyLlama::kAttention, ctx) * 1e3);
+    }
+    for (int32_t pos : {512, 2000}) {
+      set_positions(one.positions, pos, ctx);
+      std::printf("  %8.3f", step_ms(model, one, TinyLlama::kAll, ctx));
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  kernels::cuda::set_attention_decode_config(saved);
+}
+
 void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
   const TinyLlama model(wtype, ctx);
   const double gb = double(model.decode_weight_bytes()) / 1e9;
@@ -355,6 +397,7 @@ void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
   for (const auto& [name, op] : ops)
     std::printf("  %s %.1f", name, step_ms(model, one, op, ctx) * 1e3);
   std::printf("\n");
+  if (attention_sweep && wtype == DType::kF16) attention_configs(model, one, ctx);
 
   const int64_t n = 512;
   const TinyLlama::Activations many(n);
@@ -372,6 +415,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     model_only = model_only || std::strcmp(argv[i], "--model-only") == 0;
+    attention_sweep = attention_sweep || std::strcmp(argv[i], "--attention-sweep") == 0;
     if (std::strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
       const std::string d = argv[++i];
       dtypes = {d == "fp32" ? DType::kF32 : d == "bf16" ? DType::kBF16 : DType::kF16};

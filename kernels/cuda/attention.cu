@@ -1,27 +1,46 @@
 // Causal attention over the KV cache, for decoding (n == 1) and prefill (n > 1) alike:
 //   out[i, h] = softmax(q[i, h] . K[0..p, g]^T / sqrt(head_dim)) . V[0..p, g],  p = positions[i]
 //
-// A block serves one query row, one KV head and one split of the keys, for all the query heads
-// that share that KV head (grouped-query attention reads each key and value once per group). It
-// walks its keys in tiles staged in shared memory (rows padded by one float, so that threads
-// reading one column hit distinct banks): scores for every (head, key) of the tile, an online
-// softmax update per head (one warp per head), then the weighted sum of the value tile into
-// per-head accumulators. Any head_dim works (48, 64, 128, ...).
+// Two kernels. Both serve, per block, the query heads that share one KV head (grouped-query
+// attention reads each key and value once per group), and both read the sequence length from
+// positions on the device, so a CUDA graph captured once serves every step. A position outside
+// the cache cannot throw on the device: that row's output is NaN.
 //
-// Flash-decoding: a single query row (decoding) has too little work for one block per KV head,
-// so the keys are split across up to kMaxSplits blocks. Each writes an unnormalized partial
-// result with its running max and sum to the workspace and counts itself done on a counter; the
-// last block of a (row, KV head) merges the partials (weights exp(m_s - max)) and resets the
-// counter, so one launch does it all. The number of splits depends only on the shapes (not on
-// the position), so a CUDA graph captured once serves every step: each block reads the sequence
-// length from positions on the device and blocks beyond it return at once. Prefill rows give
-// enough blocks without splitting.
+// The tiled kernel (prefill, and decoding where clusters are not available): a block serves one
+// query row, one KV head and one split of the keys. It walks its keys in tiles staged in shared
+// memory (rows padded by one float, so that threads reading one column hit distinct banks):
+// scores for every (head, key) of the tile, an online softmax update per head (one warp per
+// head), then the weighted sum of the value tile into per-head accumulators. Any head_dim works.
+// A single query row has too little work for one block per KV head, so the keys are split across
+// up to kMaxSplits blocks (flash-decoding); each writes an unnormalized partial result with its
+// running max and sum to the workspace and counts itself done on a counter; the last block of a
+// (row, KV head) merges the partials and resets the counter. The number of splits depends only
+// on the shapes; blocks beyond the sequence return at once.
 //
-// A position outside the cache cannot throw on the device: that row's output is NaN.
+// The cluster kernel (few rows, compute capability 9.0+, 16-byte cache rows, up to 16 query heads
+// a KV head and head_dim up to 128): a thread-block cluster of C blocks (up to 16) serves one
+// (row, KV head); block b takes the b-th of C equal shares of the keys. Each block copies its
+// keys and values into shared memory with cp.async, all of them in flight at once (two stages
+// when a share outgrows a stage), while it stages the scaled queries. One warp (or `parts`
+// warps, each a share of the 32-key slabs) serves one query head: lane i scores key i of each of
+// its slabs (the query read from shared memory as a broadcast, the key row conflict-free thanks
+// to a 16-byte pad), a warp-level online softmax, then the value rows weighted by the
+// probabilities (shuffled from the lane that owns each key) into the lane's dims. Block b merges
+// and writes the b-th 1/C slice of the group's outputs: each warp pushes its partial result
+// (max, sum, unnormalized dims) straight into the receive buffers of the blocks that merge its
+// dims (distributed shared memory stores), one cluster barrier, then each block merges from its
+// own shared memory. No workspace, no counters, no global round trip, no remote loads. Where
+// the launch's blocks fit one an SM, each block asks for enough shared memory to get an SM to
+// itself (faster on TinyLlama's shape: NOTES.md). kernels/cuda/attention.h overrides the choices.
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -301,6 +320,427 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- Decoding: one thread-block cluster per (row, KV head) ----
+
+constexpr int kSlabs = 4;            // 32-key slabs a warp scores together in one round
+constexpr int kMaxDecodeWarps = 16;  // warps a block, at most (the launch bound)
+constexpr int kMaxCluster = 16;      // blocks a cluster, at most (16 is a non-portable size)
+constexpr size_t kStageBudget = 96 * 1024;  // bytes of keys and values one stage holds, at most
+// Shared memory a block asks for to have an SM to itself: two would need 2 x (116 + 1) KB, more
+// than an H100/H200 SM's 228 KB.
+constexpr size_t kSpreadShared = 116 * 1024;
+
+struct DecodeParams {
+  int n_heads, n_kv_heads, head_dim, group, max_seq;
+  int parts;       // warps a query head; the block has parts * group warps
+  int stages;      // pipeline stages: 1, or 2 when a block's share can exceed one stage
+  int stage_keys;  // keys a stage holds (a multiple of 32)
+  int row_stride;  // bytes between cache rows in shared memory: the row's bytes + 16
+  int units;       // 16-byte units in one head's cache row
+  float scale;
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                   uint32_t(__cvta_generic_to_shared(dst))),
+               "l"(src)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// The address of `local` (this block's shared memory) in block `rank` of the cluster.
+__device__ __forceinline__ uint32_t cluster_address(const void* local, int rank) {
+  uint32_t out;
+  asm("mapa.shared::cluster.u32 %0, %1, %2;"
+      : "=r"(out)
+      : "r"(uint32_t(__cvta_generic_to_shared(local))), "r"(rank));
+  return out;
+}
+__device__ __forceinline__ void store_cluster(uint32_t address, float v) {
+  asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(address), "f"(v) : "memory");
+}
+#endif
+
+// Grid (C, KV heads, rows), clusters of (C, 1, 1); parts * group warps a block. DJ = ceil(D / 32)
+// dims a lane (d = lane + 32 j).
+template <class CT, int DJ>
+__global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
+    decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
+                            const int32_t* positions, float* out) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
+  allow_dependent_launch();
+  grid_dependency_wait();
+  extern __shared__ __align__(16) unsigned char decode_smem[];
+  unsigned char* const smem = decode_smem;
+  constexpr int kPer = 16 / sizeof(CT);  // elements a 16-byte unit
+  const int G = p.group, D = p.head_dim, P = p.parts, E = G * D;
+  const int C = gridDim.x, rank = blockIdx.x;  // a cluster spans x
+  const int kvh = blockIdx.y, row = blockIdx.z;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int len = seq_len(positions[row], p.max_seq);
+  const int64_t q_width = int64_t(p.n_heads) * D;
+  float* out_group = out + row * q_width + int64_t(kvh) * E;  // the group's heads, contiguous
+  const int slice = (E + C - 1) / C, e0 = min(E, rank * slice), e1 = min(E, e0 + slice);
+  if (len == 0) {  // the whole cluster returns here: its position is outside the cache
+    for (int e = e0 + tid; e < e1; e += blockDim.x) out_group[e] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const int chunk = (len + C - 1) / C;
+  const int b0 = min(len, rank * chunk), nkeys = min(len, b0 + chunk) - b0;
+  const int rounds = (nkeys + p.stage_keys - 1) / p.stage_keys;
+
+  const int stage_bytes = 2 * p.stage_keys * p.row_stride;  // keys, then values
+  float* q_s = reinterpret_cast<float*>(smem + p.stages * stage_bytes);
+  float* recv_m = q_s + E;  // [C * parts][slice] each: the partials of this block's slice
+  float* recv_l = recv_m + C * P * slice;
+  float* recv_o = recv_l + C * P * slice;
+
+  const int64_t kv_stride = int64_t(p.n_kv_heads) * D;
+  const CT* k_head = k_cache + int64_t(b0) * kv_stride + int64_t(kvh) * D;
+  const CT* v_head = v_cache + int64_t(b0) * kv_stride + int64_t(kvh) * D;
+  // Round r's keys and values into stage r % stages, one commit group a round (empty past the
+  // last, so that the group count stays uniform).
+  auto issue = [&](int r) {
+    if (r < rounds) {
+      unsigned char* st = smem + (r % p.stages) * stage_bytes;
+      const int k0 = r * p.stage_keys, per = min(p.stage_keys, nkeys - k0) * p.units;
+      for (int i = tid; i < 2 * per; i += blockDim.x) {
+        const bool is_v = i >= per;
+        const int j = is_v ? i - per : i, kr = j / p.units, u = j - kr * p.units;
+        const CT* src = (is_v ? v_head : k_head) + int64_t(k0 + kr) * kv_stride + u * kPer;
+        cp_async16(st + ((is_v ? p.stage_keys : 0) + kr) * p.row_stride + u * 16, src);
+      }
+    }
+    cp_async_commit();
+  };
+  issue(0);
+  if (p.stages > 1) issue(1);
+  const float* q_group = q + row * q_width + int64_t(kvh) * E;
+  for (int i = tid; i < E; i += blockDim.x) q_s[i] = q_group[i] * p.scale;
+
+  const int g = warp % G, part = warp / G;
+  const float* qg = q_s + g * D;
+  float m = -INFINITY, l = 0.f;  // l: this lane's share of the sum
+  float acc[DJ];
+#pragma unroll
+  for (int j = 0; j < DJ; ++j) acc[j] = 0.f;
+  for (int r = 0; r < rounds; ++r) {
+    if (p.stages > 1) cp_async_wait<1>();
+    else cp_async_wait<0>();
+    __syncthreads();  // the stage (and on the first round the queries) is in
+    const unsigned char* ks = smem + (r % p.stages) * stage_bytes;
+    const unsigned char* vs = ks + p.stage_keys * p.row_stride;
+    const int cnt = min(p.stage_keys, nkeys - r * p.stage_keys);
+    // Scores: slab i of this warp is the round's slab part + i * parts; lane = key in the slab.
+    float s[kSlabs];
+    const unsigned char* krow[kSlabs];
+#pragma unroll
+    for (int i = 0; i < kSlabs; ++i) {
+      s[i] = 0.f;
+      krow[i] = ks + min((part + i * P) * 32 + lane, cnt - 1) * p.row_stride;
+    }
+#pragma unroll 2
+    for (int u = 0; u < p.units; ++u) {
+      float qf[kPer];
+#pragma unroll
+      for (int c = 0; c < kPer; c += 4) {
+        const float4 v = *reinterpret_cast<const float4*>(qg + u * kPer + c);
+        qf[c] = v.x, qf[c + 1] = v.y, qf[c + 2] = v.z, qf[c + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < kSlabs; ++i) {
+        if ((part + i * P) * 32 < cnt) {
+          float kf[kPer];
+          unpack16<CT>(*reinterpret_cast<const uint4*>(krow[i] + u * 16), kf);
+#pragma unroll
+          for (int c = 0; c < kPer; ++c) s[i] = fmaf(qf[c], kf[c], s[i]);
+        }
+      }
+    }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < kSlabs; ++i) {
+      if ((part + i * P) * 32 + lane >= cnt) s[i] = -INFINITY;
+      mx = fmaxf(mx, s[i]);
+    }
+    const float m_new = fmaxf(m, warp_max(mx));
+    if (m_new != -INFINITY) {  // warp-uniform: this warp has had keys
+      const float alpha = expf(m - m_new);  // 0 while m is -inf
+      l *= alpha;
+#pragma unroll
+      for (int j = 0; j < DJ; ++j) acc[j] *= alpha;
+#pragma unroll
+      for (int i = 0; i < kSlabs; ++i) {
+        s[i] = expf(s[i] - m_new);  // 0 for keys past the round's end
+        l += s[i];
+      }
+      m = m_new;
+#pragma unroll
+      for (int i = 0; i < kSlabs; ++i) {
+        const int base = (part + i * P) * 32;
+        if (base >= cnt) continue;
+        const int nk = min(32, cnt - base);
+        const unsigned char* vrow = vs + base * p.row_stride;
+#pragma unroll 4
+        for (int k = 0; k < nk; ++k, vrow += p.row_stride) {
+          const float pk = __shfl_sync(0xffffffffu, s[i], k);
+          const CT* vr = reinterpret_cast<const CT*>(vrow);
+#pragma unroll
+          for (int j = 0; j < DJ; ++j) {
+            const int d = lane + 32 * j;
+            if (j + 1 < DJ || d < D) acc[j] = fmaf(pk, to_f32(vr[d]), acc[j]);
+          }
+        }
+      }
+    }
+    if (r + p.stages < rounds) __syncthreads();  // all warps are done with this stage
+    issue(r + p.stages);
+  }
+
+  // Push this warp's partial result (max, sum, its head's dims) into the blocks that merge those
+  // dims: partial qi = rank * parts + part of element e goes to block e / slice, slot
+  // (qi, e % slice) of its receive buffers. Once every block has started (the barrier's first
+  // phase, arrived at the top), the stores go out; the second phase makes them visible.
+  l = warp_sum(l);
+  const int Q = C * P, qi = rank * P + part;
+  __cluster_barrier_wait();
+#pragma unroll
+  for (int j = 0; j < DJ; ++j) {
+    const int d = lane + 32 * j;
+    if (d < D) {
+      const int e = g * D + d, owner = e / slice, at = qi * slice + (e - owner * slice);
+      store_cluster(cluster_address(recv_m + at, owner), m);
+      store_cluster(cluster_address(recv_l + at, owner), l);
+      store_cluster(cluster_address(recv_o + at, owner), acc[j]);
+    }
+  }
+  __cluster_barrier_arrive();  // release: the pushes
+  __cluster_barrier_wait();    // acquire: every partial of this block's slice is in
+
+  // Merge this block's slice of the group's outputs over the C * parts partials, all local now.
+  for (int e = e0 + tid; e < e1; e += blockDim.x) {
+    const int at = e - e0;
+    float M = -INFINITY;
+    for (int k = 0; k < Q; ++k) M = fmaxf(M, recv_m[k * slice + at]);
+    float num = 0.f, den = 0.f;
+#pragma unroll 4
+    for (int k = 0; k < Q; ++k) {
+      const float w = expf(recv_m[k * slice + at] - M);  // 0 for partials without keys
+      num = fmaf(w, recv_o[k * slice + at], num);
+      den = fmaf(w, recv_l[k * slice + at], den);
+    }
+    out_group[e] = num / den;
+  }
+#endif
+}
+
+AttentionDecodeConfig& decode_config_storage() {
+  static AttentionDecodeConfig config = [] {
+    AttentionDecodeConfig c;
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN")) {
+      if (std::strcmp(env, "split") == 0) c.kernel = AttentionDecodeConfig::kSplit;
+      if (std::strcmp(env, "cluster") == 0) c.kernel = AttentionDecodeConfig::kCluster;
+    }
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_CLUSTER")) c.cluster = std::atoi(env);
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_WARPS")) c.warps = std::atoi(env);
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_SPREAD"))
+      c.spread = std::atoi(env) != 0 ? 1 : 0;
+    return c;
+  }();
+  return config;
+}
+
+int device_attribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  KUIPER_CUDA_CHECK(cudaGetDevice(&device));
+  KUIPER_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, device));
+  return value;
+}
+
+bool clusters_supported() {
+  static const bool yes = device_attribute(cudaDevAttrComputeCapabilityMajor) >= 9 &&
+                          device_attribute(cudaDevAttrClusterLaunch) != 0;
+  return yes;
+}
+
+size_t shared_optin() {
+  static const size_t bytes = size_t(device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin));
+  return bytes;
+}
+
+struct DecodePlan {
+  DecodeParams p;
+  int cluster, threads;
+  size_t shared;
+};
+
+size_t decode_shared(const DecodeParams& p, int cluster) {
+  const size_t E = size_t(p.group) * p.head_dim, slice = (E + cluster - 1) / cluster;
+  return size_t(p.stages) * 2 * p.stage_keys * p.row_stride +
+         (E + 3 * size_t(cluster) * p.parts * slice) * sizeof(float);
+}
+
+// The most clusters of this launch that fit on the GPU at once (0: none), queried once a shape.
+int active_clusters(const void* kernel, const DecodePlan& plan) {
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, int, size_t>, int> known;
+  const auto key = std::make_tuple(kernel, plan.cluster, plan.threads, plan.shared);
+  const std::lock_guard lock(mutex);
+  if (const auto it = known.find(key); it != known.end()) return it->second;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = unsigned(plan.cluster);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(plan.cluster), 1, 1);
+  config.blockDim = dim3(unsigned(plan.threads), 1, 1);
+  config.dynamicSmemBytes = plan.shared;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+    (void)cudaGetLastError();  // an unsupported size is an answer, not a failure
+    clusters = 0;
+  }
+  known.emplace(key, clusters);
+  return clusters;
+}
+
+template <class CT, int DJ>
+const void* prepared_decode_kernel() {
+  static const void* kernel = [] {
+    auto* k = decode_attention_kernel<CT, DJ>;
+    KUIPER_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           int(shared_optin())));
+    KUIPER_CUDA_CHECK(
+        cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    return reinterpret_cast<const void*>(k);
+  }();
+  return kernel;
+}
+
+template <class CT>
+const void* decode_kernel_for(int head_dim) {
+  switch ((head_dim + 31) / 32) {
+    case 1: return prepared_decode_kernel<CT, 1>();
+    case 2: return prepared_decode_kernel<CT, 2>();
+    case 3: return prepared_decode_kernel<CT, 3>();
+    default: return prepared_decode_kernel<CT, 4>();
+  }
+}
+
+// The cluster kernel's launch for n rows, or false where the tiled kernel serves (see the top).
+template <class CT>
+bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_seq, const void* k, const void* v,
+                 DecodePlan& plan) {
+  const AttentionDecodeConfig config = decode_config_storage();
+  const int G = H / KVH;
+  if (config.kernel == AttentionDecodeConfig::kSplit || !clusters_supported()) return false;
+  if (G > kMaxDecodeWarps || D > 128 || (D * sizeof(CT)) % 16 != 0 || !aligned16(k) ||
+      !aligned16(v) || n > 65535)
+    return false;
+  const int64_t blocks = n * KVH, target = 2 * int64_t(sm_count());
+  if (config.kernel == AttentionDecodeConfig::kAuto && blocks >= target) return false;
+
+  DecodeParams& p = plan.p;
+  p.n_heads = H, p.n_kv_heads = KVH, p.head_dim = D, p.group = G, p.max_seq = int(max_seq);
+  p.scale = 1.f / std::sqrt(float(D));
+  const int warps = std::clamp(config.warps > 0 ? config.warps : 8, 1, kMaxDecodeWarps);
+  p.parts = std::max(1, warps / G);
+  plan.threads = 32 * p.parts * G;
+  p.units = int(D * sizeof(CT) / 16);
+  p.row_stride = int(D * sizeof(CT)) + 16;
+  const int key_bytes = 2 * p.row_stride;
+  const int stage_cap =
+      std::min<int>(32 * kSlabs * p.parts, int(kStageBudget / key_bytes) / 32 * 32);
+  if (stage_cap < 32) return false;
+
+  // Blocks a cluster: a power of two up to 16 (or as configured), no more than the GPU wants
+  // (2 per SM over all clusters) and no fewer than 32 keys a block at the cache's end.
+  int cluster = 1;
+  if (config.cluster > 0) {
+    while (cluster * 2 <= std::min(config.cluster, kMaxCluster)) cluster *= 2;
+  } else {
+    while (cluster * 2 <= kMaxCluster && blocks * cluster * 2 <= target &&
+           int64_t(cluster) * 2 * 32 <= max_seq)
+      cluster *= 2;
+  }
+  const void* kernel = decode_kernel_for<CT>(D);
+  for (; cluster >= 1; cluster /= 2) {
+    const int64_t share = (max_seq + cluster - 1) / cluster;  // keys a block at most
+    p.stage_keys = int(std::min<int64_t>(stage_cap, (share + 31) / 32 * 32));
+    p.stages = share > p.stage_keys ? 2 : 1;
+    plan.cluster = cluster;
+    plan.shared = decode_shared(p, cluster);
+    while (plan.shared > shared_optin() && p.stage_keys > 32) {
+      p.stage_keys -= 32;
+      p.stages = 2;
+      plan.shared = decode_shared(p, cluster);
+    }
+    if (plan.shared > shared_optin()) return false;
+    // Spread: one block an SM, by asking for more than half an SM's shared memory. By default
+    // where the launch's blocks fit one an SM: on TinyLlama's shape (16 blocks a cluster) this
+    // took attention from 109 to 98 us a step at position 512 and from 161 to 133 at 2000
+    // (NOTES.md). Falls back to packed blocks where the spread clusters do not all fit at once.
+    const size_t packed = plan.shared;
+    const bool spread =
+        config.spread > 0 || (config.spread < 0 && blocks * cluster <= int64_t(sm_count()));
+    for (int s = spread ? 1 : 0; s >= 0; --s) {
+      plan.shared = s ? std::max(packed, std::min(kSpreadShared, shared_optin())) : packed;
+      // All clusters of the launch on the GPU at once, where the configuration leaves the choice.
+      const int fit = active_clusters(kernel, plan);
+      if (fit >= 1 && (config.cluster > 0 || fit >= blocks || cluster == 1)) return true;
+      if (config.spread > 0) break;  // asked for: a smaller cluster before packed blocks
+    }
+  }
+  return false;
+}
+
+template <class CT>
+void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
+                   const int32_t* positions, float* out, cudaStream_t stream) {
+  cudaLaunchAttribute attributes[2]{};
+  attributes[0].id = cudaLaunchAttributeClusterDimension;
+  attributes[0].val.clusterDim.x = unsigned(plan.cluster);
+  attributes[0].val.clusterDim.y = 1;
+  attributes[0].val.clusterDim.z = 1;
+  attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned(plan.cluster), unsigned(plan.p.n_kv_heads), unsigned(n));
+  config.blockDim = dim3(unsigned(plan.threads), 1, 1);
+  config.dynamicSmemBytes = plan.shared;
+  config.stream = stream;
+  config.attrs = attributes;
+  config.numAttrs = pdl_attention() && pdl_enabled() ? 2 : 1;
+  const DecodeParams p = plan.p;
+  switch ((p.head_dim + 31) / 32) {
+    case 1:
+      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 1>, p, q, k, v,
+                                           positions, out));
+      break;
+    case 2:
+      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 2>, p, q, k, v,
+                                           positions, out));
+      break;
+    case 3:
+      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 3>, p, q, k, v,
+                                           positions, out));
+      break;
+    default:
+      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 4>, p, q, k, v,
+                                           positions, out));
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -323,6 +763,15 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   expect_numel("attention", "value cache", v_cache, max_seq * KVH * D);
   KUIPER_CHECK(max_seq <= INT_MAX && n <= INT_MAX, "attention: sizes beyond int range");
   if (n == 0) return;
+
+  using CT = DeviceType<T>;
+  DecodePlan plan;
+  if (plan_decode<CT>(n, H, KVH, D, max_seq, k_cache.raw_data(), v_cache.raw_data(), plan)) {
+    launch_decode<CT>(plan, n, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
+                      reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
+                      out.data<float>(), stream_of(ctx));
+    return;
+  }
 
   const bool vec16 = D % int(16 / sizeof(T)) == 0 && aligned16(k_cache.raw_data()) &&
                      aligned16(v_cache.raw_data());
@@ -357,12 +806,16 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
     part_ml = static_cast<float*>(ws.scratch);
     part_o = part_ml + ml_floats;
   }
-  using CT = DeviceType<T>;
   launch_with(pdl_attention(), attention_kernel<CT>,
               dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
               stream_of(ctx), p, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
               reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
               out.data<float>(), part_ml, part_o, done);
+}
+
+AttentionDecodeConfig attention_decode_config() { return decode_config_storage(); }
+void set_attention_decode_config(const AttentionDecodeConfig& config) {
+  decode_config_storage() = config;
 }
 
 template void attention<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,

@@ -1,0 +1,22 @@
+#pragma once
+// Which kernel decoding attention uses (kernels/cuda/attention.cu), for tests and measurements.
+// The defaults come from the environment (KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER
+// = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1); a test
+// or benchmark may set them.
+
+namespace kuiper::kernels::cuda {
+
+struct AttentionDecodeConfig {
+  enum Kernel { kAuto = 0, kSplit = 1, kCluster = 2 };
+  int kernel = kAuto;
+  int cluster = 0;  // blocks a cluster (a power of two up to 16); 0: chosen from the shape
+  int warps = 0;    // warps a block aims at (8 or 16); 0: the default
+  // One block an SM (a block asks for more than half an SM's shared memory): 1 yes, 0 no,
+  // -1 where the launch's blocks fit one an SM.
+  int spread = -1;
+};
+
+AttentionDecodeConfig attention_decode_config();
+void set_attention_decode_config(const AttentionDecodeConfig& config);
+
+}  // namespace kuiper::kernels::cuda
