@@ -14,7 +14,11 @@ if [ -z "$hf_dir" ] && [ -d "$shared/models/llama2-kjv" ]; then hf_dir=$shared/m
 if [ -n "$hf_dir" ]; then
   model=models/$(basename "$hf_dir").bin
   [ -f "$model" ] || python3 tools/export.py "$model" --hf "$hf_dir" --dtype fp16
-  tokenizer=$(ls "$hf_dir"/tokenizer.json "$hf_dir"/tokenizer.model 2>/dev/null | head -1)
+  tokenizer=
+  for candidate in "$hf_dir"/tokenizer.json "$hf_dir"/tokenizer.model; do
+    if [ -z "$tokenizer" ] && [ -f "$candidate" ]; then tokenizer=$candidate; fi
+  done
+  [ -n "$tokenizer" ] || { echo "quickstart: no tokenizer.json or tokenizer.model in $hf_dir" >&2; exit 1; }
   prompt=${2:-In the beginning}
 else
   model=models/stories15M.bin
