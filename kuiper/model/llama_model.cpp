@@ -176,23 +176,34 @@ void LlamaModel::check_fits(int64_t n, int32_t pos) const {
                " do not fit the context of ", context_, " tokens");
 }
 
-Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
+Tensor LlamaModel::last_logits(std::span<const int32_t> tokens, int32_t pos) {
   const auto n = int64_t(tokens.size());
   check_fits(n, pos);
-  const int64_t vocab = config().vocab_size;
-  Tensor result(DType::kF32, {all_positions ? n : 1, vocab});
   if (n == 1) {
     decode(tokens[0], pos);
-    result.copy_from(act_->logits.rows(0, 1), &ctx_);
+    return act_->logits.rows(0, 1);
+  }
+  int64_t last_rows = 0;
+  for (int64_t c0 = 0; c0 < n; c0 += batch_) {
+    last_rows = std::min<int64_t>(batch_, n - c0);
+    run_batch(tokens.subspan(size_t(c0), size_t(last_rows)), pos + int32_t(c0));
+  }
+  return classify(last_rows - 1, 1);
+}
+
+Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
+  const int64_t vocab = config().vocab_size;
+  if (!all_positions) {
+    Tensor result(DType::kF32, {1, vocab});
+    result.copy_from(last_logits(tokens, pos), &ctx_);
     return result;
   }
+  const auto n = int64_t(tokens.size());
+  check_fits(n, pos);
+  Tensor result(DType::kF32, {n, vocab});
   for (int64_t c0 = 0; c0 < n; c0 += batch_) {
     const int64_t m = std::min<int64_t>(batch_, n - c0);
     run_batch(tokens.subspan(size_t(c0), size_t(m)), pos + int32_t(c0));
-    if (!all_positions) {
-      if (c0 + m == n) result.copy_from(classify(m - 1, 1), &ctx_);
-      continue;
-    }
     for (int64_t r = 0; r < m; r += kLogitRows) {
       const int64_t rows = std::min(kLogitRows, m - r);
       result.rows(c0 + r, c0 + r + rows).copy_from(classify(r, rows), &ctx_);
@@ -203,21 +214,8 @@ Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool al
 }
 
 int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos) {
-  const auto n = int64_t(tokens.size());
-  check_fits(n, pos);
-  Tensor logits;
-  if (n == 1) {
-    decode(tokens[0], pos);
-    logits = act_->logits.rows(0, 1);
-  } else {
-    int64_t last_rows = 0;
-    for (int64_t c0 = 0; c0 < n; c0 += batch_) {
-      last_rows = std::min<int64_t>(batch_, n - c0);
-      run_batch(tokens.subspan(size_t(c0), size_t(last_rows)), pos + int32_t(c0));
-    }
-    logits = classify(last_rows - 1, 1);
-  }
-  kernels::registry().argmax.find(device(), DType::kF32)(logits, act_->next_token, ctx_);
+  kernels::registry().argmax.find(device(), DType::kF32)(last_logits(tokens, pos),
+                                                         act_->next_token, ctx_);
   int32_t next = 0;
   copy_bytes(&next, Device::kCPU, act_->next_token.raw_data(), device(), sizeof(next), &ctx_);
   return next;

@@ -63,6 +63,8 @@ class LlamaModel {
   // Device work only: the embedding and every block.
   void compute(const Activations& a) const;
   void run_block(const Block& b, int l, const Activations& a) const;
+  // Feeds tokens (decode step or chunked prefill) and returns the device logits of the last one.
+  Tensor last_logits(std::span<const int32_t> tokens, int32_t pos);
   // Logits (final norm, then classifier) of residual-stream rows [first, first + count), into
   // the device logits buffer.
   Tensor classify(int64_t first, int64_t count);
