@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Convert a checkpoint into kuiper's model file (docs/model-format.md), or llama2.c's v0 with --legacy.
 
-  python3 tools/export.py OUT.bin --hf HF_DIR           [--dtype fp32|fp16|bf16] [--legacy]
+  python3 tools/export.py OUT.bin --hf HF_DIR           [--dtype fp32|fp16|bf16|int8] [--legacy]
   python3 tools/export.py OUT.bin --meta-llama META_DIR [--dtype ...] [--legacy]
   python3 tools/export.py OUT.bin --random CONFIG_JSON  [--dtype ...] [--seed N]
+
+--dtype int8 stores every matrix as int8 codes with one scale per group of --group-size (32, 64 or
+128; default 64) values along each row, the scales in --scale-dtype (fp16 or fp32; default fp16).
 
 HF_DIR: a Hugging Face LlamaForCausalLM / Qwen2ForCausalLM directory (config.json + *.safetensors).
 META_DIR: Meta's consolidated.*.pth + params.json. CONFIG_JSON: an HF config.json whose shape a
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -21,8 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from checkpoints import (CHAT_TEMPLATES, chat_template_name, find_tokenizer, load_json,  # noqa: E402
                          load_torch_checkpoint, open_safetensors_dir, tokenizer_file_facts)
-from kuiper_format import (DTYPES, ConcatSource, ConstSource, ExportError, RandomSource,  # noqa: E402
-                           chunk_rows, write_kuiper, write_legacy)
+from kuiper_format import (DTYPES, GROUP_SIZES, SCALE_DTYPES, ConcatSource, ConstSource,  # noqa: E402
+                           ExportError, RandomSource, chunk_rows, write_kuiper, write_legacy)
 
 HF_ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 LAYER_PARTS = ("attention_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "ffn_norm", "w1", "w2", "w3")
@@ -178,9 +182,19 @@ def finish_metadata(c, bos, eos, add_bos, template, tok_size, args) -> dict:
               "chat_template": template, "tokenizer_vocab_size": int(tok_size)})
     order = ("architecture", "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
              "vocab_size", "max_seq_len", "rope_theta", "rope_scaling", "norm_eps", "tied_embeddings",
-             "attention_bias", "dtype", "bos_id", "eos_ids", "add_bos", "chat_template",
+             "attention_bias", "dtype", "group_size", "bos_id", "eos_ids", "add_bos", "chat_template",
              "tokenizer_vocab_size")
-    return {k: c[k] for k in order}
+    if args.dtype == "int8":
+        c["group_size"] = group_size(args)
+    return {k: c[k] for k in order if k in c}
+
+
+def group_size(args) -> int:
+    return getattr(args, "group_size", None) or 64
+
+
+def scale_dtype(args) -> str:
+    return getattr(args, "scale_dtype", None) or "fp16"
 
 
 def require_dir(path: str, what: str) -> None:
@@ -384,6 +398,10 @@ def parse_args(argv):
     src.add_argument("--random", metavar="CONFIG_JSON", help="random weights of an HF config.json's shape")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the matrices (default fp32); "
                    "norms and biases are always fp32")
+    p.add_argument("--group-size", type=int, choices=GROUP_SIZES, help="with --dtype int8: values per "
+                   "scale, along each row (default 64)")
+    p.add_argument("--scale-dtype", choices=SCALE_DTYPES, help="with --dtype int8: dtype of the scales "
+                   "(default fp16)")
     p.add_argument("--legacy", action="store_true", help="write llama2.c's v0 format (fp32 only)")
     p.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.json / tokenizer.model (or a folder with "
@@ -397,9 +415,12 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    start = time.monotonic()
     try:
         if args.legacy and args.dtype != "fp32":
             raise ExportError(f"--legacy writes fp32 only (llama2.c's v0 format), not {args.dtype}")
+        if args.dtype != "int8" and (args.group_size or args.scale_dtype):
+            raise ExportError(f"--group-size and --scale-dtype go with --dtype int8, not {args.dtype}")
         if args.max_seq_len is not None and args.max_seq_len <= 0:
             raise ExportError("--max-seq-len must be positive")
         if args.hf:
@@ -408,8 +429,10 @@ def main(argv=None) -> int:
             config, tensors = meta_model(args.meta_llama, args)
         else:
             config, tensors = random_model(args.random, args)
-        write = write_legacy if args.legacy else write_kuiper
-        write(args.out, config, tensors, show_progress=not args.quiet)
+        if args.legacy:
+            write_legacy(args.out, config, tensors, show_progress=not args.quiet)
+        else:
+            write_kuiper(args.out, config, tensors, show_progress=not args.quiet, scale_dtype=scale_dtype(args))
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
@@ -421,8 +444,11 @@ def main(argv=None) -> int:
         return 130
     if not args.quiet:
         n_params = sum(int(np.prod(src.shape)) for _, src in tensors)
+        kind = "llama2.c v0" if args.legacy else config["dtype"]
+        if config["dtype"] == "int8":
+            kind += f" (groups of {config['group_size']}, {scale_dtype(args)} scales)"
         print(f"export.py: wrote {args.out}: {config['architecture']}, {n_params / 1e6:.1f}M parameters, "
-              f"{'llama2.c v0' if args.legacy else config['dtype']}, {os.path.getsize(args.out) / 2**20:.1f} MiB",
+              f"{kind}, {os.path.getsize(args.out) / 2**20:.1f} MiB in {time.monotonic() - start:.1f} s",
               file=sys.stderr)
     return 0
 

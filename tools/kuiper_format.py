@@ -17,7 +17,9 @@ import numpy as np
 MAGIC = b"KUIPERLM"
 VERSION = 1
 ALIGN = 64
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "fp16", "bf16", "int8")  # int8: group-quantized matrices (quantize_int8)
+GROUP_SIZES = (32, 64, 128)
+SCALE_DTYPES = ("fp16", "fp32")
 CHUNK_ELEMS = 1 << 24  # elements converted at a time (64 MiB of float32)
 LOG_PROGRESS_BYTES = 1 << 30  # without a terminal, log progress lines only for outputs this large
 
@@ -67,8 +69,49 @@ def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
     return raw.astype(np.float32)
 
 
-ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 2}
-NP_STORED = {"fp32": "<f4", "fp16": "<f2", "bf16": "<u2"}
+ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+NP_STORED = {"fp32": "<f4", "fp16": "<f2", "bf16": "<u2", "int8": "i1"}
+
+
+# ----------------------------------------------------------------------------------------------
+# int8 group quantization
+
+def quantize_int8(x: np.ndarray, group_size: int, scale_dtype: str = "fp32", name: str = ""):
+    """Symmetric int8 codes of float32 rows `x` [r, c], in groups of `group_size` consecutive values
+    along each row, and one scale per group ([r, c // group_size], as the little-endian `scale_dtype`
+    array that is stored). Per group, in float32: scale = max|w| / 127 (rounded to fp16 first with
+    scale_dtype fp16); q = round-half-to-even(w / scale), a true division, clipped to [-127, 127]; an
+    all-zero group (or one whose fp16 scale underflows to 0) gets q = 0. Dequantized: q * scale."""
+    r, c = x.shape
+    g = np.ascontiguousarray(x, dtype=np.float32).reshape(r, c // group_size, group_size)
+    amax = np.abs(g).max(axis=2)
+    if not np.isfinite(amax).all():
+        raise ExportError(f"tensor {name} has non-finite values (inf or NaN); int8 cannot hold them")
+    scale = amax / np.float32(127.0)
+    if scale_dtype == "fp16":
+        with np.errstate(over="ignore"):
+            stored = scale.astype("<f2")
+        if not np.isfinite(stored).all():
+            raise ExportError(f"tensor {name} has values beyond what fp16 scales can express "
+                              f"(max |w| {float(amax.max()):g}); use --scale-dtype fp32")
+        scale = stored.astype(np.float32)
+    elif scale_dtype == "fp32":
+        stored = scale.astype("<f4")
+    else:
+        raise ExportError(f"unknown scale dtype {scale_dtype}")
+    q = np.divide(g, np.where(scale == 0, np.float32(1.0), scale)[..., None])
+    np.rint(q, out=q)
+    np.clip(q, -127, 127, out=q)
+    return q.astype(np.int8).reshape(r, c), stored
+
+
+def dequantize_int8(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32 [r, c] of int8 codes [r, c] and their group scales [r, c / group_size]."""
+    r, c = codes.shape
+    groups = scales.shape[1]
+    w = np.asarray(codes, np.float32).reshape(r, groups, c // groups) * \
+        np.asarray(scales, np.float32)[..., None]
+    return w.reshape(r, c)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,36 +295,88 @@ def tensor_dtype(name: str, shape, dtype: str) -> str:
     return dtype if len(shape) >= 2 else "fp32"
 
 
-def plan(config: dict, tensors: list[tuple[str, Source]]) -> tuple[bytes, list[int], int]:
-    """Header bytes (magic .. padding to the data start), each tensor's offset, and the data size."""
-    entries, offsets, off = [], [], 0
+SCALES_SUFFIX = ".scales"
+
+
+def file_entries(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp16"):
+    """(name, dtype, shape) of every tensor stored, in file order: an int8 matrix NAME is two, NAME
+    (int8 codes) and NAME.scales ([rows, cols / group_size] in `scale_dtype`). Raises ExportError for a
+    matrix whose rows the group size does not divide."""
+    out = []
     for name, src in tensors:
         dt = tensor_dtype(name, src.shape, config["dtype"])
+        out.append((name, dt, tuple(src.shape)))
+        if dt == "int8":
+            g = config["group_size"]
+            rows, cols = src.shape
+            if cols % g:
+                fits = [str(n) for n in GROUP_SIZES if cols % n == 0]
+                hint = f"--group-size {' or '.join(fits)} would" if fits else \
+                    f"none of {', '.join(map(str, GROUP_SIZES))} does"
+                raise ExportError(f"tensor {name} {list(src.shape)}: group size {g} does not divide its "
+                                  f"rows of {cols} values ({hint})")
+            out.append((name + SCALES_SUFFIX, scale_dtype, (rows, cols // g)))
+    return out
+
+
+def plan(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp16"):
+    """Header bytes (magic .. padding to the data start), {stored name: offset}, and the data size."""
+    entries, offsets, off = [], {}, 0
+    for name, dt, shape in file_entries(config, tensors, scale_dtype):
         off = -(-off // ALIGN) * ALIGN
-        entries.append({"name": name, "dtype": dt, "shape": list(src.shape), "offset": off})
-        offsets.append(off)
-        off += int(np.prod(src.shape)) * ITEMSIZE[dt]
+        entries.append({"name": name, "dtype": dt, "shape": list(shape), "offset": off})
+        offsets[name] = off
+        off += int(np.prod(shape)) * ITEMSIZE[dt]
     header = json.dumps({"config": config, "tensors": entries}, separators=(",", ":")).encode()
     pre = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack("<Q", len(header)) + header
     pre += b"\0" * (-len(pre) % ALIGN)
     return pre, offsets, off
 
 
-def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True) -> None:
-    pre, offsets, total = plan(config, tensors)
+def _write_int8(f, src: Source, group_size: int, scale_dtype: str, name: str, progress: Progress):
+    """Writes the int8 codes of `src`, chunk by chunk; returns the scales (written after the codes)."""
+    step = chunk_rows(src.shape)
+    scales = []
+    try:
+        for r0 in range(0, src.shape[0], step):
+            r1 = min(r0 + step, src.shape[0])
+            codes, s = quantize_int8(src.rows(r0, r1), group_size, scale_dtype, name)
+            f.write(memoryview(codes).cast("B"))
+            scales.append(s)
+            progress.advance(codes.nbytes + s.nbytes, name)
+    finally:
+        src.close()
+    return np.concatenate(scales, axis=0)
+
+
+def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True,
+                 scale_dtype: str = "fp16") -> None:
+    """The kuiper file of `tensors` (float32 sources); with config dtype int8 the matrices are
+    quantized in groups of config["group_size"], their scales stored as `scale_dtype`."""
+    pre, offsets, total = plan(config, tensors, scale_dtype)
     progress = Progress(total, show_progress)
     with AtomicFile(path) as f:
         f.write(pre)
-        for (name, src), off in zip(tensors, offsets):
-            pos = f.tell() - len(pre)
-            f.write(b"\0" * (off - pos))
-            _write_source(f, src, tensor_dtype(name, src.shape, config["dtype"]), name, progress)
+
+        def pad_to(off):
+            f.write(b"\0" * (off - (f.tell() - len(pre))))
+
+        for name, src in tensors:
+            dt = tensor_dtype(name, src.shape, config["dtype"])
+            pad_to(offsets[name])
+            if dt == "int8":
+                scales = _write_int8(f, src, config["group_size"], scale_dtype, name, progress)
+                pad_to(offsets[name + SCALES_SUFFIX])
+                f.write(memoryview(np.ascontiguousarray(scales)).cast("B"))
+            else:
+                _write_source(f, src, dt, name, progress)
     progress.finish()
 
 
 def read_kuiper(path: str, decode_tensors: bool = True):
-    """(config, {name: array}) of a kuiper file: float32 arrays, or the stored ones (memmaps) with
-    decode_tensors=False. For tests and tools; the C++ runtime is the real reader."""
+    """(config, {name: array}) of a kuiper file: float32 arrays (int8 matrices dequantized with their
+    scales, which are then not listed), or every stored tensor as it is (memmaps, NAME.scales
+    included) with decode_tensors=False. For tests and tools; the C++ runtime is the real reader."""
     with open(path, "rb") as f:
         head = f.read(24)
         if len(head) < 24 or head[:8] != MAGIC:
@@ -291,15 +386,24 @@ def read_kuiper(path: str, decode_tensors: bool = True):
         header = json.loads(f.read(hlen))
     data_start = -(-(24 + hlen) // ALIGN) * ALIGN
     size = os.path.getsize(path)
-    out = {}
+    raw, dtypes = {}, {}
     for t in header["tensors"]:
         n = int(np.prod(t["shape"]))
         end = data_start + t["offset"] + n * ITEMSIZE[t["dtype"]]
         if end > size:
             raise ExportError(f"{path}: truncated (tensor {t['name']} ends at {end}, file has {size})")
-        raw = np.memmap(path, NP_STORED[t["dtype"]], "r", data_start + t["offset"], tuple(t["shape"]))
-        out[t["name"]] = decode(raw, t["dtype"]) if decode_tensors else raw
+        raw[t["name"]] = np.memmap(path, NP_STORED[t["dtype"]], "r", data_start + t["offset"],
+                                   tuple(t["shape"]))
+        dtypes[t["name"]] = t["dtype"]
     header["config"]["_version"] = version
+    if not decode_tensors:
+        return header["config"], raw
+    out = {}
+    for name, arr in raw.items():
+        if dtypes[name] == "int8":
+            out[name] = dequantize_int8(arr, raw[name + SCALES_SUFFIX])
+        elif not (name.endswith(SCALES_SUFFIX) and dtypes.get(name[: -len(SCALES_SUFFIX)]) == "int8"):
+            out[name] = decode(arr, dtypes[name])
     return header["config"], out
 
 
