@@ -84,7 +84,8 @@ def quantize_int8(x: np.ndarray, group_size: int, scale_dtype: str = "fp32", nam
     all-zero group (or one whose fp16 scale underflows to 0) gets q = 0. Dequantized: q * scale."""
     r, c = x.shape
     g = np.ascontiguousarray(x, dtype=np.float32).reshape(r, c // group_size, group_size)
-    amax = np.abs(g).max(axis=2)
+    work = np.abs(g)  # reused below for the quotients: one float32 temporary, not three
+    amax = work.max(axis=2)
     if not np.isfinite(amax).all():
         raise ExportError(f"tensor {name} has non-finite values (inf or NaN); int8 cannot hold them")
     scale = amax / np.float32(127.0)
@@ -99,7 +100,7 @@ def quantize_int8(x: np.ndarray, group_size: int, scale_dtype: str = "fp32", nam
         stored = scale.astype("<f4")
     else:
         raise ExportError(f"unknown scale dtype {scale_dtype}")
-    q = np.divide(g, np.where(scale == 0, np.float32(1.0), scale)[..., None])
+    q = np.divide(g, np.where(scale == 0, np.float32(1.0), scale)[..., None], out=work)
     np.rint(q, out=q)
     np.clip(q, -127, 127, out=q)
     return q.astype(np.int8).reshape(r, c), stored
