@@ -13,11 +13,13 @@
 #include "kuiper/base/device_context.h"
 #include "kuiper/base/error.h"
 #include "kuiper/tensor/tensor.h"
+#include "kuiper/tensor/weight.h"
 
 namespace kuiper::kernels {
 
-// out[i, :] = table[tokens[i], :] as fp32.  tokens int32 [n]; table [vocab, dim].  Key: table dtype.
-using EmbeddingFn = void(const Tensor& tokens, const Tensor& table, const Tensor& out,
+// out[i, :] = table[tokens[i], :] as fp32 (dequantized for an int8 table).  tokens int32 [n];
+// table [vocab, dim].  Key: table dtype.
+using EmbeddingFn = void(const Tensor& tokens, const Weight& table, const Tensor& out,
                          const DeviceContext& ctx);
 
 // out[i, :] = x[i, :] * rsqrt(mean(x[i, :]^2) + eps) * weight.  weight fp32 [dim]; out may alias x.
@@ -34,9 +36,10 @@ struct MatmulInput {
   float eps = 0.f;
 };
 
-// One projection of the input: y [n, out] from weight [out, in] and bias fp32 [out] (or empty).
+// One projection of the input: y [n, out] from weight [out, in] (float, or int8 with group
+// scales: kuiper/tensor/weight.h) and bias fp32 [out] (or empty).
 struct MatmulOutput {
-  Tensor weight;
+  Weight weight;
   Tensor bias;
   Tensor y;
 };
@@ -44,13 +47,13 @@ struct MatmulOutput {
 // For every output: y = norm(x) * weight^T (+ bias), or with `accumulate` y += the same (the
 // residual add folded into the projection).  All weights share one dtype; the outputs are
 // computed in one pass over the input (e.g. q, k and v of a block in one launch).  No y may alias x.
-// Key: weight dtype.
+// Quantized weights of one call also share their group size and scale dtype.  Key: weight dtype.
 using MatmulFn = void(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
                       const DeviceContext& ctx);
 
 // The SwiGLU feed-forward's first half in one pass: y = silu(norm(x) * w_gate^T) * (norm(x) * w_up^T),
 // with w_gate and w_up [hidden, in] of one dtype and y fp32 [n, hidden].  Key: weight dtype.
-using GatedMatmulFn = void(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+using GatedMatmulFn = void(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
                            const Tensor& y, const DeviceContext& ctx);
 
 // Rotary embedding of the batch's queries and keys, and the keys and values appended to the

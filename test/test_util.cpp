@@ -60,6 +60,26 @@ void fill_uniform(const Tensor& t, std::mt19937& rng, float lo, float hi) {
   }
 }
 
+Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group,
+                     DType scale_dtype) {
+  if (dtype != DType::kI8) {
+    Tensor w(dtype, {rows, cols});
+    fill_uniform(w, rng);
+    return w;
+  }
+  Tensor codes(DType::kI8, {rows, cols}), scales(scale_dtype, {rows, cols / group});
+  std::uniform_int_distribution<int> code(-127, 127);
+  for (int8_t& v : codes.span<int8_t>()) v = int8_t(code(rng));
+  fill_uniform(scales, rng, 0.002f, 0.02f);
+  return {codes, scales};
+}
+
+double weight_element(const Weight& w, int64_t r, int64_t c) {
+  const double v = element(w.values, r * w.cols() + c);
+  if (!w.quantized()) return v;
+  return v * element(w.scales, r * w.scales.dim(1) + c / w.group());
+}
+
 float element(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
     case DType::kF32: return t.span<float>()[i];

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kuiper/tensor/tensor.h"
+#include "kuiper/tensor/weight.h"
 
 namespace kuiper {
 // Test names and failure messages show "cpu"/"cuda".
@@ -30,6 +31,13 @@ std::filesystem::path scratch_dir();
 
 // Fills a tensor (CPU, fp32/fp16/bf16) with uniform values in [lo, hi).
 void fill_uniform(const Tensor& t, std::mt19937& rng, float lo = -1.f, float hi = 1.f);
+// A random weight [rows, cols] on the CPU: uniform in [-1, 1) for float dtypes; for int8, codes
+// uniform in [-127, 127] with scales (fp32 or fp16, one per `group` values of a row) uniform in
+// [0.002, 0.02).
+Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group = 0,
+                     DType scale_dtype = DType::kF32);
+// Element (r, c) of a CPU weight, dequantized, in double.
+double weight_element(const Weight& w, int64_t r, int64_t c);
 // Element i of a CPU tensor of any float dtype, as float.
 float element(const Tensor& t, int64_t i);
 // max |a - b| / max(|b|, floor) over all elements of two CPU tensors of any float dtype.

@@ -1,8 +1,8 @@
 // Projections of one input: y = norm(x) w^T (+ bias) (+ y). A few positions (decoding, short
 // chunks) stream every output's weights once in a single parallel loop, each weight row reused
-// for every position and 16-bit weights widened in registers. Many positions (prefill) split the
+// for every position and 16-bit or int8 weights widened in registers (weight_rows.h). Many positions (prefill) split the
 // output rows into tiles across threads; each thread runs OpenBLAS's SGEMM (through armadillo)
-// on its tile, widening 16-bit weights into a cache-sized fp32 copy first. OpenBLAS itself stays
+// on its tile, expanding 16-bit or int8 weights into a cache-sized fp32 copy first. OpenBLAS itself stays
 // single-threaded: two thread pools spinning for the same cores make both crawl.
 #include <armadillo>
 #include <array>
@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/vec.h"
+#include "kernels/cpu/weight_rows.h"
 
 namespace kuiper::kernels::cpu {
 namespace {
@@ -34,33 +35,30 @@ void gemm_tile(const arma::fmat& X, const float* w_tile, int64_t rows, int64_t i
   else block = view(w_tile, rows, in).t() * X;
 }
 
-// Y (+)= X W^T for W [out, in] of storage type T, into Y [n, out].
-template <class T>
-void gemm(const float* x, const T* w, float* y, int64_t n, int64_t in, int64_t out, bool accumulate) {
+// Y (+)= X W^T for the rows of W [out, in], into Y [n, out]. fp32 weights are used in place;
+// any other storage is expanded tile by tile into a cache-sized fp32 copy.
+template <class Rows>
+void gemm(const float* x, const Rows& w, float* y, int64_t n, int64_t in, int64_t out, bool accumulate) {
+  constexpr bool kInPlace = std::is_same_v<Rows, FloatRows<float>>;
   const arma::fmat X = view(x, n, in);
   arma::fmat Y = view(y, n, out);
   const int64_t tiles = (out + kTileRows - 1) / kTileRows;
 #pragma omp parallel
   {
-    std::vector<float> widened(std::is_same_v<T, float> ? 0 : static_cast<size_t>(kTileRows * in));
+    std::vector<float> expanded(kInPlace ? 0 : static_cast<size_t>(kTileRows * in));
 #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < tiles; ++t) {
       const int64_t r0 = t * kTileRows, rows = std::min(kTileRows, out - r0);
       const float* tile = nullptr;
-      if constexpr (std::is_same_v<T, float>) {
-        tile = w + r0 * in;
+      if constexpr (kInPlace) {
+        tile = w.w + r0 * in;
       } else {
-        widen(w + r0 * in, widened.data(), rows * in);
-        tile = widened.data();
+        w.expand(r0, rows, expanded.data());
+        tile = expanded.data();
       }
       gemm_tile(X, tile, rows, in, Y, r0, accumulate);
     }
   }
-}
-
-template <class T>
-const T* weights_of(const Tensor& w) {
-  return static_cast<const T*>(w.raw_data());
 }
 
 }  // namespace
@@ -77,12 +75,12 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const Tensor x = normalized(in);
   const int64_t n = x.dim(0), k = x.dim(1);
   const float* xs = x.data<float>();
-  with_float_type(outs[0].weight.dtype(), [&]<class T>(T) {
+  with_weight_rows(outs[0].weight, [&]<class Rows>(const Rows& first) {
     if (n <= kMaxRowwisePositions) {
       // Every output's rows in one parallel loop: one fork/join per call, not per projection.
       // Rows can be short (288 weights), so nothing is looked up per row but the part it is in.
       struct Part {
-        const T* w;
+        Rows w;
         const float* bias;
         float* y;
         int64_t first_row, rows;
@@ -92,9 +90,9 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
       int64_t total = 0;
       for (size_t i = 0; i < outs.size(); ++i) {
         const MatmulOutput& o = outs[i];
-        parts[i] = {weights_of<T>(o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
-                    o.y.data<float>(), total, o.weight.dim(0)};
-        total += o.weight.dim(0);
+        parts[i] = {rows_like(first, o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
+                    o.y.data<float>(), total, o.weight.rows()};
+        total += o.weight.rows();
       }
       const size_t n_parts = outs.size();
 #pragma omp parallel for schedule(static) if (total * k * n >= kParallelWork)
@@ -104,7 +102,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
         const Part& p = parts[i];
         const int64_t row = r - p.first_row;
         for (int64_t pos = 0; pos < n; ++pos) {
-          float v = dot(xs + pos * k, p.w + row * k, k);
+          float v = p.w.dot(xs + pos * k, row);
           if (p.bias) v += p.bias[row];
           float& y = p.y[pos * p.rows + row];
           y = accumulate ? y + v : v;
@@ -113,9 +111,9 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
       return;
     }
     for (const MatmulOutput& o : outs) {
-      const int64_t out = o.weight.dim(0);
+      const int64_t out = o.weight.rows();
       float* ys = o.y.data<float>();
-      gemm(xs, weights_of<T>(o.weight), ys, n, k, out, accumulate);
+      gemm(xs, rows_like(first, o.weight), ys, n, k, out, accumulate);
       if (o.bias.empty()) continue;
       const float* b = o.bias.data<float>();
       for (int64_t i = 0; i < n; ++i)
@@ -124,20 +122,20 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   });
 }
 
-void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
                   const DeviceContext&) {
   const Tensor x = normalized(in);
-  const int64_t n = x.dim(0), k = x.dim(1), hidden = w_gate.dim(0);
+  const int64_t n = x.dim(0), k = x.dim(1), hidden = w_gate.rows();
   const float* xs = x.data<float>();
   float* ys = y.data<float>();
   const auto silu = [](float g) { return g / (1.f + std::exp(-g)); };
-  with_float_type(w_gate.dtype(), [&]<class T>(T) {
-    const T *wg = weights_of<T>(w_gate), *wu = weights_of<T>(w_up);
+  with_weight_rows(w_gate, [&]<class Rows>(const Rows& wg) {
+    const Rows wu = rows_like(wg, w_up);
     if (n <= kMaxRowwisePositions) {
 #pragma omp parallel for schedule(static) if (2 * hidden * k * n >= kParallelWork)
       for (int64_t r = 0; r < hidden; ++r)
         for (int64_t pos = 0; pos < n; ++pos)
-          ys[pos * hidden + r] = silu(dot(xs + pos * k, wg + r * k, k)) * dot(xs + pos * k, wu + r * k, k);
+          ys[pos * hidden + r] = silu(wg.dot(xs + pos * k, r)) * wu.dot(xs + pos * k, r);
       return;
     }
     std::vector<float> gate(static_cast<size_t>(n * hidden));

@@ -22,26 +22,69 @@ __global__ void embedding_kernel(const int32_t* tokens, const T* table, float* o
   for (int d = threadIdx.x; d < dim; d += blockDim.x) row_out[d] = to_f32(row[d]);
 }
 
+// The same for int8 codes with one scale of type S per `group` values of a row.
+template <class S>
+__global__ void embedding_int8_kernel(const int32_t* tokens, const int8_t* table, const S* scales,
+                                      float* out, int64_t vocab, int dim, int group) {
+  allow_dependent_launch();
+  grid_dependency_wait();
+  const int32_t id = tokens[blockIdx.x];
+  float* row_out = out + int64_t(blockIdx.x) * dim;
+  if (id < 0 || id >= vocab) {
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) row_out[d] = __int_as_float(0x7fc00000);
+    return;
+  }
+  const int8_t* row = table + int64_t(id) * dim;
+  const S* row_scales = scales + int64_t(id) * (dim / group);
+  for (int d = threadIdx.x; d < dim; d += blockDim.x)
+    row_out[d] = float(row[d]) * to_f32(row_scales[d / group]);
+}
+
+// Checks the arguments; returns (tokens, dim).
+std::pair<int64_t, int64_t> check_embedding(const Tensor& tokens, const Weight& table,
+                                            const Tensor& out, DType dtype) {
+  expect_tensor("embedding", "tokens", tokens, DType::kI32);
+  expect_tensor("embedding", "table", table.values, dtype);
+  expect_tensor("embedding", "output", out, DType::kF32);
+  check_weight(table, "embedding");
+  const int64_t n = tokens.numel(), dim = table.cols();
+  expect_numel("embedding", "output", out, n * dim);
+  return {n, dim};
+}
+
+int threads_for(int64_t dim) { return int(std::min<int64_t>(256, (dim + 31) / 32 * 32)); }
+
 }  // namespace
 
 template <class T>
-void embedding(const Tensor& tokens, const Tensor& table, const Tensor& out,
+void embedding(const Tensor& tokens, const Weight& table, const Tensor& out,
                const DeviceContext& ctx) {
-  expect_tensor("embedding", "tokens", tokens, DType::kI32);
-  expect_tensor("embedding", "table", table, dtype_of<T>());
-  expect_tensor("embedding", "output", out, DType::kF32);
-  KUIPER_CHECK(table.ndim() == 2, "embedding: table is ", table.describe(), ", expected 2-d");
-  const int64_t n = tokens.numel(), dim = table.dim(1);
-  expect_numel("embedding", "output", out, n * dim);
+  const auto [n, dim] = check_embedding(tokens, table, out, dtype_of<T>());
   if (n == 0) return;
-  const int threads = int(std::min<int64_t>(256, (dim + 31) / 32 * 32));
-  launch(embedding_kernel<DeviceType<T>>, unsigned(n), threads, 0, stream_of(ctx),
-      tokens.data<int32_t>(), reinterpret_cast<const DeviceType<T>*>(table.data<T>()),
-      out.data<float>(), table.dim(0), int(dim));
+  launch(embedding_kernel<DeviceType<T>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+         tokens.data<int32_t>(), reinterpret_cast<const DeviceType<T>*>(table.values.data<T>()),
+         out.data<float>(), table.rows(), int(dim));
 }
 
-template void embedding<float>(const Tensor&, const Tensor&, const Tensor&, const DeviceContext&);
-template void embedding<f16>(const Tensor&, const Tensor&, const Tensor&, const DeviceContext&);
-template void embedding<bf16>(const Tensor&, const Tensor&, const Tensor&, const DeviceContext&);
+void embedding_int8(const Tensor& tokens, const Weight& table, const Tensor& out,
+                    const DeviceContext& ctx) {
+  const auto [n, dim] = check_embedding(tokens, table, out, DType::kI8);
+  if (n == 0) return;
+  const auto* codes = static_cast<const int8_t*>(table.values.raw_data());
+  const void* scales = table.scales.raw_data();
+  const int group = int(table.group());
+  if (table.scales.dtype() == DType::kF16)
+    launch(embedding_int8_kernel<__half>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+           tokens.data<int32_t>(), codes, static_cast<const __half*>(scales), out.data<float>(),
+           table.rows(), int(dim), group);
+  else
+    launch(embedding_int8_kernel<float>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+           tokens.data<int32_t>(), codes, static_cast<const float*>(scales), out.data<float>(),
+           table.rows(), int(dim), group);
+}
+
+template void embedding<float>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);
+template void embedding<f16>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);
+template void embedding<bf16>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);
 
 }  // namespace kuiper::kernels::cuda

@@ -14,11 +14,14 @@ struct GatedShape {
   int hidden;
 };
 
-GatedShape check_gated(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+GatedShape check_gated(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
                        const Tensor& y, DType wtype) {
   const InputShape s = check_input("gated_matmul", in);
   const int hidden = check_projection("gated_matmul", w_gate, wtype, Tensor(), y, s.n, s.in);
   check_projection("gated_matmul", w_up, wtype, Tensor(), y, s.n, s.in);
+  KUIPER_CHECK(w_gate.group() == w_up.group() &&
+                   (!w_gate.quantized() || w_gate.scales.dtype() == w_up.scales.dtype()),
+               "gated_matmul: gate and up weights must share group size and scale dtype");
   const char* px = static_cast<const char*>(in.x.raw_data());
   const char* py = static_cast<const char*>(y.raw_data());
   KUIPER_CHECK(py >= px + in.x.bytes() || px >= py + y.bytes(), "gated_matmul: output ",
@@ -27,7 +30,7 @@ GatedShape check_gated(const MatmulInput& in, const Tensor& w_gate, const Tensor
 }
 
 template <class T>
-void gated_gemv(int variant, const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up,
+void gated_gemv(int variant, const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
                 const Tensor& y, const GatedShape& g, const DeviceContext& ctx) {
   GemvParams p{};
   p.x = in.x.data<float>();
@@ -36,15 +39,17 @@ void gated_gemv(int variant, const MatmulInput& in, const Tensor& w_gate, const 
   p.in = g.s.in;
   p.rows = g.hidden;
   p.n_outputs = 2;
-  p.out[0] = {w_gate.raw_data(), nullptr, y.data<float>()};
-  p.out[1] = {w_up.raw_data(), nullptr, nullptr};
+  auto scales = [](const Weight& w) { return w.quantized() ? w.scales.raw_data() : nullptr; };
+  p.out[0] = {w_gate.values.raw_data(), nullptr, y.data<float>(), scales(w_gate)};
+  p.out[1] = {w_up.values.raw_data(), nullptr, nullptr, scales(w_up)};
+  p.group = int(w_gate.group());
   run_gemv<T, true>(variant, p, ctx);
 }
 
 }  // namespace
 
-void gated_gemv_with_variant(int variant, const MatmulInput& in, const Tensor& w_gate,
-                             const Tensor& w_up, const Tensor& y, const DeviceContext& ctx) {
+void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
+                             const Weight& w_up, const Tensor& y, const DeviceContext& ctx) {
   const DType wtype = w_gate.dtype();
   const GatedShape g = check_gated(in, w_gate, w_up, y, wtype);
   KUIPER_CHECK(g.s.n == 1, "gated gemv: ", g.s.n, " rows, expected 1");
@@ -52,12 +57,16 @@ void gated_gemv_with_variant(int variant, const MatmulInput& in, const Tensor& w
     case DType::kF32: return gated_gemv<float>(variant, in, w_gate, w_up, y, g, ctx);
     case DType::kF16: return gated_gemv<f16>(variant, in, w_gate, w_up, y, g, ctx);
     case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, g, ctx);
+    case DType::kI8:
+      return with_int8_codes(w_gate, [&]<class Q>(Q) {
+        gated_gemv<Q>(variant, in, w_gate, w_up, y, g, ctx);
+      });
     default: fail("gated gemv: weights of ", dtype_name(wtype));
   }
 }
 
 template <class T>
-void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
                   const DeviceContext& ctx) {
   const GatedShape g = check_gated(in, w_gate, w_up, y, dtype_of<T>());
   const int n = g.s.n, k = g.s.in;
@@ -70,17 +79,41 @@ void gated_matmul(const MatmulInput& in, const Tensor& w_gate, const Tensor& w_u
       static_cast<char*>(workspace(ctx, gate_bytes + gemm_input_bytes<T>(in, n, k)).scratch);
   float* gate = reinterpret_cast<float*>(scratch);
   const GemmInput x = prepare_gemm_input<T>(in, n, k, scratch + gate_bytes, stream_of(ctx));
-  gemm<T>(x, w_gate.raw_data(), nullptr, gate, n, k, g.hidden, false, ctx);
-  gemm<T>(x, w_up.raw_data(), nullptr, y.data<float>(), n, k, g.hidden, false, ctx);
+  gemm<T>(x, w_gate.values.raw_data(), nullptr, gate, n, k, g.hidden, false, ctx);
+  gemm<T>(x, w_up.values.raw_data(), nullptr, y.data<float>(), n, k, g.hidden, false, ctx);
   float* py = y.data<float>();
   launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
 }
 
-template void gated_matmul<float>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+void gated_matmul_int8(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
+                       const Tensor& y, const DeviceContext& ctx) {
+  const GatedShape g = check_gated(in, w_gate, w_up, y, DType::kI8);
+  const int n = g.s.n, k = g.s.in;
+  if (n == 0 || g.hidden == 0) return;
+  with_int8_codes(w_gate, [&]<class Q>(Q) {
+    using S = typename Q::Scale;
+    if (n == 1)
+      return gated_gemv<Q>(gemv_default_variant(DType::kI8, true), in, w_gate, w_up, y, g, ctx);
+    // Workspace: the gate's products, the prepared input, one dequantized chunk.
+    const size_t gate_bytes = (size_t(n) * g.hidden * sizeof(float) + 255) / 256 * 256;
+    const size_t x_bytes = (gemm_input_bytes<f16>(in, n, k) + 255) / 256 * 256;
+    char* scratch = static_cast<char*>(
+        workspace(ctx, gate_bytes + x_bytes + dequant_chunk_bytes(g.hidden, k)).scratch);
+    float* gate = reinterpret_cast<float*>(scratch);
+    const GemmInput x = prepare_gemm_input<f16>(in, n, k, scratch + gate_bytes, stream_of(ctx));
+    auto* chunk = reinterpret_cast<__half*>(scratch + gate_bytes + x_bytes);
+    gemm_int8<S>(x, w_gate, nullptr, gate, n, k, g.hidden, false, chunk, ctx);
+    gemm_int8<S>(x, w_up, nullptr, y.data<float>(), n, k, g.hidden, false, chunk, ctx);
+    float* py = y.data<float>();
+    launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
+  });
+}
+
+template void gated_matmul<float>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
                                   const DeviceContext&);
-template void gated_matmul<f16>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+template void gated_matmul<f16>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
                                 const DeviceContext&);
-template void gated_matmul<bf16>(const MatmulInput&, const Tensor&, const Tensor&, const Tensor&,
+template void gated_matmul<bf16>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
                                  const DeviceContext&);
 
 }  // namespace kuiper::kernels::cuda

@@ -25,7 +25,7 @@ int gemv_default_variant(DType dtype, bool gated = false);
 // take the scalar kernel whatever the variant).
 void gemv_with_variant(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                        bool accumulate, const DeviceContext& ctx);
-void gated_gemv_with_variant(int variant, const MatmulInput& in, const Tensor& w_gate,
-                             const Tensor& w_up, const Tensor& y, const DeviceContext& ctx);
+void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
+                             const Weight& w_up, const Tensor& y, const DeviceContext& ctx);
 
 }  // namespace kuiper::kernels::cuda

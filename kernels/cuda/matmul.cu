@@ -33,6 +33,7 @@
 //    lo = the rounding error rounded), and y = W hi + W lo by two tensor-core GEMMs with fp32
 //    accumulation: the error left is that of lo (~2^-16 of x for bf16), at twice the tensor-core
 //    work, which prefill can afford. The parts live in the context's workspace.
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -53,13 +54,14 @@ InputShape check_input(const char* op, const MatmulInput& in) {
   return {int(n), int(k)};
 }
 
-int check_projection(const char* op, const Tensor& w, DType wtype, const Tensor& bias,
+int check_projection(const char* op, const Weight& w, DType wtype, const Tensor& bias,
                      const Tensor& y, int n, int in) {
-  expect_tensor(op, "weight", w, wtype);
+  expect_tensor(op, "weight", w.values, wtype);
+  check_weight(w, op);
+  if (w.quantized()) expect_tensor(op, "weight scales", w.scales, w.scales.dtype());
   expect_tensor(op, "output", y, DType::kF32);
-  KUIPER_CHECK(w.ndim() == 2 && w.dim(1) == in, op, ": weight ", w.describe(),
-               " does not take inputs of ", in);
-  const int64_t rows = w.dim(0);
+  KUIPER_CHECK(w.cols() == in, op, ": weight ", w.describe(), " does not take inputs of ", in);
+  const int64_t rows = w.rows();
   KUIPER_CHECK(rows <= INT_MAX, op, ": sizes beyond int range");
   expect_numel(op, "output", y, int64_t(n) * rows);
   if (!bias.empty()) {
@@ -105,8 +107,9 @@ void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
     for (int j = 0; j < p.n_outputs; ++j) {
       const MatmulOutput& o = outs[first + j];
       p.first_row[j] = int(total);
-      p.out[j] = {o.weight.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
-                  o.y.data<float>()};
+      p.out[j] = {o.weight.values.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
+                  o.y.data<float>(), o.weight.quantized() ? o.weight.scales.raw_data() : nullptr};
+      p.group = int(o.weight.group());
       total += rows[first + j];
     }
     KUIPER_CHECK(total <= INT_MAX, "matmul: sizes beyond int range");
@@ -127,6 +130,10 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
     case DType::kF32: return gemv_matmul<float>(variant, in, outs, accumulate, rows, s, ctx);
     case DType::kF16: return gemv_matmul<f16>(variant, in, outs, accumulate, rows, s, ctx);
     case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx);
+    case DType::kI8:
+      return with_int8_codes(outs[0].weight, [&]<class Q>(Q) {
+        gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx);
+      });
     default: fail("gemv: weights of ", dtype_name(wtype));
   }
 }
@@ -175,9 +182,39 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   for (size_t j = 0; j < outs.size(); ++j) {
     if (rows[j] == 0) continue;
     const MatmulOutput& o = outs[j];
-    gemm<T>(x, o.weight.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
+    gemm<T>(x, o.weight.values.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
             o.y.data<float>(), s.n, s.in, rows[j], accumulate, ctx);
   }
+}
+
+// int8 weights: the GEMV reads codes and scales directly; prefill dequantizes chunks of rows to
+// fp16 for tensor-core GEMMs over the input's two fp16 parts (as for 16-bit weights).
+void matmul_int8(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
+                 const DeviceContext& ctx) {
+  const InputShape s = check_input("matmul", in);
+  const std::vector<int> rows = check_matmul(in, outs, DType::kI8, s);
+  for (const MatmulOutput& o : outs)
+    KUIPER_CHECK(o.weight.group() == outs[0].weight.group() &&
+                     o.weight.scales.dtype() == outs[0].weight.scales.dtype(),
+                 "matmul: int8 weights of one call must share group size and scale dtype");
+  if (s.n == 0) return;
+  with_int8_codes(outs[0].weight, [&]<class Q>(Q) {
+    using S = typename Q::Scale;
+    if (s.n == 1)
+      return gemv_matmul<Q>(gemv_default_variant(DType::kI8), in, outs, accumulate, rows, s, ctx);
+    const size_t x_bytes = (gemm_input_bytes<f16>(in, s.n, s.in) + 255) / 256 * 256;
+    const int max_rows = *std::max_element(rows.begin(), rows.end());
+    char* scratch = static_cast<char*>(
+        workspace(ctx, x_bytes + dequant_chunk_bytes(max_rows, s.in)).scratch);
+    const GemmInput x = prepare_gemm_input<f16>(in, s.n, s.in, scratch, stream_of(ctx));
+    auto* chunk = reinterpret_cast<__half*>(scratch + x_bytes);
+    for (size_t j = 0; j < outs.size(); ++j) {
+      if (rows[j] == 0) continue;
+      const MatmulOutput& o = outs[j];
+      gemm_int8<S>(x, o.weight, o.bias.empty() ? nullptr : o.bias.data<float>(), o.y.data<float>(),
+                   s.n, s.in, rows[j], accumulate, chunk, ctx);
+    }
+  });
 }
 
 template void matmul<float>(const MatmulInput&, std::span<const MatmulOutput>, bool,

@@ -19,10 +19,57 @@ constexpr int kMaxGemvOutputs = 4;
 constexpr int kMaxStagedInput = 12 << 10;
 
 struct GemvOutput {
-  const void* w;      // [rows, in]
-  const float* bias;  // [rows] or null
-  float* y;           // [rows]
+  const void* w;       // [rows, in]
+  const float* bias;   // [rows] or null
+  float* y;            // [rows]
+  const void* scales;  // int8 weights: [rows, in / group] of the scale type; else null
 };
+
+// The storage of int8 weights with group scales of type S (float or __half): the GEMV's weight
+// type for them. Codes widen to fp32 in registers and each group's partial sum is scaled once.
+template <class S>
+struct Int8Codes {
+  using Scale = S;
+};
+template <class T>
+inline constexpr bool kIsInt8 = false;
+template <class S>
+inline constexpr bool kIsInt8<Int8Codes<S>> = true;
+// Weights per 16-byte load and bytes per weight.
+template <class T>
+inline constexpr int kPer16 = kIsInt8<T> ? 16 : int(16 / sizeof(T));
+template <class T>
+inline constexpr int kWeightBytes = 16 / kPer16<T>;
+
+template <class T>
+__device__ __forceinline__ const char* weight_row(const void* w, int64_t row, int in) {
+  return static_cast<const char*>(w) + row * in * kWeightBytes<T>;
+}
+
+// 16 int8 codes to fp32 without conversion instructions (a quarter of the FP32 rate on Hopper,
+// too slow to stream int8 at full bandwidth): each byte, offset to unsigned, becomes the low
+// mantissa byte of 2^23, and one subtraction leaves the code.
+__device__ __forceinline__ void unpack_codes16(const uint4& v, float* out) {
+  const uint32_t words[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u,
+                             v.w ^ 0x80808080u};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int b = 0; b < 4; ++b)
+      out[4 * i + b] = __uint_as_float(__byte_perm(words[i], 0x4b000000u, 0x7650u + b)) -
+                       8388736.f;  // 2^23 + 128
+}
+
+// Weight k of a row (int8: its code times its group's scale), for the scalar kernels.
+template <class T>
+__device__ __forceinline__ float weight_at(const char* row, const void* scale_row, int k, int group) {
+  if constexpr (kIsInt8<T>) {
+    return float(reinterpret_cast<const int8_t*>(row)[k]) *
+           to_f32(static_cast<const typename T::Scale*>(scale_row)[k / group]);
+  } else {
+    return to_f32(reinterpret_cast<const T*>(row)[k]);
+  }
+}
 
 // One launch: the outputs' rows one after another form `rows` virtual rows (gated: out[0] is the
 // gate, out[1] the up projection, and `rows` their common row count; y is out[0].y).
@@ -35,6 +82,8 @@ struct GemvParams {
   int n_outputs;
   int first_row[kMaxGemvOutputs + 1];
   GemvOutput out[kMaxGemvOutputs];
+  int group;           // int8: codes per scale
+  int group_shift;     // int8: log2(group / 16), when the group is a power of two >= 16
   int split;           // warps sharing one group of rows
   bool accumulate;     // y += ..., not y = ...
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
@@ -116,8 +165,9 @@ __device__ __forceinline__ float stage_input(const GemvParams& p, float* xs, flo
 // and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end.
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
 __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
-  constexpr int kVec = 16 / sizeof(T);  // weights per 16-byte load
+  constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
+  constexpr bool kQ = kIsInt8<T>;
   extern __shared__ float4 staged[];  // kNorm: the normalised input
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
@@ -131,27 +181,41 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
   const uint4* rows[kStreams];
+  const void* scale_rows[kStreams] = {};  // int8: each stream's row of scales
+  const int groups = kQ ? p.in / p.group : 0;
+  auto set_stream = [&](int s, int j, int64_t row) {
+    rows[s] = reinterpret_cast<const uint4*>(weight_row<T>(p.out[j].w, row, p.in));
+    if constexpr (kQ)
+      scale_rows[s] = static_cast<const typename T::Scale*>(p.out[j].scales) + row * groups;
+  };
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {  // rows past the end re-read the last one; never stored
     const int v = min(row0 + r, p.rows - 1);
     if constexpr (kGated) {
-      rows[r] =
-          reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[0].w) + int64_t(v) * p.in);
-      rows[kRows + r] =
-          reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[1].w) + int64_t(v) * p.in);
+      set_stream(r, 0, v);
+      set_stream(kRows + r, 1, v);
     } else {
       const OutputRow o = locate(p, v);
-      rows[r] = reinterpret_cast<const uint4*>(static_cast<const T*>(p.out[o.output].w) +
-                                               int64_t(o.row) * p.in);
+      set_stream(r, o.output, o.row);
     }
   }
-  using Batch = uint4[kUnroll][kStreams];
+  // A batch of loads: 16 bytes of weights per (unroll, stream), and for int8 their group's scale.
+  struct Batch {
+    uint4 w[kUnroll][kStreams];
+    float scale[kQ ? kUnroll : 1][kStreams];
+  };
   auto load = [&](Batch& b, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
 #pragma unroll
-      for (int s = 0; s < kStreams; ++s) b[u][s] = i < nvec ? load_stream16(rows[s] + i) : uint4{};
+      for (int s = 0; s < kStreams; ++s) {
+        b.w[u][s] = i < nvec ? load_stream16(rows[s] + i) : uint4{};
+        if constexpr (kQ)
+          b.scale[u][s] = i < nvec ? to_f32(__ldg(static_cast<const typename T::Scale*>(
+                                         scale_rows[s]) + (i >> p.group_shift)))
+                                   : 0.f;
+      }
     }
   };
   const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
@@ -174,9 +238,17 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
 #pragma unroll
       for (int s = 0; s < kStreams; ++s) {
         float ws[kVec];
-        unpack16<T>(b[u][s], ws);
+        if constexpr (kQ) {
+          unpack_codes16(b.w[u][s], ws);
+          float part = 0.f;
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) acc[s] = fmaf(ws[k], xs[k], acc[s]);
+          for (int k = 0; k < kVec; ++k) part = fmaf(ws[k], xs[k], part);
+          acc[s] = fmaf(b.scale[u][s], part, acc[s]);
+        } else {
+          unpack16<T>(b.w[u][s], ws);
+#pragma unroll
+          for (int k = 0; k < kVec; ++k) acc[s] = fmaf(ws[k], xs[k], acc[s]);
+        }
       }
     }
   };
@@ -194,10 +266,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
     for (; base < nvec; base += step) {
       if (base + step < nvec) load(next, base + step);
       use(cur, base);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-        for (int s = 0; s < kStreams; ++s) cur[u][s] = next[u][s];
+      cur = next;
     }
   } else {
     for (; base < nvec; base += step) {
@@ -245,22 +314,30 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   const int lane = threadIdx.x & 31;
   const int v = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (v >= p.rows) return;
+  const int groups = kIsInt8<T> ? p.in / p.group : 0;
+  auto scale_row = [&](int j, int64_t row) -> const void* {
+    if constexpr (kIsInt8<T>)
+      return static_cast<const typename T::Scale*>(p.out[j].scales) + row * groups;
+    return nullptr;
+  };
   if constexpr (kGated) {
-    const T* wg = static_cast<const T*>(p.out[0].w) + int64_t(v) * p.in;
-    const T* wu = static_cast<const T*>(p.out[1].w) + int64_t(v) * p.in;
+    const char* wg = weight_row<T>(p.out[0].w, v, p.in);
+    const char* wu = weight_row<T>(p.out[1].w, v, p.in);
+    const void *sg = scale_row(0, v), *su = scale_row(1, v);
     float g = 0.f, u = 0.f;
     for (int k = lane; k < p.in; k += 32) {
-      g = fmaf(to_f32(wg[k]), x[k], g);
-      u = fmaf(to_f32(wu[k]), x[k], u);
+      g = fmaf(weight_at<T>(wg, sg, k, p.group), x[k], g);
+      u = fmaf(weight_at<T>(wu, su, k, p.group), x[k], u);
     }
     g = warp_sum(g);
     u = warp_sum(u);
     if (lane == 0) p.out[0].y[v] = SwiGluOp{}(g * scale, u * scale);
   } else {
     const OutputRow o = locate(p, v);
-    const T* w = static_cast<const T*>(p.out[o.output].w) + int64_t(o.row) * p.in;
+    const char* w = weight_row<T>(p.out[o.output].w, o.row, p.in);
+    const void* sr = scale_row(o.output, o.row);
     float acc = 0.f;
-    for (int k = lane; k < p.in; k += 32) acc = fmaf(to_f32(w[k]), x[k], acc);
+    for (int k = lane; k < p.in; k += 32) acc = fmaf(weight_at<T>(w, sr, k, p.group), x[k], acc);
     acc = warp_sum(acc);
     if (lane == 0) store_row(p, v, acc * scale);
   }
@@ -285,7 +362,7 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
     constexpr int kRows = kGated ? std::max(1, c.rows_per_warp / 2) : c.rows_per_warp;
     p.split = c.warps_per_row != 0
                   ? c.warps_per_row
-                  : auto_split(kRows, c.warps_per_block, p.rows, p.in / int(16 / sizeof(DT)));
+                  : auto_split(kRows, c.warps_per_block, p.rows, p.in / kPer16<DT>);
     const int rows_per_block = kRows * c.warps_per_block / p.split;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
@@ -322,7 +399,7 @@ __global__ void prepare_kernel(const float* x, const float* norm, float eps, int
 template <class T, bool kGated>
 void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   using DT = DeviceType<T>;
-  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kVec = kPer16<DT>;
   cudaStream_t stream = stream_of(ctx);
   if (p.rows == 0) return;
   if (p.norm != nullptr && p.in > kMaxStagedInput) {  // too long for shared memory
@@ -334,6 +411,10 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   }
   bool vec = p.in % kVec == 0 && aligned16(p.x) && (p.norm == nullptr || aligned16(p.norm));
   for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
+  if constexpr (kIsInt8<DT>) {  // the vector path needs groups of 16 << group_shift codes
+    vec = vec && p.group >= 16 && (p.group & (p.group - 1)) == 0;
+    p.group_shift = vec ? __builtin_ctz(unsigned(p.group)) - 4 : 0;
+  }
   const size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
   p.early_trigger = pdl_mode() == 2;
   if (vec) {
@@ -404,33 +485,91 @@ constexpr cudaDataType_t cuda_data_type() {
   return CUDA_R_16BF;
 }
 
+// y[:, 0:rows] (ld ldy) = beta * y + x w^T for w [rows, k] of storage T (16-bit: both parts of x).
+template <class T>
+void gemm_products(const GemmInput& x, const void* w, float* y, int n, int k, int rows, int ldy,
+                   float beta, const DeviceContext& ctx) {
+  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
+  // Column-major, cuBLAS sees w as k x rows, x as k x n and y as rows x n: y = w^T x.
+  const float one = 1.f;
+  constexpr cudaDataType_t wt = cuda_data_type<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, wt, k,
+                                     x.hi, CUDA_R_32F, k, &beta, y, CUDA_R_32F, ldy,
+                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
+  } else {
+    for (const void* part : {x.hi, x.lo}) {
+      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, wt, k,
+                                       part, wt, k, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F,
+                                       CUBLAS_GEMM_DEFAULT));
+      beta = 1.f;  // the second part adds to the first
+    }
+  }
+}
+
+// y starts as the bias (plus what it held when accumulating); returns the beta the products
+// then take.
+inline float start_output(const float* bias, float* y, int n, int out, bool accumulate,
+                          cudaStream_t stream) {
+  if (bias == nullptr) return accumulate ? 1.f : 0.f;
+  constexpr int kThreads = 256;
+  launch(add_bias_kernel<>, blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream, bias, y,
+         int64_t(n) * out, out, accumulate);
+  return 1.f;
+}
+
 // y [n, out] = x w^T (+ bias), or y += the same.
 template <class T>
 void gemm(const GemmInput& x, const void* w, const float* bias, float* y, int n, int k, int out,
           bool accumulate, const DeviceContext& ctx) {
-  cudaStream_t stream = stream_of(ctx);
-  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
-  float beta = accumulate ? 1.f : 0.f;
-  if (bias != nullptr) {  // y starts as the bias (plus what it held), and the products add to it
-    constexpr int kThreads = 256;
-    launch(add_bias_kernel<>, blocks_for(int64_t(n) * out, kThreads), kThreads, 0, stream, bias, y,
-           int64_t(n) * out, out, accumulate);
-    beta = 1.f;
+  const float beta = start_output(bias, y, n, out, accumulate, stream_of(ctx));
+  gemm_products<T>(x, w, y, n, k, out, out, beta, ctx);
+}
+
+// ---- int8 weights, n > 1: dequantized to fp16 in chunks of rows, then tensor-core GEMMs ----
+
+// Rows of int8 weights expanded per prefill GEMM: a chunk of at most this many weights keeps the
+// fp16 copy to 64 MB whatever the matrix (a 128k-row classifier too).
+constexpr int64_t kDequantChunk = int64_t(32) << 20;
+
+template <class S>
+__global__ void dequantize_kernel(const int8_t* q, const S* scales, int64_t count, int in,
+                                  int group, __half* out) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int groups = in / group;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / in, col = i - row * in;
+    out[i] = __float2half_rn(float(q[i]) * to_f32(scales[row * groups + col / group]));
   }
-  // Column-major, cuBLAS sees w as k x out, x as k x n and y as out x n: y = w^T x.
-  const float one = 1.f;
-  constexpr cudaDataType_t wt = cuda_data_type<T>();
-  if constexpr (std::is_same_v<T, float>) {
-    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, k, &one, w, wt, k,
-                                     x.hi, CUDA_R_32F, k, &beta, y, CUDA_R_32F, out,
-                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
-  } else {
-    for (const void* part : {x.hi, x.lo}) {
-      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, n, k, &one, w, wt, k,
-                                       part, wt, k, &beta, y, CUDA_R_32F, out, CUBLAS_COMPUTE_32F,
-                                       CUBLAS_GEMM_DEFAULT));
-      beta = 1.f;  // the second part adds to the first
-    }
+}
+
+// Rows of a chunk for `in` columns, and the workspace bytes of its fp16 copy.
+inline int64_t dequant_chunk_rows(int in) { return std::max<int64_t>(1, kDequantChunk / in); }
+inline size_t dequant_chunk_bytes(int rows, int in) {
+  return size_t(std::min<int64_t>(rows, dequant_chunk_rows(in))) * in * sizeof(__half);
+}
+
+// y [n, out] = x w^T (+ bias) (or y += the same) for int8 w with scales S; x holds the fp16
+// parts of the input; `chunk` has dequant_chunk_bytes(out, k).
+template <class S>
+void gemm_int8(const GemmInput& x, const Weight& w, const float* bias, float* y, int n, int k,
+               int out, bool accumulate, __half* chunk, const DeviceContext& ctx) {
+  cudaStream_t stream = stream_of(ctx);
+  const float beta = start_output(bias, y, n, out, accumulate, stream);
+  const auto* q = static_cast<const int8_t*>(w.values.raw_data());
+  using DS = DeviceType<S>;
+  const auto* scales = static_cast<const DS*>(w.scales.raw_data());
+  const int group = int(w.group()), groups = k / group;
+  const int64_t step = dequant_chunk_rows(k);
+  for (int64_t r0 = 0; r0 < out; r0 += step) {
+    const int rows = int(std::min<int64_t>(step, out - r0));
+    const int64_t count = int64_t(rows) * k;
+    constexpr int kThreads = 256;
+    launch(dequantize_kernel<DS>, unsigned(std::min<int64_t>(blocks_for(count, kThreads), 8192)),
+           kThreads, 0, stream, q + r0 * k, scales + r0 * groups, count, k, group, chunk);
+    gemm_products<f16>(x, chunk, y + r0, n, k, rows, out, beta, ctx);
   }
 }
 
@@ -442,7 +581,19 @@ struct InputShape {
 };
 InputShape check_input(const char* op, const MatmulInput& in);
 // Checks a weight of `wtype` with `in` columns and its output [n, rows] (and bias); returns rows.
-int check_projection(const char* op, const Tensor& w, DType wtype, const Tensor& bias,
+int check_projection(const char* op, const Weight& w, DType wtype, const Tensor& bias,
                      const Tensor& y, int n, int in);
+
+template <>
+struct DeviceTypeOf<Int8Codes<f16>> {
+  using type = Int8Codes<__half>;
+};
+
+// Runs f(Int8Codes<S>{}) with S the scale type of int8 weight w (float or f16).
+template <class F>
+decltype(auto) with_int8_codes(const Weight& w, F&& f) {
+  if (w.scales.dtype() == DType::kF16) return f(Int8Codes<f16>{});
+  return f(Int8Codes<float>{});
+}
 
 }  // namespace kuiper::kernels::cuda

@@ -23,6 +23,9 @@ void register_cuda_kernels(Registry& r) {
   register_typed<float>(r);
   register_typed<f16>(r);
   register_typed<bf16>(r);
+  r.embedding.add(Device::kCUDA, DType::kI8, cuda::embedding_int8);
+  r.matmul.add(Device::kCUDA, DType::kI8, cuda::matmul_int8);
+  r.gated_matmul.add(Device::kCUDA, DType::kI8, cuda::gated_matmul_int8);
   // fp32 activations only.
   constexpr Device kCUDA = Device::kCUDA;
   r.rmsnorm.add(kCUDA, DType::kF32, cuda::rmsnorm);

@@ -35,6 +35,7 @@ struct ModelConfig {
   bool tied_embeddings = false;
   bool attention_bias = false;
   DType dtype = DType::kF32;  // of the matrices
+  int group_size = 0;         // int8 matrices: values per scale (0 for float matrices)
   int32_t bos_id = -1;        // -1: none
   std::vector<int32_t> eos_ids;
   bool add_bos = true;

@@ -55,9 +55,12 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   batch_ = std::min(options.max_batch, context_);
 
   const int64_t dim = c.dim, hidden = c.hidden_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  auto weight = [&](const std::string& name, Shape shape) { return place(file_.tensor(name, shape)); };
+  auto weight = [&](const std::string& name, Shape shape) { return place(file_.weight(name, shape)); };
+  auto vector = [&](const std::string& name, int64_t size) {
+    return place(file_.tensor(name, {size}));
+  };
   auto bias = [&](const std::string& name, int64_t rows) {
-    return c.attention_bias ? weight(name, {rows}) : Tensor{};
+    return c.attention_bias ? vector(name, rows) : Tensor{};
   };
 
   embedding_ = std::make_unique<EmbeddingLayer>("tok_embeddings",
@@ -65,8 +68,8 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   blocks_.reserve(size_t(c.n_layers));
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
-    const ProjectionOptions attention_norm{weight(p + "attention_norm", {dim}), c.norm_eps};
-    const ProjectionOptions ffn_norm{weight(p + "ffn_norm", {dim}), c.norm_eps};
+    const ProjectionOptions attention_norm{vector(p + "attention_norm", dim), c.norm_eps};
+    const ProjectionOptions ffn_norm{vector(p + "ffn_norm", dim), c.norm_eps};
     const ProjectionOptions residual{.residual = true};
     blocks_.push_back(Block{
         MatmulLayer(p + "qkv",
@@ -82,9 +85,9 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   }
   classifier_ = std::make_unique<MatmulLayer>(
       "output",
-      std::vector<Tensor>{c.tied_embeddings ? embedding_->table()
+      std::vector<Weight>{c.tied_embeddings ? embedding_->table()
                                             : weight("output", {c.vocab_size, dim})},
-      std::vector<Tensor>{}, ProjectionOptions{weight("norm", {dim}), c.norm_eps});
+      std::vector<Tensor>{}, ProjectionOptions{vector("norm", dim), c.norm_eps});
   rope_store_ = std::make_unique<RopeStoreLayer>("rope_store", place(make_rope_table(c, context_)),
                                                  c.head_dim);
   attention_ = std::make_unique<AttentionLayer>(
@@ -112,12 +115,17 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
 
 LlamaModel::~LlamaModel() = default;
 
-Tensor LlamaModel::place(const Tensor& host_weight) {
-  if (ctx_.device() == Device::kCPU) return host_weight;
+Tensor LlamaModel::place(const Tensor& host_tensor) {
+  if (ctx_.device() == Device::kCPU) return host_tensor;
   // Tied embeddings reach here twice; upload each host tensor once.
-  auto [it, inserted] = placed_.try_emplace(host_weight.raw_data());
-  if (inserted) it->second = host_weight.to(ctx_.device(), &ctx_);
+  auto [it, inserted] = placed_.try_emplace(host_tensor.raw_data());
+  if (inserted) it->second = host_tensor.to(ctx_.device(), &ctx_);
   return it->second;
+}
+
+Weight LlamaModel::place(const Weight& host_weight) {
+  return {place(host_weight.values),
+          host_weight.quantized() ? place(host_weight.scales) : Tensor{}};
 }
 
 void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
@@ -222,7 +230,7 @@ int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos)
 }
 
 size_t LlamaModel::weight_bytes_per_token() const {
-  size_t bytes = size_t(config().dim) * dtype_size(config().dtype);  // one embedding row
+  size_t bytes = embedding_->table().row_bytes();  // one embedding row
   auto add = [&](const Layer& layer) {
     for (const Tensor& w : layer.weights()) bytes += w.empty() ? 0 : w.bytes();
   };

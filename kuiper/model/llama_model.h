@@ -52,7 +52,8 @@ class LlamaModel {
   struct Block;
   struct Activations;
 
-  Tensor place(const Tensor& host_weight);
+  Tensor place(const Tensor& host_tensor);
+  Weight place(const Weight& host_weight);
   void check_fits(int64_t n, int32_t pos) const;
   // Uploads tokens (at most max_batch) and their positions, then runs the network on them; leaves
   // the last block's output (the residual stream) in rows [0, n) of the activations.

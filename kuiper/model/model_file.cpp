@@ -1,7 +1,9 @@
 #include "kuiper/model/model_file.h"
 
 #include <array>
+#include <cstdint>
 #include <cstring>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "kuiper/base/error.h"
@@ -56,6 +58,7 @@ ModelConfig config_from_json(const nlohmann::json& j) {
   const auto parsed = dtype_from_name(dtype);
   KUIPER_CHECK(parsed.has_value(), "unknown dtype '", dtype, "'");
   c.dtype = *parsed;
+  c.group_size = field_or<int>(j, "group_size", 0);
   c.bos_id = field_or<int32_t>(j, "bos_id", -1);
   c.eos_ids = field_or<std::vector<int32_t>>(j, "eos_ids", {});
   c.add_bos = field_or<bool>(j, "add_bos", c.bos_id >= 0);
@@ -126,57 +129,210 @@ void ModelFile::parse_kuiper() {
   }
 }
 
+// The arrays of a headerless checkpoint, laid out one after another: llama2.c and KuiperLLama
+// files are such sequences, and their sizes tell which layout a file is.
+class ArraySequence {
+ public:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    size_t offset;
+  };
+  explicit ArraySequence(size_t start) : at_(start) {}
+
+  void fp32(std::string name, Shape shape) {
+    entries_.push_back({std::move(name), DType::kF32, shape, at_});
+    at_ += size_t(shape.numel()) * 4;
+  }
+  // int8 codes [rows, cols], then fp32 scales of `group` consecutive codes of the flattened
+  // matrix. Only groups that tile the rows can be served; others are recorded as the problem.
+  void int8(const std::string& name, int64_t rows, int64_t cols, int group) {
+    const int64_t numel = rows * cols;
+    entries_.push_back({name, DType::kI8, {rows, cols}, at_});
+    at_ += size_t(numel);
+    if (cols % group == 0) {
+      entries_.push_back({name + ".scales", DType::kF32, {rows, cols / group}, at_});
+    } else if (problem_.empty()) {
+      problem_ = "rows of " + std::to_string(cols) + " values in '" + name +
+                 "' are not a multiple of the group size " + std::to_string(group) +
+                 " (its groups run across rows, which kuiper's int8 kernels do not read)";
+    }
+    at_ += size_t(numel / group) * 4;
+  }
+  // Per-layer tensors "layers.{l}.name", all layers' arrays back to back.
+  template <class Add>
+  void stacked(int layers, Add add) {
+    for (int l = 0; l < layers; ++l) add("layers." + std::to_string(l) + ".");
+  }
+  void skip(size_t bytes) { at_ += bytes; }
+  size_t end() const { return at_; }
+  const std::string& problem() const { return problem_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  size_t at_;
+  std::vector<Entry> entries_;
+  std::string problem_;
+};
+
+namespace {
+
+struct LegacySizes {
+  int dim, hidden, layers, heads, kv_heads, vocab, seq_len;
+  bool tied;
+  int64_t head_dim() const { return dim / heads; }
+  int64_t kv_dim() const { return int64_t(kv_heads) * head_dim(); }
+  bool plausible() const {
+    return dim > 0 && hidden > 0 && layers > 0 && heads > 0 && kv_heads > 0 && vocab > 0 &&
+           seq_len > 0 && dim <= (1 << 16) && hidden <= (1 << 18) && layers <= 1024 &&
+           heads <= dim && kv_heads <= heads && vocab <= (1 << 22) && seq_len <= (1 << 22) &&
+           dim % heads == 0 && heads % kv_heads == 0;
+  }
+};
+
+// KuiperLLama's int8 export (its tools/export.py, legacy_export_quant): eight int32 (llama2.c's
+// seven sizes, the vocabulary negative for an unshared classifier, then the group size); per
+// matrix kind, every layer's int8 codes each followed by its fp32 scales (groups over the
+// flattened matrix), the unshared classifier likewise; then fp32 embeddings and norms.
+ArraySequence kuiperllama_layout(const LegacySizes& s, int group) {
+  ArraySequence seq(32);
+  if (group <= 0 || group > (1 << 16)) {
+    seq.skip(SIZE_MAX / 2);  // fits no file
+    return seq;
+  }
+  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden;
+  auto each_layer = [&](auto add) {
+    for (int l = 0; l < s.layers; ++l) add("layers." + std::to_string(l) + ".");
+  };
+  const std::pair<const char*, std::array<int64_t, 2>> matrices[] = {
+      {"wq", {dim, dim}},    {"wk", {kv, dim}},     {"wv", {kv, dim}},     {"wo", {dim, dim}},
+      {"w1", {hidden, dim}}, {"w2", {dim, hidden}}, {"w3", {hidden, dim}}};
+  for (const auto& [name, shape] : matrices)
+    each_layer([&](const std::string& p) { seq.int8(p + name, shape[0], shape[1], group); });
+  if (!s.tied) seq.int8("output", s.vocab, dim, group);
+  seq.fp32("tok_embeddings", {s.vocab, dim});
+  each_layer([&](const std::string& p) { seq.fp32(p + "attention_norm", {dim}); });
+  each_layer([&](const std::string& p) { seq.fp32(p + "ffn_norm", {dim}); });
+  seq.fp32("norm", {dim});
+  return seq;
+}
+
+}  // namespace
+
+// The headerless layouts, told apart by magic and then by exact file size.
 void ModelFile::parse_llama2c() {
   const auto bytes = file_->bytes();
-  std::array<int32_t, 7> h{};
-  if (bytes.size() >= sizeof(h)) std::memcpy(h.data(), bytes.data(), sizeof(h));
-  KUIPER_CHECK(h[0] != kLlama2cMagic,
-               "llama2.c versioned exports (magic ak42) are not supported; convert the original "
-               "checkpoint with tools/export.py");
-  const auto [dim, hidden, layers, heads, kv_heads, signed_vocab, seq_len] = h;
-  const int vocab = signed_vocab < 0 ? -signed_vocab : signed_vocab;
-  const bool plausible = bytes.size() >= sizeof(h) && dim > 0 && hidden > 0 && layers > 0 &&
-                         heads > 0 && kv_heads > 0 && vocab > 0 && seq_len > 0 &&
-                         dim <= (1 << 16) && hidden <= (1 << 18) && layers <= 1024 &&
-                         heads <= dim && kv_heads <= heads && vocab <= (1 << 22) &&
-                         seq_len <= (1 << 22) && dim % heads == 0 && heads % kv_heads == 0;
-  KUIPER_CHECK(plausible, "not a model file: it has neither the KUIPERLM header of tools/export.py "
-                          "nor a plausible llama2.c header");
+  std::array<int32_t, 8> h{};
+  std::memcpy(h.data(), bytes.data(), std::min(bytes.size(), sizeof(h)));
+  if (bytes.size() >= 8 && h[0] == kLlama2cMagic) return parse_llama2c_versioned();
+  const int vocab = h[5] < 0 ? -h[5] : h[5];
+  const LegacySizes s{h[0], h[1], h[2], h[3], h[4], vocab, h[6], h[5] > 0};
+  KUIPER_CHECK(bytes.size() >= 28 && s.plausible(),
+               "not a model file: it has neither the KUIPERLM header of tools/export.py nor a "
+               "plausible llama2.c or KuiperLLama header");
+  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden;
+  auto each_layer = [&](ArraySequence& seq, auto add) {
+    for (int l = 0; l < s.layers; ++l) add(seq, "layers." + std::to_string(l) + ".");
+  };
+
+  // llama2.c v0: seven int32, then fp32 arrays; the rope table before the classifier is unused.
+  ArraySequence v0(28);
+  v0.fp32("tok_embeddings", {vocab, dim});
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "attention_norm", {dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wq", {dim, dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wk", {kv, dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wv", {kv, dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wo", {dim, dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "ffn_norm", {dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w1", {hidden, dim}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w2", {dim, hidden}); });
+  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w3", {hidden, dim}); });
+  v0.fp32("norm", {dim});
+  v0.skip(size_t(s.seq_len) * size_t(s.head_dim()) * 4);  // freq_cis_real and freq_cis_imag
+  if (!s.tied) v0.fp32("output", {vocab, dim});
+
+  std::vector<std::pair<std::string, const ArraySequence*>> fits;
+  if (v0.end() == bytes.size()) fits.emplace_back("llama2.c v0", &v0);
+  const ArraySequence kuiper_llama = kuiperllama_layout(s, h[7]);
+  if (kuiper_llama.end() == bytes.size()) fits.emplace_back("KuiperLLama int8", &kuiper_llama);
+  KUIPER_CHECK(!fits.empty(), "the header reads as llama2.c v0 (dim ", dim, ", ", s.layers,
+               " layers, vocab ", vocab, "), which needs ", v0.end(), " bytes, but the file has ",
+               bytes.size(), (bytes.size() < v0.end() ? " (truncated)" : ""),
+               "; nor does it fit KuiperLLama's int8 layout");
+  const auto& [format, seq] = fits.front();
+  KUIPER_CHECK(seq->problem().empty(), format, ": ", seq->problem());
   ModelConfig& c = config_;
   c.architecture = "llama";
-  c.dim = dim, c.hidden_dim = hidden, c.n_layers = layers, c.n_heads = heads, c.n_kv_heads = kv_heads;
-  c.head_dim = dim / heads, c.vocab_size = vocab, c.max_seq_len = seq_len;
-  c.tied_embeddings = signed_vocab > 0;
-  c.dtype = DType::kF32;
+  c.dim = dim, c.hidden_dim = hidden, c.n_layers = s.layers, c.n_heads = s.heads;
+  c.n_kv_heads = s.kv_heads, c.head_dim = int(s.head_dim()), c.vocab_size = vocab;
+  c.max_seq_len = s.seq_len, c.tied_embeddings = s.tied;
+  c.dtype = seq == &v0 ? DType::kF32 : DType::kI8;
+  c.group_size = seq == &v0 ? 0 : h[7];
   c.bos_id = 1, c.eos_ids = {2}, c.add_bos = true;
-  format_ = "llama2.c v0";
+  format_ = format;
+  add_sequence(*seq);
+}
 
-  // The weights follow the header as stacked fp32 arrays, in this order.
-  const int64_t kv_dim = int64_t(kv_heads) * c.head_dim;
-  size_t at = sizeof(h);
-  auto stacked = [&](const char* name, Shape per_layer) {
-    for (int l = 0; l < layers; ++l) {
-      add_tensor("layers." + std::to_string(l) + "." + name, DType::kF32, per_layer, at);
-      at += size_t(per_layer.numel()) * 4;
-    }
+// llama2.c's export.py versions 1 (fp32) and 2 (int8 codes with fp32 scales, runq.c): a 256-byte
+// header (magic, version, seven sizes, shared classifier flag, group size), the norms first,
+// then the matrices; version 2 quantizes the embedding table too.
+void ModelFile::parse_llama2c_versioned() {
+  const auto bytes = file_->bytes();
+  KUIPER_CHECK(bytes.size() >= 256, "truncated: a llama2.c (ak42) header is 256 bytes, the file has ",
+               bytes.size());
+  const auto version = read_le<int32_t>(bytes, 4);
+  KUIPER_CHECK(version == 1 || version == 2, "llama2.c export version ", version,
+               " is not supported (versions 1 and 2 are)");
+  std::array<int32_t, 7> h{};
+  std::memcpy(h.data(), bytes.data() + 8, sizeof(h));
+  const auto shared = uint8_t(bytes[36]);
+  const auto group = read_le<int32_t>(bytes, 37);
+  const LegacySizes s{h[0], h[1], h[2], h[3], h[4], h[5], h[6], shared != 0};
+  KUIPER_CHECK(s.plausible() && shared <= 1, "corrupt llama2.c v", version, " header");
+  KUIPER_CHECK(version == 1 || (group > 0 && group <= (1 << 16)), "llama2.c v2 header: group size ",
+               group, " is not positive");
+  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden, vocab = s.vocab;
+  ArraySequence seq(256);
+  auto each_layer = [&](auto add) {
+    for (int l = 0; l < s.layers; ++l) add("layers." + std::to_string(l) + ".");
   };
-  auto single = [&](const char* name, Shape shape) {
-    add_tensor(name, DType::kF32, shape, at);
-    at += size_t(shape.numel()) * 4;
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    if (version == 1) seq.fp32(name, {rows, cols});
+    else seq.int8(name, rows, cols, group);
   };
-  single("tok_embeddings", {vocab, dim});
-  stacked("attention_norm", {dim});
-  stacked("wq", {dim, dim});
-  stacked("wk", {kv_dim, dim});
-  stacked("wv", {kv_dim, dim});
-  stacked("wo", {dim, dim});
-  stacked("ffn_norm", {dim});
-  stacked("w1", {hidden, dim});
-  stacked("w2", {dim, hidden});
-  stacked("w3", {hidden, dim});
-  single("norm", {dim});
-  at += size_t(seq_len) * size_t(c.head_dim) * 4;  // freq_cis_real and freq_cis_imag: unused
-  if (!c.tied_embeddings) single("output", {vocab, dim});
+  each_layer([&](const std::string& p) { seq.fp32(p + "attention_norm", {dim}); });
+  each_layer([&](const std::string& p) { seq.fp32(p + "ffn_norm", {dim}); });
+  seq.fp32("norm", {dim});
+  matrix("tok_embeddings", vocab, dim);
+  each_layer([&](const std::string& p) { matrix(p + "wq", dim, dim); });
+  each_layer([&](const std::string& p) { matrix(p + "wk", kv, dim); });
+  each_layer([&](const std::string& p) { matrix(p + "wv", kv, dim); });
+  each_layer([&](const std::string& p) { matrix(p + "wo", dim, dim); });
+  each_layer([&](const std::string& p) { matrix(p + "w1", hidden, dim); });
+  each_layer([&](const std::string& p) { matrix(p + "w2", dim, hidden); });
+  each_layer([&](const std::string& p) { matrix(p + "w3", hidden, dim); });
+  if (!s.tied) matrix("output", vocab, dim);
+  KUIPER_CHECK(seq.end() == bytes.size(), "llama2.c v", version, " file of dim ", dim, ", ",
+               s.layers, " layers, vocab ", vocab, (version == 2 ? ", group size " : ""),
+               (version == 2 ? std::to_string(group) : std::string()), " needs ", seq.end(),
+               " bytes, but the file has ", bytes.size(),
+               (bytes.size() < seq.end() ? " (truncated)" : ""));
+  KUIPER_CHECK(seq.problem().empty(), "llama2.c v2: ", seq.problem());
+  ModelConfig& c = config_;
+  c.architecture = "llama";
+  c.dim = s.dim, c.hidden_dim = s.hidden, c.n_layers = s.layers, c.n_heads = s.heads;
+  c.n_kv_heads = s.kv_heads, c.head_dim = int(s.head_dim()), c.vocab_size = s.vocab;
+  c.max_seq_len = s.seq_len, c.tied_embeddings = s.tied;
+  c.dtype = version == 1 ? DType::kF32 : DType::kI8;
+  c.group_size = version == 1 ? 0 : group;
+  c.bos_id = 1, c.eos_ids = {2}, c.add_bos = true;
+  format_ = "llama2.c v" + std::to_string(version);
+  add_sequence(seq);
+}
+
+void ModelFile::add_sequence(const ArraySequence& seq) {
+  for (const auto& e : seq.entries()) add_tensor(e.name, e.dtype, e.shape, e.offset);
 }
 
 void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t offset) {
@@ -185,6 +341,26 @@ void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t of
   KUIPER_CHECK(offset <= size && bytes <= size - offset, "truncated: tensor '", name, "' ends at byte ",
                offset + bytes, " but the file has ", size, " bytes");
   tensors_.emplace(std::move(name), Entry{dtype, shape, offset});
+}
+
+Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
+  Tensor values = tensor(name, shape);
+  if (values.dtype() != DType::kI8) return values;
+  const std::string scales_name = std::string(name) + ".scales";
+  KUIPER_CHECK(has(scales_name), "model file ", path().string(), ": int8 tensor '", name,
+               "' has no scales ('", scales_name, "')");
+  const Entry& e = tensors_.find(scales_name)->second;
+  const int64_t groups = e.shape.ndim() == 2 ? e.shape[1] : 0;
+  KUIPER_CHECK(e.shape.ndim() == 2 && e.shape[0] == shape[0] && groups > 0 && shape[1] % groups == 0,
+               "model file ", path().string(), ": scales '", scales_name, "' have shape ",
+               e.shape.str(), ", which does not divide ", shape.str(), " into groups of a row");
+  const int64_t group = shape[1] / groups;
+  KUIPER_CHECK(config_.group_size == 0 || group == config_.group_size, "model file ",
+               path().string(), ": '", name, "' has groups of ", group, ", the header says ",
+               config_.group_size);
+  Weight w(values, Tensor::view(buffer_, e.offset, e.dtype, e.shape));
+  check_weight(w, name);
+  return w;
 }
 
 Tensor ModelFile::tensor(std::string_view name, const Shape& shape) const {

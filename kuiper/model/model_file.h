@@ -9,11 +9,16 @@
 #include "kuiper/base/file_bytes.h"
 #include "kuiper/model/config.h"
 #include "kuiper/tensor/tensor.h"
+#include "kuiper/tensor/weight.h"
 
 namespace kuiper {
 
-// A model file in memory (mapped by default): the project's own format (docs/model-format.md) or a
-// llama2.c legacy v0 checkpoint, recognised by content. Tensors are views into the mapping, so
+class ArraySequence;
+
+// A model file in memory (mapped by default), recognised by content: the project's own format
+// (docs/model-format.md), llama2.c's v0 checkpoints and its versioned (ak42) v1 fp32 and v2 int8
+// exports, and KuiperLLama's int8 export. Where the header leaves formats apart (llama2.c v0 and
+// KuiperLLama), the file size decides: a file must fit exactly one layout. Tensors are views into the mapping, so
 // nothing is read from disk until a kernel touches it.
 class ModelFile {
  public:
@@ -28,6 +33,8 @@ class ModelFile {
   bool has(std::string_view name) const { return tensors_.contains(name); }
   // The tensor `name`, which must exist with `shape` (the matrices' dtype comes from the file).
   Tensor tensor(std::string_view name, const Shape& shape) const;
+  // The matrix `name` [rows, cols]: its values, and for int8 its scales (tensor `name.scales`).
+  Weight weight(std::string_view name, const Shape& shape) const;
 
  private:
   struct Entry {
@@ -38,6 +45,8 @@ class ModelFile {
   void add_tensor(std::string name, DType dtype, Shape shape, size_t offset);
   void parse_kuiper();
   void parse_llama2c();
+  void parse_llama2c_versioned();
+  void add_sequence(const ArraySequence& seq);
 
   std::shared_ptr<const FileBytes> file_;
   std::shared_ptr<Buffer> buffer_;  // the whole mapping, as a CPU buffer

@@ -32,6 +32,11 @@ void Layer::forward(TensorList inputs, TensorList outputs, const DeviceContext& 
   base_forward(inputs, outputs, ctx);
 }
 
+void Layer::append_tensors(std::vector<Tensor>& list, const Weight& w) {
+  list.push_back(w.values);
+  if (w.quantized()) list.push_back(w.scales);
+}
+
 void Layer::expect_shape(const Tensor& t, const Shape& shape, std::string_view what) const {
   KUIPER_CHECK(t.shape() == shape, name_, ": ", what, " has shape ", t.shape().str(), ", expected ",
                shape.str());

@@ -7,6 +7,7 @@
 
 #include "kuiper/base/device_context.h"
 #include "kuiper/tensor/tensor.h"
+#include "kuiper/tensor/weight.h"
 
 namespace kuiper {
 
@@ -40,6 +41,7 @@ class Layer {
 
   LayerType type() const { return type_; }
   const std::string& name() const { return name_; }
+  // Every tensor the layer reads from its own memory: weight values and scales, biases, norms.
   std::span<const Tensor> weights() const { return weights_; }
   void forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const;
 
@@ -48,6 +50,8 @@ class Layer {
                             const DeviceContext& ctx) const = 0;
   // Throws, naming this layer, unless `t` has the expected shape.
   void expect_shape(const Tensor& t, const Shape& shape, std::string_view what) const;
+  // The tensors behind `w` (values, and scales when quantized), for weights_.
+  static void append_tensors(std::vector<Tensor>& list, const Weight& w);
 
   std::vector<Tensor> weights_;
 

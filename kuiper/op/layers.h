@@ -9,11 +9,12 @@ namespace kuiper {
 // {tokens int32 [n]} -> {x fp32 [n, dim]}
 class EmbeddingLayer final : public Layer {
  public:
-  EmbeddingLayer(std::string name, Tensor table);
-  const Tensor& table() const { return weights_[0]; }
+  EmbeddingLayer(std::string name, Weight table);
+  const Weight& table() const { return table_; }
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
+  Weight table_;
 };
 
 // Where a projection's input comes from and where its result goes.
@@ -27,12 +28,13 @@ struct ProjectionOptions {
 // (q, k and v of a block share one input).
 class MatmulLayer final : public Layer {
  public:
-  MatmulLayer(std::string name, std::vector<Tensor> weights, std::vector<Tensor> biases = {},
+  MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases = {},
               ProjectionOptions options = {});
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
-  size_t n_projections_;  // weights_ holds their weights, then their biases, then the norm
+  std::vector<Weight> projections_;
+  std::vector<Tensor> biases_;  // one per projection, empty where it has none
   ProjectionOptions options_;
 };
 
@@ -40,10 +42,11 @@ class MatmulLayer final : public Layer {
 // of a SwiGLU feed-forward in one kernel.
 class GatedMatmulLayer final : public Layer {
  public:
-  GatedMatmulLayer(std::string name, Tensor w_gate, Tensor w_up, ProjectionOptions options = {});
+  GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up, ProjectionOptions options = {});
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
+  Weight gate_, up_;
   ProjectionOptions options_;
 };
 

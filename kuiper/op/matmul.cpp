@@ -5,66 +5,82 @@
 namespace kuiper {
 namespace {
 
-std::vector<Tensor> weights_biases_norm(std::vector<Tensor> weights, std::vector<Tensor> biases,
-                                        const Tensor& norm) {
-  biases.resize(weights.size());
-  weights.insert(weights.end(), biases.begin(), biases.end());
-  weights.push_back(norm);
-  return weights;
+// Quantized weights of one kernel call share their group size and scale dtype.
+bool same_storage(const Weight& a, const Weight& b) {
+  return a.dtype() == b.dtype() && a.group() == b.group() &&
+         (!a.quantized() || a.scales.dtype() == b.scales.dtype());
 }
 
 }  // namespace
 
-MatmulLayer::MatmulLayer(std::string name, std::vector<Tensor> weights, std::vector<Tensor> biases,
+MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases,
                          ProjectionOptions options)
-    : Layer(LayerType::kMatmul, std::move(name), 1, int(weights.size()),
-            weights_biases_norm(weights, biases, options.norm)),
-      n_projections_(weights.size()),
+    : Layer(LayerType::kMatmul, std::move(name), 1, int(weights.size())),
+      projections_(std::move(weights)),
+      biases_(std::move(biases)),
       options_(std::move(options)) {
-  KUIPER_CHECK(n_projections_ > 0 && biases.size() <= n_projections_, this->name(),
+  KUIPER_CHECK(!projections_.empty() && biases_.size() <= projections_.size(), this->name(),
                ": needs at least one weight and at most one bias per weight");
-  const int64_t in = weights_[0].dim(1);
-  for (size_t i = 0; i < n_projections_; ++i) {
-    const Tensor &w = weights_[i], &b = weights_[n_projections_ + i];
-    KUIPER_CHECK(w.ndim() == 2 && w.dim(1) == in && w.dtype() == weights_[0].dtype(), this->name(),
-                 ": weight ", w.describe(), " does not share the first weight's input size and dtype");
-    if (!b.empty()) expect_shape(b, {w.dim(0)}, "bias");
+  biases_.resize(projections_.size());
+  const Weight& first = projections_[0];
+  check_weight(first, this->name());
+  for (size_t i = 0; i < projections_.size(); ++i) {
+    const Weight& w = projections_[i];
+    check_weight(w, this->name());
+    KUIPER_CHECK(w.cols() == first.cols() && same_storage(w, first), this->name(), ": weight ",
+                 w.describe(), " does not share the first weight's input size and storage (",
+                 first.describe(), ")");
+    if (!biases_[i].empty()) expect_shape(biases_[i], {w.rows()}, "bias");
+    append_tensors(weights_, w);
   }
-  if (!options_.norm.empty()) expect_shape(options_.norm, {in}, "norm weight");
+  weights_.insert(weights_.end(), biases_.begin(), biases_.end());
+  if (!options_.norm.empty()) {
+    expect_shape(options_.norm, {first.cols()}, "norm weight");
+    weights_.push_back(options_.norm);
+  }
 }
 
 void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
   const Tensor& x = in[0];
   const int64_t n = x.dim(0);
-  expect_shape(x, {n, weights_[0].dim(1)}, "input");
+  expect_shape(x, {n, projections_[0].cols()}, "input");
   std::vector<kernels::MatmulOutput> outs;
-  outs.reserve(n_projections_);
-  for (size_t i = 0; i < n_projections_; ++i) {
-    expect_shape(out[i], {n, weights_[i].dim(0)}, "output");
+  outs.reserve(projections_.size());
+  for (size_t i = 0; i < projections_.size(); ++i) {
+    expect_shape(out[i], {n, projections_[i].rows()}, "output");
     KUIPER_CHECK(out[i].raw_data() != x.raw_data(), name(), ": output may not alias the input");
-    outs.push_back({weights_[i], weights_[n_projections_ + i], out[i]});
+    outs.push_back({projections_[i], biases_[i], out[i]});
   }
-  kernels::registry().matmul.find(ctx.device(), weights_[0].dtype())(
+  kernels::registry().matmul.find(ctx.device(), projections_[0].dtype())(
       {x, options_.norm, options_.eps}, outs, options_.residual, ctx);
 }
 
-GatedMatmulLayer::GatedMatmulLayer(std::string name, Tensor w_gate, Tensor w_up,
+GatedMatmulLayer::GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up,
                                    ProjectionOptions options)
-    : Layer(LayerType::kGatedMatmul, std::move(name), 1, 1,
-            {std::move(w_gate), std::move(w_up), options.norm}),
+    : Layer(LayerType::kGatedMatmul, std::move(name), 1, 1),
+      gate_(std::move(w_gate)),
+      up_(std::move(w_up)),
       options_(std::move(options)) {
-  expect_shape(weights_[1], weights_[0].shape(), "up projection");
-  KUIPER_CHECK(weights_[0].ndim() == 2 && weights_[1].dtype() == weights_[0].dtype(), this->name(),
-               ": gate and up projections must be 2-d of one dtype");
-  if (!options_.norm.empty()) expect_shape(options_.norm, {weights_[0].dim(1)}, "norm weight");
+  check_weight(gate_, this->name());
+  check_weight(up_, this->name());
+  expect_shape(up_.values, gate_.values.shape(), "up projection");
+  KUIPER_CHECK(same_storage(gate_, up_), this->name(),
+               ": gate and up projections must share their storage, got ", gate_.describe(),
+               " and ", up_.describe());
+  append_tensors(weights_, gate_);
+  append_tensors(weights_, up_);
+  if (!options_.norm.empty()) {
+    expect_shape(options_.norm, {gate_.cols()}, "norm weight");
+    weights_.push_back(options_.norm);
+  }
 }
 
 void GatedMatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
   const Tensor& x = in[0];
-  expect_shape(x, {x.dim(0), weights_[0].dim(1)}, "input");
-  expect_shape(out[0], {x.dim(0), weights_[0].dim(0)}, "output");
-  kernels::registry().gated_matmul.find(ctx.device(), weights_[0].dtype())(
-      {x, options_.norm, options_.eps}, weights_[0], weights_[1], out[0], ctx);
+  expect_shape(x, {x.dim(0), gate_.cols()}, "input");
+  expect_shape(out[0], {x.dim(0), gate_.rows()}, "output");
+  kernels::registry().gated_matmul.find(ctx.device(), gate_.dtype())(
+      {x, options_.norm, options_.eps}, gate_, up_, out[0], ctx);
 }
 
 }  // namespace kuiper

@@ -8,13 +8,14 @@
 
 namespace kuiper::test::reference {
 
-inline Tensor matmul(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  const int64_t n = x.dim(0), in = x.dim(1), out = w.dim(0);
+// y = x w^T (+ bias) with w dequantized (weight_element).
+inline Tensor matmul(const Tensor& x, const Weight& w, const Tensor& bias) {
+  const int64_t n = x.dim(0), in = x.dim(1), out = w.rows();
   Tensor y(DType::kF32, {n, out});
   for (int64_t i = 0; i < n; ++i)
     for (int64_t r = 0; r < out; ++r) {
       double s = bias.empty() ? 0.0 : element(bias, r);
-      for (int64_t k = 0; k < in; ++k) s += double(element(x, i * in + k)) * element(w, r * in + k);
+      for (int64_t k = 0; k < in; ++k) s += double(element(x, i * in + k)) * weight_element(w, r, k);
       y.span<float>()[i * out + r] = float(s);
     }
   return y;

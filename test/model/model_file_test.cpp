@@ -81,7 +81,7 @@ TEST(ModelFile, BadFilesAreClearErrors) {
     const int32_t header[7] = {0x616b3432, 1, 0, 0, 0, 0, 0};
     f.write(reinterpret_cast<const char*>(header), sizeof(header));
   }
-  EXPECT_NE(error_of(dir / "ak42.bin").find("versioned"), std::string::npos);
+  EXPECT_NE(error_of(dir / "ak42.bin").find("ak42"), std::string::npos);
   {
     std::ofstream f(dir / "legacy_short.bin", std::ios::binary);
     const int32_t header[7] = {64, 128, 2, 4, 4, 100, 32};

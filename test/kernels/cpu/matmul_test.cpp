@@ -8,6 +8,8 @@ struct MatmulCase {
   int64_t n, in;
   std::vector<int64_t> outs;  // rows of each projection
   bool bias, norm, accumulate;
+  int64_t group = 0;          // int8: values per scale
+  DType scale_dtype = DType::kF32;
 };
 
 class CpuMatmul : public ::testing::TestWithParam<MatmulCase> {};
@@ -25,8 +27,8 @@ TEST_P(CpuMatmul, MatchesReference) {
   std::vector<kernels::MatmulOutput> outs;
   std::vector<Tensor> expected;
   for (int64_t rows : c.outs) {
-    kernels::MatmulOutput o{Tensor(c.dtype, {rows, c.in}), Tensor(), Tensor(DType::kF32, {c.n, rows})};
-    fill_uniform(o.weight, rng);
+    kernels::MatmulOutput o{random_weight(c.dtype, rows, c.in, rng, c.group, c.scale_dtype), Tensor(),
+                            Tensor(DType::kF32, {c.n, rows})};
     if (c.bias) {
       o.bias = Tensor(DType::kF32, {rows});
       fill_uniform(o.bias, rng);
@@ -54,16 +56,27 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kF16, 9, 200, {600}, false, false, true},
                       MatmulCase{DType::kBF16, 1, 288, {96, 32, 32}, true, true, false},
                       MatmulCase{DType::kBF16, 1, 33, {17}, false, false, false},
-                      MatmulCase{DType::kBF16, 17, 130, {513, 2, 2}, true, true, true}));
+                      MatmulCase{DType::kBF16, 17, 130, {513, 2, 2}, true, true, true},
+                      // int8: decode rows and a GEMM tile, every group size the format allows,
+                      // fp32 and fp16 scales, and groups the vector loop does not take (16, 24).
+                      MatmulCase{DType::kI8, 1, 288, {768}, false, false, false, 32},
+                      MatmulCase{DType::kI8, 1, 320, {37, 5, 5}, true, true, false, 64, DType::kF16},
+                      MatmulCase{DType::kI8, 3, 384, {29}, false, true, true, 128},
+                      MatmulCase{DType::kI8, 1, 96, {33, 7}, true, false, true, 24, DType::kF16},
+                      MatmulCase{DType::kI8, 2, 48, {19}, false, false, false, 16},
+                      MatmulCase{DType::kI8, 33, 192, {300, 20, 20}, true, true, false, 64},
+                      MatmulCase{DType::kI8, 9, 256, {513}, false, false, true, 32, DType::kF16}));
 
 TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
-    for (int64_t n : {1, 6}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8}) {
+    for (int64_t n : {1, 6, 11}) {
       std::mt19937 rng(int(n) + int(dtype));
-      const int64_t in = 77, hidden = 301;
+      const bool q8 = dtype == DType::kI8;
+      const int64_t in = q8 ? 96 : 77, hidden = 301, group = q8 ? 32 : 0;
       Tensor x(DType::kF32, {n, in}), norm(DType::kF32, {in}), y(DType::kF32, {n, hidden});
-      Tensor w_gate(dtype, {hidden, in}), w_up(dtype, {hidden, in});
-      for (const Tensor* t : {&x, &norm, &w_gate, &w_up}) fill_uniform(*t, rng);
+      const Weight w_gate = random_weight(dtype, hidden, in, rng, group, DType::kF16);
+      const Weight w_up = random_weight(dtype, hidden, in, rng, group, DType::kF16);
+      for (const Tensor* t : {&x, &norm}) fill_uniform(*t, rng);
       const Tensor xn = reference::rmsnorm(x, norm, 1e-6f);
       const Tensor expected = reference::silu_times(reference::matmul(xn, w_gate, {}),
                                                     reference::matmul(xn, w_up, {}));

@@ -1,0 +1,135 @@
+#pragma once
+// The rows of a weight matrix as the CPU kernels read them: a dot product of one row with an
+// fp32 vector, and rows expanded to fp32 (for SGEMM tiles and embedding lookups). Float weights
+// widen in registers; int8 codes widen in registers too and each group's partial sum is scaled
+// once, so activations stay fp32 and the only error is the weights' own rounding.
+// with_weight_rows() dispatches on the weight's storage once per call, so matmul, gated_matmul
+// and embedding are each written once for every weight format.
+#include <cstdint>
+
+#include "kernels/cpu/vec.h"
+#include "kuiper/tensor/weight.h"
+
+namespace kuiper::kernels::cpu {
+
+#ifdef KUIPER_CPU_AVX2
+// 8 int8 codes widened to fp32.
+inline __m256 load8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+#endif
+#ifdef KUIPER_CPU_AVX512
+inline __m512 load16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+#endif
+
+// sum_k x[k] * q[k] * scale[k / group], in fp32: per group a vector partial sum, scaled once.
+template <class S>
+inline float dot_q8(const float* x, const int8_t* q, const S* scale, int64_t n, int64_t group) {
+  float sum = 0.f;
+  int64_t g = 0, k = 0;
+  if (group % 32 == 0) {
+#if defined(KUIPER_CPU_AVX512)
+    __m512 acc = _mm512_setzero_ps();
+    for (; k < n; k += group, ++g) {
+      __m512 p0 = _mm512_setzero_ps(), p1 = p0;
+      for (int64_t j = k; j < k + group; j += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(q + j) + kPrefetchBytes, _MM_HINT_T0);
+        p0 = _mm512_fmadd_ps(load16(x + j), load16(q + j), p0);
+        p1 = _mm512_fmadd_ps(load16(x + j + 16), load16(q + j + 16), p1);
+      }
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(to_float(scale[g])), _mm512_add_ps(p0, p1), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+#elif defined(KUIPER_CPU_AVX2)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    for (; k < n; k += group, ++g) {
+      __m256 p0 = _mm256_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;
+      for (int64_t j = k; j < k + group; j += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(q + j) + kPrefetchBytes, _MM_HINT_T0);
+        p0 = _mm256_fmadd_ps(load8(x + j), load8(q + j), p0);
+        p1 = _mm256_fmadd_ps(load8(x + j + 8), load8(q + j + 8), p1);
+        p2 = _mm256_fmadd_ps(load8(x + j + 16), load8(q + j + 16), p2);
+        p3 = _mm256_fmadd_ps(load8(x + j + 24), load8(q + j + 24), p3);
+      }
+      const __m256 s = _mm256_set1_ps(to_float(scale[g]));
+      acc0 = _mm256_fmadd_ps(s, _mm256_add_ps(p0, p1), acc0);
+      acc1 = _mm256_fmadd_ps(s, _mm256_add_ps(p2, p3), acc1);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+#endif
+  }
+  for (; k < n; k += group, ++g) {
+    float part = 0.f;
+    for (int64_t j = k; j < k + group; ++j) part += x[j] * float(q[j]);
+    sum += to_float(scale[g]) * part;
+  }
+  return sum;
+}
+
+// Rows of a float matrix [rows, cols] stored as T.
+template <class T>
+struct FloatRows {
+  const T* w;
+  int64_t cols;
+
+  float dot(const float* x, int64_t r) const { return cpu::dot(x, w + r * cols, cols); }
+  void expand(int64_t r0, int64_t rows, float* dst) const { widen(w + r0 * cols, dst, rows * cols); }
+};
+
+// Rows of int8 codes [rows, cols] with scales S [rows, cols / group].
+template <class S>
+struct Int8Rows {
+  const int8_t* q;
+  const S* scales;
+  int64_t cols, group;
+
+  const S* scales_of(int64_t r) const { return scales + r * (cols / group); }
+  float dot(const float* x, int64_t r) const { return dot_q8(x, q + r * cols, scales_of(r), cols, group); }
+  void expand(int64_t r0, int64_t rows, float* dst) const {
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      const S* s = scales_of(r);
+      float* out = dst + (r - r0) * cols;
+      for (int64_t g = 0; g < cols / group; ++g) {
+        const float scale = to_float(s[g]);
+        const int8_t* in = q + r * cols + g * group;
+        for (int64_t j = 0; j < group; ++j) out[g * group + j] = scale * float(in[j]);
+      }
+    }
+  }
+};
+
+// Runs f(rows) with the row reader for w's storage; every weight of one call must share it
+// (matmul's outputs, the gate and up projections), so callers pass the first and check the rest.
+template <class F>
+decltype(auto) with_weight_rows(const Weight& w, F&& f) {
+  if (w.quantized()) {
+    KUIPER_CHECK(w.dtype() == DType::kI8, "cpu: no kernel for quantized ", dtype_name(w.dtype()));
+    const int8_t* q = static_cast<const int8_t*>(w.values.raw_data());
+    if (w.scales.dtype() == DType::kF16)
+      return f(Int8Rows<f16>{q, static_cast<const f16*>(w.scales.raw_data()), w.cols(), w.group()});
+    return f(Int8Rows<float>{q, w.scales.data<float>(), w.cols(), w.group()});
+  }
+  return with_float_type(w.dtype(), [&]<class T>(T) {
+    return f(FloatRows<T>{static_cast<const T*>(w.values.raw_data()), w.cols()});
+  });
+}
+
+// The row reader of `w`, which must have the same storage as `like` (the type with_weight_rows
+// chose for it).
+template <class Rows>
+Rows rows_like(const Rows& like, const Weight& w) {
+  return with_weight_rows(w, [&](auto rows) -> Rows {
+    if constexpr (std::is_same_v<decltype(rows), Rows>) {
+      if constexpr (requires { rows.group; })
+        KUIPER_CHECK(rows.group == like.group, "cpu: weights of one call with groups of ",
+                     like.group, " and ", rows.group);
+      return rows;
+    } else {
+      fail("cpu: weights of one call must share their storage, got ", w.describe());
+    }
+  });
+}
+
+}  // namespace kuiper::kernels::cpu

@@ -1,0 +1,29 @@
+#include "kuiper/tensor/weight.h"
+
+namespace kuiper {
+
+std::string Weight::describe() const {
+  if (!quantized()) return values.describe();
+  return values.describe() + " in groups of " + std::to_string(group()) + " with " +
+         std::string(dtype_name(scales.dtype())) + " scales";
+}
+
+void check_weight(const Weight& w, std::string_view what) {
+  KUIPER_CHECK(!w.empty() && w.values.ndim() == 2, what, ": expected a 2-d weight, got ",
+               w.empty() ? std::string("nothing") : w.values.describe());
+  if (!w.quantized()) {
+    KUIPER_CHECK(w.dtype() == DType::kF32 || w.dtype() == DType::kF16 || w.dtype() == DType::kBF16,
+                 what, ": ", w.values.describe(), " has no scales, so it must be fp32, fp16 or bf16");
+    return;
+  }
+  const Tensor& s = w.scales;
+  KUIPER_CHECK(w.dtype() == DType::kI8, what, ": scales given for ", w.values.describe());
+  KUIPER_CHECK(s.ndim() == 2 && s.dim(0) == w.rows() && s.dim(1) > 0 &&
+                   w.cols() % s.dim(1) == 0 && s.device() == w.values.device(),
+               what, ": scales ", s.describe(), " do not fit the values ", w.values.describe(),
+               " (expected [rows, cols / group] on the same device)");
+  KUIPER_CHECK(s.dtype() == DType::kF32 || s.dtype() == DType::kF16, what, ": scales of ",
+               dtype_name(s.dtype()), " (expected fp32 or fp16)");
+}
+
+}  // namespace kuiper

@@ -1,0 +1,39 @@
+#pragma once
+#include <cstdint>
+
+#include "kuiper/tensor/tensor.h"
+
+namespace kuiper {
+
+// A weight matrix [rows, cols] as the kernels read it. Float weights (fp32, fp16, bf16) are
+// `values` alone. Group-quantized weights hold integer codes in `values` (int8 [rows, cols]) and
+// one scale per `group` consecutive values of a row in `scales` ([rows, cols / group], fp32 or
+// fp16): w[r, c] = values[r, c] * scales[r, c / group]. Group size and scale type are read off
+// the tensors, so one kernel serves every (group, scale dtype) pair. The registries are keyed by
+// the values' dtype. Converts implicitly from a float Tensor.
+struct Weight {
+  Tensor values;
+  Tensor scales;  // empty for float weights
+
+  Weight() = default;
+  Weight(Tensor v) : values(std::move(v)) {}  // NOLINT: a float matrix is a Weight
+  Weight(Tensor v, Tensor s) : values(std::move(v)), scales(std::move(s)) {}
+
+  bool empty() const { return values.empty(); }
+  bool quantized() const { return !scales.empty(); }
+  DType dtype() const { return values.dtype(); }
+  int64_t rows() const { return values.dim(0); }
+  int64_t cols() const { return values.dim(1); }
+  // Values per scale; 0 for float weights.
+  int64_t group() const { return quantized() ? cols() / scales.dim(1) : 0; }
+  size_t bytes() const { return values.bytes() + (quantized() ? scales.bytes() : 0); }
+  // Bytes of row r's values and its scales (what one row of a GEMV reads).
+  size_t row_bytes() const { return bytes() / size_t(rows()); }
+  std::string describe() const;
+};
+
+// Throws unless w is 2-d and, when quantized, its scales are [rows, cols / group] of fp32 or fp16
+// with a group that divides the rows exactly.
+void check_weight(const Weight& w, std::string_view what);
+
+}  // namespace kuiper
