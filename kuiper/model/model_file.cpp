@@ -1,5 +1,6 @@
 #include "kuiper/model/model_file.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -256,6 +257,13 @@ void ModelFile::parse_llama2c() {
   if (v0.end() == bytes.size()) fits.emplace_back("llama2.c v0", &v0);
   const ArraySequence kuiper_llama = kuiperllama_layout(s, h[7]);
   if (kuiper_llama.end() == bytes.size()) fits.emplace_back("KuiperLLama int8", &kuiper_llama);
+  // A plausible eighth int may be KuiperLLama's group size: then name both sizes, not only v0's
+  // (a KuiperLLama file a byte too long is not a "truncated" llama2.c file).
+  KUIPER_CHECK(!fits.empty() || h[7] <= 0 || h[7] > (1 << 16), "the file has ", bytes.size(),
+               " bytes, which fits neither llama2.c v0 (dim ", dim, ", ", s.layers, " layers, vocab ",
+               vocab, ": ", v0.end(), " bytes) nor KuiperLLama int8 (group size ", h[7], ": ",
+               kuiper_llama.end(), " bytes)",
+               (bytes.size() < std::min(v0.end(), kuiper_llama.end()) ? " (truncated)" : ""));
   KUIPER_CHECK(!fits.empty(), "the header reads as llama2.c v0 (dim ", dim, ", ", s.layers,
                " layers, vocab ", vocab, "), which needs ", v0.end(), " bytes, but the file has ",
                bytes.size(), (bytes.size() < v0.end() ? " (truncated)" : ""),
