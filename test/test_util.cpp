@@ -165,4 +165,33 @@ CommandResult run_command(const std::string& command, const std::string& input) 
   return r;
 }
 
+std::filesystem::path legacy_int8_model(const std::string& format, const std::string& args) {
+  std::string expanded = args;
+  for (size_t at; (at = expanded.find("{shared}")) != std::string::npos;)
+    expanded.replace(at, 8, shared_dir().string());
+  // As for exported_model: the key covers the writer and the tools/*.py it imports.
+  const auto writer = source_dir() / "test/tools/legacy_int8.py";
+  std::string key = "legacy_int8 " + format + " " + expanded;
+  std::vector<std::filesystem::path> sources = {writer};
+  for (const auto& entry : std::filesystem::directory_iterator(source_dir() / "tools"))
+    if (entry.path().extension() == ".py") sources.push_back(entry.path());
+  std::sort(sources.begin(), sources.end());
+  for (const auto& source : sources) {
+    std::ifstream f(source, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    key += ss.str();
+  }
+  const auto dir = bin_dir().parent_path() / "test_models";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / (format + "_" + std::to_string(std::hash<std::string>{}(key)) + ".bin");
+  if (!std::filesystem::exists(path)) {
+    const auto r = run_command("python3 " + writer.string() + " " + format + " " + path.string() +
+                               " " + expanded);
+    EXPECT_EQ(r.exit_code, 0) << "legacy_int8.py " << format << " " << expanded << " failed:\n"
+                              << r.err;
+  }
+  return path;
+}
+
 }  // namespace kuiper::test

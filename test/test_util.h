@@ -65,6 +65,11 @@ struct CommandResult {
 // Runs `command` through /bin/sh with stdin from `input`, capturing stdout and stderr.
 CommandResult run_command(const std::string& command, const std::string& input = "");
 
+// A file written by test/tools/legacy_int8.py: `format` (llama2c-v1, llama2c-v2 or kuiperllama)
+// from `args` (e.g. "--hf {shared}/models/llama2-kjv --group-size 32", `{shared}` as above),
+// cached beside exported_model's files. Fails the calling test if the writer fails.
+std::filesystem::path legacy_int8_model(const std::string& format, const std::string& args);
+
 }  // namespace kuiper::test
 
 // Skips the test, with a message naming the path, when the shared test data is missing.
