@@ -7,37 +7,33 @@
 namespace kuiper::kernels::cuda {
 namespace {
 
+// Element d of table row `id` as fp32: a float table, or int8 codes with one scale of type S
+// per `group` values of a row.
 template <class T>
-__global__ void embedding_kernel(const int32_t* tokens, const T* table, float* out, int64_t vocab,
+struct FloatTable {
+  const T* table;
+  __device__ float operator()(int64_t id, int dim, int d) const { return to_f32(table[id * dim + d]); }
+};
+template <class S>
+struct Int8Table {
+  const int8_t* codes;
+  const S* scales;
+  int group;
+  __device__ float operator()(int64_t id, int dim, int d) const {
+    return float(codes[id * dim + d]) * to_f32(scales[id * (dim / group) + d / group]);
+  }
+};
+
+template <class Table>
+__global__ void embedding_kernel(const int32_t* tokens, Table table, float* out, int64_t vocab,
                                  int dim) {
   allow_dependent_launch();
   grid_dependency_wait();
   const int32_t id = tokens[blockIdx.x];
   float* row_out = out + int64_t(blockIdx.x) * dim;
-  if (id < 0 || id >= vocab) {
-    for (int d = threadIdx.x; d < dim; d += blockDim.x) row_out[d] = __int_as_float(0x7fc00000);
-    return;
-  }
-  const T* row = table + int64_t(id) * dim;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x) row_out[d] = to_f32(row[d]);
-}
-
-// The same for int8 codes with one scale of type S per `group` values of a row.
-template <class S>
-__global__ void embedding_int8_kernel(const int32_t* tokens, const int8_t* table, const S* scales,
-                                      float* out, int64_t vocab, int dim, int group) {
-  allow_dependent_launch();
-  grid_dependency_wait();
-  const int32_t id = tokens[blockIdx.x];
-  float* row_out = out + int64_t(blockIdx.x) * dim;
-  if (id < 0 || id >= vocab) {
-    for (int d = threadIdx.x; d < dim; d += blockDim.x) row_out[d] = __int_as_float(0x7fc00000);
-    return;
-  }
-  const int8_t* row = table + int64_t(id) * dim;
-  const S* row_scales = scales + int64_t(id) * (dim / group);
+  const bool inside = id >= 0 && id < vocab;
   for (int d = threadIdx.x; d < dim; d += blockDim.x)
-    row_out[d] = float(row[d]) * to_f32(row_scales[d / group]);
+    row_out[d] = inside ? table(id, dim, d) : __int_as_float(0x7fc00000);
 }
 
 // Checks the arguments; returns (tokens, dim).
@@ -61,9 +57,11 @@ void embedding(const Tensor& tokens, const Weight& table, const Tensor& out,
                const DeviceContext& ctx) {
   const auto [n, dim] = check_embedding(tokens, table, out, dtype_of<T>());
   if (n == 0) return;
-  launch(embedding_kernel<DeviceType<T>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
-         tokens.data<int32_t>(), reinterpret_cast<const DeviceType<T>*>(table.values.data<T>()),
-         out.data<float>(), table.rows(), int(dim));
+  using DT = DeviceType<T>;
+  launch(embedding_kernel<FloatTable<DT>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+         tokens.data<int32_t>(),
+         FloatTable<DT>{reinterpret_cast<const DT*>(table.values.data<T>())}, out.data<float>(),
+         table.rows(), int(dim));
 }
 
 void embedding_int8(const Tensor& tokens, const Weight& table, const Tensor& out,
@@ -71,16 +69,14 @@ void embedding_int8(const Tensor& tokens, const Weight& table, const Tensor& out
   const auto [n, dim] = check_embedding(tokens, table, out, DType::kI8);
   if (n == 0) return;
   const auto* codes = static_cast<const int8_t*>(table.values.raw_data());
-  const void* scales = table.scales.raw_data();
   const int group = int(table.group());
-  if (table.scales.dtype() == DType::kF16)
-    launch(embedding_int8_kernel<__half>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
-           tokens.data<int32_t>(), codes, static_cast<const __half*>(scales), out.data<float>(),
-           table.rows(), int(dim), group);
-  else
-    launch(embedding_int8_kernel<float>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
-           tokens.data<int32_t>(), codes, static_cast<const float*>(scales), out.data<float>(),
-           table.rows(), int(dim), group);
+  auto run = [&]<class S>(const S* scales) {
+    launch(embedding_kernel<Int8Table<S>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+           tokens.data<int32_t>(), Int8Table<S>{codes, scales, group}, out.data<float>(),
+           table.rows(), int(dim));
+  };
+  if (table.scales.dtype() == DType::kF16) run(static_cast<const __half*>(table.scales.raw_data()));
+  else run(table.scales.data<float>());
 }
 
 template void embedding<float>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);
