@@ -75,7 +75,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const Tensor x = normalized(in);
   const int64_t n = x.dim(0), k = x.dim(1);
   const float* xs = x.data<float>();
-  with_weight_rows(outs[0].weight, [&]<class Rows>(const Rows& first) {
+  with_weight_rows(outs[0].weight, [&]<class Rows>(const Rows&) {
     if (n <= kMaxRowwisePositions) {
       // Every output's rows in one parallel loop: one fork/join per call, not per projection.
       // Rows can be short (288 weights), so nothing is looked up per row but the part it is in.
@@ -90,7 +90,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
       int64_t total = 0;
       for (size_t i = 0; i < outs.size(); ++i) {
         const MatmulOutput& o = outs[i];
-        parts[i] = {rows_like(first, o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
+        parts[i] = {rows_of<Rows>(outs[0].weight, o.weight), o.bias.empty() ? nullptr : o.bias.data<float>(),
                     o.y.data<float>(), total, o.weight.rows()};
         total += o.weight.rows();
       }
@@ -113,7 +113,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
     for (const MatmulOutput& o : outs) {
       const int64_t out = o.weight.rows();
       float* ys = o.y.data<float>();
-      gemm(xs, rows_like(first, o.weight), ys, n, k, out, accumulate);
+      gemm(xs, rows_of<Rows>(outs[0].weight, o.weight), ys, n, k, out, accumulate);
       if (o.bias.empty()) continue;
       const float* b = o.bias.data<float>();
       for (int64_t i = 0; i < n; ++i)
@@ -130,7 +130,7 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
   float* ys = y.data<float>();
   const auto silu = [](float g) { return g / (1.f + std::exp(-g)); };
   with_weight_rows(w_gate, [&]<class Rows>(const Rows& wg) {
-    const Rows wu = rows_like(wg, w_up);
+    const Rows wu = rows_of<Rows>(w_gate, w_up);
     if (n <= kMaxRowwisePositions) {
 #pragma omp parallel for schedule(static) if (2 * hidden * k * n >= kParallelWork)
       for (int64_t r = 0; r < hidden; ++r)

@@ -74,6 +74,7 @@ struct FloatRows {
   const T* w;
   int64_t cols;
 
+  static FloatRows of(const Weight& m) { return {static_cast<const T*>(m.values.raw_data()), m.cols()}; }
   float dot(const float* x, int64_t r) const { return cpu::dot(x, w + r * cols, cols); }
   void expand(int64_t r0, int64_t rows, float* dst) const { widen(w + r0 * cols, dst, rows * cols); }
 };
@@ -84,6 +85,11 @@ struct Int8Rows {
   const int8_t* q;
   const S* scales;
   int64_t cols, group;
+
+  static Int8Rows of(const Weight& m) {
+    return {static_cast<const int8_t*>(m.values.raw_data()),
+            static_cast<const S*>(m.scales.raw_data()), m.cols(), m.group()};
+  }
 
   const S* scales_of(int64_t r) const { return scales + r * (cols / group); }
   float dot(const float* x, int64_t r) const { return dot_q8(x, q + r * cols, scales_of(r), cols, group); }
@@ -106,30 +112,18 @@ template <class F>
 decltype(auto) with_weight_rows(const Weight& w, F&& f) {
   if (w.quantized()) {
     KUIPER_CHECK(w.dtype() == DType::kI8, "cpu: no kernel for quantized ", dtype_name(w.dtype()));
-    const int8_t* q = static_cast<const int8_t*>(w.values.raw_data());
-    if (w.scales.dtype() == DType::kF16)
-      return f(Int8Rows<f16>{q, static_cast<const f16*>(w.scales.raw_data()), w.cols(), w.group()});
-    return f(Int8Rows<float>{q, w.scales.data<float>(), w.cols(), w.group()});
+    if (w.scales.dtype() == DType::kF16) return f(Int8Rows<f16>::of(w));
+    return f(Int8Rows<float>::of(w));
   }
-  return with_float_type(w.dtype(), [&]<class T>(T) {
-    return f(FloatRows<T>{static_cast<const T*>(w.values.raw_data()), w.cols()});
-  });
+  return with_float_type(w.dtype(), [&]<class T>(T) { return f(FloatRows<T>::of(w)); });
 }
 
-// The row reader of `w`, which must have the same storage as `like` (the type with_weight_rows
-// chose for it).
+// The reader of `w`, another weight of the call that `first` (read as Rows) belongs to.
 template <class Rows>
-Rows rows_like(const Rows& like, const Weight& w) {
-  return with_weight_rows(w, [&](auto rows) -> Rows {
-    if constexpr (std::is_same_v<decltype(rows), Rows>) {
-      if constexpr (requires { rows.group; })
-        KUIPER_CHECK(rows.group == like.group, "cpu: weights of one call with groups of ",
-                     like.group, " and ", rows.group);
-      return rows;
-    } else {
-      fail("cpu: weights of one call must share their storage, got ", w.describe());
-    }
-  });
+Rows rows_of(const Weight& first, const Weight& w) {
+  KUIPER_CHECK(same_storage(first, w), "cpu: weights of one call must share their storage, got ",
+               first.describe(), " and ", w.describe());
+  return Rows::of(w);
 }
 
 }  // namespace kuiper::kernels::cpu

@@ -74,6 +74,13 @@ __device__ __forceinline__ void unpack16(const uint4& v, float* out) {
   }
 }
 
+// Code k of an int8 row times its group's scale (scales: the row's, one per `group` codes).
+template <class S>
+__device__ __forceinline__ float dequantized(const int8_t* codes, const S* scales, int64_t k,
+                                             int group) {
+  return float(codes[k]) * to_f32(scales[k / group]);
+}
+
 // A 16-byte load of data read once (weights): read-only path, no L1 allocation, so the small
 // vectors that every warp re-reads (activations) keep L1 to themselves.
 __device__ __forceinline__ uint4 load_stream16(const void* p) {

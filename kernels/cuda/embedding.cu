@@ -20,7 +20,7 @@ struct Int8Table {
   const S* scales;
   int group;
   __device__ float operator()(int64_t id, int dim, int d) const {
-    return float(codes[id * dim + d]) * to_f32(scales[id * (dim / group) + d / group]);
+    return dequantized(codes + id * dim, scales + id * (dim / group), d, group);
   }
 };
 

@@ -19,8 +19,7 @@ GatedShape check_gated(const MatmulInput& in, const Weight& w_gate, const Weight
   const InputShape s = check_input("gated_matmul", in);
   const int hidden = check_projection("gated_matmul", w_gate, wtype, Tensor(), y, s.n, s.in);
   check_projection("gated_matmul", w_up, wtype, Tensor(), y, s.n, s.in);
-  KUIPER_CHECK(w_gate.group() == w_up.group() &&
-                   (!w_gate.quantized() || w_gate.scales.dtype() == w_up.scales.dtype()),
+  KUIPER_CHECK(same_storage(w_gate, w_up),
                "gated_matmul: gate and up weights must share group size and scale dtype");
   const char* px = static_cast<const char*>(in.x.raw_data());
   const char* py = static_cast<const char*>(y.raw_data());
@@ -39,9 +38,8 @@ void gated_gemv(int variant, const MatmulInput& in, const Weight& w_gate, const 
   p.in = g.s.in;
   p.rows = g.hidden;
   p.n_outputs = 2;
-  auto scales = [](const Weight& w) { return w.quantized() ? w.scales.raw_data() : nullptr; };
-  p.out[0] = {w_gate.values.raw_data(), nullptr, y.data<float>(), scales(w_gate)};
-  p.out[1] = {w_up.values.raw_data(), nullptr, nullptr, scales(w_up)};
+  p.out[0] = gemv_output(w_gate, Tensor(), y);
+  p.out[1] = gemv_output(w_up, Tensor(), Tensor());
   p.group = int(w_gate.group());
   run_gemv<T, true>(variant, p, ctx);
 }

@@ -107,8 +107,7 @@ void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
     for (int j = 0; j < p.n_outputs; ++j) {
       const MatmulOutput& o = outs[first + j];
       p.first_row[j] = int(total);
-      p.out[j] = {o.weight.values.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
-                  o.y.data<float>(), o.weight.quantized() ? o.weight.scales.raw_data() : nullptr};
+      p.out[j] = gemv_output(o.weight, o.bias, o.y);
       p.group = int(o.weight.group());
       total += rows[first + j];
     }
@@ -198,8 +197,7 @@ void matmul_int8(const MatmulInput& in, std::span<const MatmulOutput> outs, bool
   const InputShape s = check_input("matmul", in);
   const std::vector<int> rows = check_matmul(in, outs, DType::kI8, s);
   for (const MatmulOutput& o : outs)
-    KUIPER_CHECK(o.weight.group() == outs[0].weight.group() &&
-                     o.weight.scales.dtype() == outs[0].weight.scales.dtype(),
+    KUIPER_CHECK(same_storage(o.weight, outs[0].weight),
                  "matmul: int8 weights of one call must share group size and scale dtype");
   if (s.n == 0) return;
   with_int8_codes(outs[0].weight, [&]<class Q>(Q) {

@@ -64,8 +64,8 @@ __device__ __forceinline__ void unpack_codes16(const uint4& v, float* out) {
 template <class T>
 __device__ __forceinline__ float weight_at(const char* row, const void* scale_row, int k, int group) {
   if constexpr (kIsInt8<T>) {
-    return float(reinterpret_cast<const int8_t*>(row)[k]) *
-           to_f32(static_cast<const typename T::Scale*>(scale_row)[k / group]);
+    return dequantized(reinterpret_cast<const int8_t*>(row),
+                       static_cast<const typename T::Scale*>(scale_row), k, group);
   } else {
     return to_f32(reinterpret_cast<const T*>(row)[k]);
   }
@@ -88,6 +88,21 @@ struct GemvParams {
   bool accumulate;     // y += ..., not y = ...
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
 };
+
+// Output j's row of scales for weight row `row` (int8 weights; null for float ones).
+template <class T>
+__device__ __forceinline__ const void* scale_row(const GemvParams& p, int j, int64_t row) {
+  if constexpr (kIsInt8<T>)
+    return static_cast<const typename T::Scale*>(p.out[j].scales) + row * (p.in / p.group);
+  return nullptr;
+}
+
+// The GEMV's view of one output: w's codes or values, its scales when quantized, bias and y
+// (either may be empty).
+inline GemvOutput gemv_output(const Weight& w, const Tensor& bias, const Tensor& y) {
+  return {w.values.raw_data(), bias.empty() ? nullptr : bias.data<float>(),
+          y.empty() ? nullptr : y.data<float>(), w.quantized() ? w.scales.raw_data() : nullptr};
+}
 
 // rows_per_warp, unroll, warps_per_block, warps_per_row (0: auto_split), pipelined.
 // Register use grows with rows x loads (x2 when pipelined); 8 loads in flight per lane did best
@@ -181,12 +196,10 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
   const uint4* rows[kStreams];
-  const void* scale_rows[kStreams] = {};  // int8: each stream's row of scales
-  const int groups = kQ ? p.in / p.group : 0;
+  const void* scale_rows[kStreams];  // int8: each stream's row of scales
   auto set_stream = [&](int s, int j, int64_t row) {
     rows[s] = reinterpret_cast<const uint4*>(weight_row<T>(p.out[j].w, row, p.in));
-    if constexpr (kQ)
-      scale_rows[s] = static_cast<const typename T::Scale*>(p.out[j].scales) + row * groups;
+    scale_rows[s] = scale_row<T>(p, j, row);
   };
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {  // rows past the end re-read the last one; never stored
@@ -314,16 +327,10 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   const int lane = threadIdx.x & 31;
   const int v = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (v >= p.rows) return;
-  const int groups = kIsInt8<T> ? p.in / p.group : 0;
-  auto scale_row = [&](int j, int64_t row) -> const void* {
-    if constexpr (kIsInt8<T>)
-      return static_cast<const typename T::Scale*>(p.out[j].scales) + row * groups;
-    return nullptr;
-  };
   if constexpr (kGated) {
     const char* wg = weight_row<T>(p.out[0].w, v, p.in);
     const char* wu = weight_row<T>(p.out[1].w, v, p.in);
-    const void *sg = scale_row(0, v), *su = scale_row(1, v);
+    const void *sg = scale_row<T>(p, 0, v), *su = scale_row<T>(p, 1, v);
     float g = 0.f, u = 0.f;
     for (int k = lane; k < p.in; k += 32) {
       g = fmaf(weight_at<T>(wg, sg, k, p.group), x[k], g);
@@ -335,7 +342,7 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   } else {
     const OutputRow o = locate(p, v);
     const char* w = weight_row<T>(p.out[o.output].w, o.row, p.in);
-    const void* sr = scale_row(o.output, o.row);
+    const void* sr = scale_row<T>(p, o.output, o.row);
     float acc = 0.f;
     for (int k = lane; k < p.in; k += 32) acc = fmaf(weight_at<T>(w, sr, k, p.group), x[k], acc);
     acc = warp_sum(acc);
@@ -540,8 +547,8 @@ __global__ void dequantize_kernel(const int8_t* q, const S* scales, int64_t coun
   const int groups = in / group;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / in, col = i - row * in;
-    out[i] = __float2half_rn(float(q[i]) * to_f32(scales[row * groups + col / group]));
+    const int64_t row = i / in;
+    out[i] = __float2half_rn(dequantized(q + row * in, scales + row * groups, i - row * in, group));
   }
 }
 

@@ -3,15 +3,6 @@
 #include "kuiper/op/layers.h"
 
 namespace kuiper {
-namespace {
-
-// Quantized weights of one kernel call share their group size and scale dtype.
-bool same_storage(const Weight& a, const Weight& b) {
-  return a.dtype() == b.dtype() && a.group() == b.group() &&
-         (!a.quantized() || a.scales.dtype() == b.scales.dtype());
-}
-
-}  // namespace
 
 MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases,
                          ProjectionOptions options)

@@ -8,6 +8,11 @@ std::string Weight::describe() const {
          std::string(dtype_name(scales.dtype())) + " scales";
 }
 
+bool same_storage(const Weight& a, const Weight& b) {
+  return a.dtype() == b.dtype() && a.group() == b.group() &&
+         (!a.quantized() || a.scales.dtype() == b.scales.dtype());
+}
+
 void check_weight(const Weight& w, std::string_view what) {
   KUIPER_CHECK(!w.empty() && w.values.ndim() == 2, what, ": expected a 2-d weight, got ",
                w.empty() ? std::string("nothing") : w.values.describe());

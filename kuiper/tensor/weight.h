@@ -32,6 +32,10 @@ struct Weight {
   std::string describe() const;
 };
 
+// Whether one kernel call can take both: the same dtype and, when quantized, the same group size
+// and scale dtype.
+bool same_storage(const Weight& a, const Weight& b);
+
 // Throws unless w is 2-d and, when quantized, its scales are [rows, cols / group] of fp32 or fp16
 // with a group that divides the rows exactly.
 void check_weight(const Weight& w, std::string_view what);
