@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -140,17 +141,19 @@ class ArraySequence {
     Shape shape;
     size_t offset;
   };
-  explicit ArraySequence(size_t start) : at_(start) {}
+  ArraySequence(size_t start, int layers) : at_(start), layers_(layers) {}
 
-  void fp32(std::string name, Shape shape) {
-    entries_.push_back({std::move(name), DType::kF32, shape, at_});
-    at_ += size_t(shape.numel()) * 4;
-  }
-  // int8 codes [rows, cols], then fp32 scales of `group` consecutive codes of the flattened
-  // matrix. Only groups that tile the rows can be served; others are recorded as the problem.
-  void int8(const std::string& name, int64_t rows, int64_t cols, int group) {
-    const int64_t numel = rows * cols;
-    entries_.push_back({name, DType::kI8, {rows, cols}, at_});
+  // An fp32 array, or with group > 0 a matrix [rows, cols] of int8 codes followed by its fp32
+  // scales of `group` consecutive codes of the flattened matrix. Only groups that tile the rows
+  // can be served; others are recorded as the problem.
+  void array(const std::string& name, Shape shape, int group = 0) {
+    if (group == 0) {
+      entries_.push_back({name, DType::kF32, shape, at_});
+      at_ += size_t(shape.numel()) * 4;
+      return;
+    }
+    const int64_t rows = shape[0], cols = shape[1], numel = shape.numel();
+    entries_.push_back({name, DType::kI8, shape, at_});
     at_ += size_t(numel);
     if (cols % group == 0) {
       entries_.push_back({name + ".scales", DType::kF32, {rows, cols / group}, at_});
@@ -161,10 +164,9 @@ class ArraySequence {
     }
     at_ += size_t(numel / group) * 4;
   }
-  // Per-layer tensors "layers.{l}.name", all layers' arrays back to back.
-  template <class Add>
-  void stacked(int layers, Add add) {
-    for (int l = 0; l < layers; ++l) add("layers." + std::to_string(l) + ".");
+  // array() of "layers.{l}.name" for every layer, one after another.
+  void per_layer(const std::string& name, Shape shape, int group = 0) {
+    for (int l = 0; l < layers_; ++l) array("layers." + std::to_string(l) + "." + name, shape, group);
   }
   void skip(size_t bytes) { at_ += bytes; }
   size_t end() const { return at_; }
@@ -173,6 +175,7 @@ class ArraySequence {
 
  private:
   size_t at_;
+  int layers_;
   std::vector<Entry> entries_;
   std::string problem_;
 };
@@ -190,32 +193,39 @@ struct LegacySizes {
            heads <= dim && kv_heads <= heads && vocab <= (1 << 22) && seq_len <= (1 << 22) &&
            dim % heads == 0 && heads % kv_heads == 0;
   }
+  // The per-layer matrices in llama2.c's order (v0 puts ffn_norm between wo and w1).
+  std::array<std::pair<const char*, Shape>, 7> matrices() const {
+    const int64_t d = dim, kv = kv_dim(), h = hidden;
+    return {{{"wq", {d, d}}, {"wk", {kv, d}}, {"wv", {kv, d}}, {"wo", {d, d}}, {"w1", {h, d}},
+             {"w2", {d, h}}, {"w3", {h, d}}}};
+  }
+  // What these files cannot say: llama2.c's conventions (rope theta 10000, eps 1e-5, BOS 1, EOS 2).
+  ModelConfig config(DType dtype, int group_size) const {
+    ModelConfig c;
+    c.architecture = "llama";
+    c.dim = dim, c.hidden_dim = hidden, c.n_layers = layers, c.n_heads = heads;
+    c.n_kv_heads = kv_heads, c.head_dim = int(head_dim()), c.vocab_size = vocab;
+    c.max_seq_len = seq_len, c.tied_embeddings = tied;
+    c.dtype = dtype, c.group_size = group_size;
+    c.bos_id = 1, c.eos_ids = {2}, c.add_bos = true;
+    return c;
+  }
 };
+
+constexpr int kMaxGroup = 1 << 16;
 
 // KuiperLLama's int8 export (its tools/export.py, legacy_export_quant): eight int32 (llama2.c's
 // seven sizes, the vocabulary negative for an unshared classifier, then the group size); per
 // matrix kind, every layer's int8 codes each followed by its fp32 scales (groups over the
 // flattened matrix), the unshared classifier likewise; then fp32 embeddings and norms.
 ArraySequence kuiperllama_layout(const LegacySizes& s, int group) {
-  ArraySequence seq(32);
-  if (group <= 0 || group > (1 << 16)) {
-    seq.skip(SIZE_MAX / 2);  // fits no file
-    return seq;
-  }
-  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden;
-  auto each_layer = [&](auto add) {
-    for (int l = 0; l < s.layers; ++l) add("layers." + std::to_string(l) + ".");
-  };
-  const std::pair<const char*, std::array<int64_t, 2>> matrices[] = {
-      {"wq", {dim, dim}},    {"wk", {kv, dim}},     {"wv", {kv, dim}},     {"wo", {dim, dim}},
-      {"w1", {hidden, dim}}, {"w2", {dim, hidden}}, {"w3", {hidden, dim}}};
-  for (const auto& [name, shape] : matrices)
-    each_layer([&](const std::string& p) { seq.int8(p + name, shape[0], shape[1], group); });
-  if (!s.tied) seq.int8("output", s.vocab, dim, group);
-  seq.fp32("tok_embeddings", {s.vocab, dim});
-  each_layer([&](const std::string& p) { seq.fp32(p + "attention_norm", {dim}); });
-  each_layer([&](const std::string& p) { seq.fp32(p + "ffn_norm", {dim}); });
-  seq.fp32("norm", {dim});
+  ArraySequence seq(32, s.layers);
+  for (const auto& [name, shape] : s.matrices()) seq.per_layer(name, shape, group);
+  if (!s.tied) seq.array("output", {s.vocab, s.dim}, group);
+  seq.array("tok_embeddings", {s.vocab, s.dim});
+  seq.per_layer("attention_norm", {s.dim});
+  seq.per_layer("ffn_norm", {s.dim});
+  seq.array("norm", {s.dim});
   return seq;
 }
 
@@ -232,53 +242,44 @@ void ModelFile::parse_llama2c() {
   KUIPER_CHECK(bytes.size() >= 28 && s.plausible(),
                "not a model file: it has neither the KUIPERLM header of tools/export.py nor a "
                "plausible llama2.c or KuiperLLama header");
-  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden;
-  auto each_layer = [&](ArraySequence& seq, auto add) {
-    for (int l = 0; l < s.layers; ++l) add(seq, "layers." + std::to_string(l) + ".");
-  };
+  const int64_t dim = s.dim;
 
   // llama2.c v0: seven int32, then fp32 arrays; the rope table before the classifier is unused.
-  ArraySequence v0(28);
-  v0.fp32("tok_embeddings", {vocab, dim});
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "attention_norm", {dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wq", {dim, dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wk", {kv, dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wv", {kv, dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "wo", {dim, dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "ffn_norm", {dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w1", {hidden, dim}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w2", {dim, hidden}); });
-  each_layer(v0, [&](ArraySequence& q, const std::string& p) { q.fp32(p + "w3", {hidden, dim}); });
-  v0.fp32("norm", {dim});
+  ArraySequence v0(28, s.layers);
+  v0.array("tok_embeddings", {vocab, dim});
+  v0.per_layer("attention_norm", {dim});
+  const auto matrices = s.matrices();
+  for (int m = 0; m < 4; ++m) v0.per_layer(matrices[m].first, matrices[m].second);
+  v0.per_layer("ffn_norm", {dim});
+  for (int m = 4; m < 7; ++m) v0.per_layer(matrices[m].first, matrices[m].second);
+  v0.array("norm", {dim});
   v0.skip(size_t(s.seq_len) * size_t(s.head_dim()) * 4);  // freq_cis_real and freq_cis_imag
-  if (!s.tied) v0.fp32("output", {vocab, dim});
+  if (!s.tied) v0.array("output", {vocab, dim});
 
-  std::vector<std::pair<std::string, const ArraySequence*>> fits;
-  if (v0.end() == bytes.size()) fits.emplace_back("llama2.c v0", &v0);
-  const ArraySequence kuiper_llama = kuiperllama_layout(s, h[7]);
-  if (kuiper_llama.end() == bytes.size()) fits.emplace_back("KuiperLLama int8", &kuiper_llama);
-  // A plausible eighth int may be KuiperLLama's group size: then name both sizes, not only v0's
-  // (a KuiperLLama file a byte too long is not a "truncated" llama2.c file).
-  KUIPER_CHECK(!fits.empty() || h[7] <= 0 || h[7] > (1 << 16), "the file has ", bytes.size(),
-               " bytes, which fits neither llama2.c v0 (dim ", dim, ", ", s.layers, " layers, vocab ",
-               vocab, ": ", v0.end(), " bytes) nor KuiperLLama int8 (group size ", h[7], ": ",
-               kuiper_llama.end(), " bytes)",
-               (bytes.size() < std::min(v0.end(), kuiper_llama.end()) ? " (truncated)" : ""));
-  KUIPER_CHECK(!fits.empty(), "the header reads as llama2.c v0 (dim ", dim, ", ", s.layers,
-               " layers, vocab ", vocab, "), which needs ", v0.end(), " bytes, but the file has ",
-               bytes.size(), (bytes.size() < v0.end() ? " (truncated)" : ""),
-               "; nor does it fit KuiperLLama's int8 layout");
-  const auto& [format, seq] = fits.front();
-  KUIPER_CHECK(seq->problem().empty(), format, ": ", seq->problem());
-  ModelConfig& c = config_;
-  c.architecture = "llama";
-  c.dim = dim, c.hidden_dim = hidden, c.n_layers = s.layers, c.n_heads = s.heads;
-  c.n_kv_heads = s.kv_heads, c.head_dim = int(s.head_dim()), c.vocab_size = vocab;
-  c.max_seq_len = s.seq_len, c.tied_embeddings = s.tied;
-  c.dtype = seq == &v0 ? DType::kF32 : DType::kI8;
-  c.group_size = seq == &v0 ? 0 : h[7];
-  c.bos_id = 1, c.eos_ids = {2}, c.add_bos = true;
-  format_ = format;
+  // A plausible eighth int may be KuiperLLama's group size.
+  const int group = h[7];
+  std::optional<ArraySequence> kuiper_llama;
+  if (group > 0 && group <= kMaxGroup) kuiper_llama = kuiperllama_layout(s, group);
+  const bool is_v0 = v0.end() == bytes.size();
+  const ArraySequence* seq = is_v0 ? &v0
+                             : kuiper_llama && kuiper_llama->end() == bytes.size() ? &*kuiper_llama
+                                                                                    : nullptr;
+  if (seq == nullptr) {
+    // Name both sizes where both layouts are possible: a KuiperLLama file a byte too long is not
+    // a "truncated" llama2.c file.
+    const size_t shortest = kuiper_llama ? std::min(v0.end(), kuiper_llama->end()) : v0.end();
+    const std::string truncated = bytes.size() < shortest ? " (truncated)" : "";
+    if (kuiper_llama)
+      fail("the file has ", bytes.size(), " bytes, which fits neither llama2.c v0 (dim ", dim, ", ",
+           s.layers, " layers, vocab ", vocab, ": ", v0.end(), " bytes) nor KuiperLLama int8 (group size ",
+           group, ": ", kuiper_llama->end(), " bytes)", truncated);
+    fail("the header reads as llama2.c v0 (dim ", dim, ", ", s.layers, " layers, vocab ", vocab,
+         "), which needs ", v0.end(), " bytes, but the file has ", bytes.size(), truncated,
+         "; nor does it fit KuiperLLama's int8 layout");
+  }
+  format_ = is_v0 ? "llama2.c v0" : "KuiperLLama int8";
+  KUIPER_CHECK(seq->problem().empty(), format_, ": ", seq->problem());
+  config_ = is_v0 ? s.config(DType::kF32, 0) : s.config(DType::kI8, group);
   add_sequence(*seq);
 }
 
@@ -295,46 +296,27 @@ void ModelFile::parse_llama2c_versioned() {
   std::array<int32_t, 7> h{};
   std::memcpy(h.data(), bytes.data() + 8, sizeof(h));
   const auto shared = uint8_t(bytes[36]);
-  const auto group = read_le<int32_t>(bytes, 37);
+  const auto header_group = read_le<int32_t>(bytes, 37);
   const LegacySizes s{h[0], h[1], h[2], h[3], h[4], h[5], h[6], shared != 0};
   KUIPER_CHECK(s.plausible() && shared <= 1, "corrupt llama2.c v", version, " header");
-  KUIPER_CHECK(version == 1 || (group > 0 && group <= (1 << 16)), "llama2.c v2 header: group size ",
-               group, " is not positive");
-  const int64_t dim = s.dim, kv = s.kv_dim(), hidden = s.hidden, vocab = s.vocab;
-  ArraySequence seq(256);
-  auto each_layer = [&](auto add) {
-    for (int l = 0; l < s.layers; ++l) add("layers." + std::to_string(l) + ".");
-  };
-  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
-    if (version == 1) seq.fp32(name, {rows, cols});
-    else seq.int8(name, rows, cols, group);
-  };
-  each_layer([&](const std::string& p) { seq.fp32(p + "attention_norm", {dim}); });
-  each_layer([&](const std::string& p) { seq.fp32(p + "ffn_norm", {dim}); });
-  seq.fp32("norm", {dim});
-  matrix("tok_embeddings", vocab, dim);
-  each_layer([&](const std::string& p) { matrix(p + "wq", dim, dim); });
-  each_layer([&](const std::string& p) { matrix(p + "wk", kv, dim); });
-  each_layer([&](const std::string& p) { matrix(p + "wv", kv, dim); });
-  each_layer([&](const std::string& p) { matrix(p + "wo", dim, dim); });
-  each_layer([&](const std::string& p) { matrix(p + "w1", hidden, dim); });
-  each_layer([&](const std::string& p) { matrix(p + "w2", dim, hidden); });
-  each_layer([&](const std::string& p) { matrix(p + "w3", hidden, dim); });
-  if (!s.tied) matrix("output", vocab, dim);
+  KUIPER_CHECK(version == 1 || (header_group > 0 && header_group <= kMaxGroup),
+               "llama2.c v2 header: group size ", header_group, " is not positive");
+  const int group = version == 2 ? header_group : 0;  // 0: fp32 matrices
+  const int64_t dim = s.dim, vocab = s.vocab;
+  ArraySequence seq(256, s.layers);
+  seq.per_layer("attention_norm", {dim});
+  seq.per_layer("ffn_norm", {dim});
+  seq.array("norm", {dim});
+  seq.array("tok_embeddings", {vocab, dim}, group);
+  for (const auto& [name, shape] : s.matrices()) seq.per_layer(name, shape, group);
+  if (!s.tied) seq.array("output", {vocab, dim}, group);
   KUIPER_CHECK(seq.end() == bytes.size(), "llama2.c v", version, " file of dim ", dim, ", ",
                s.layers, " layers, vocab ", vocab, (version == 2 ? ", group size " : ""),
                (version == 2 ? std::to_string(group) : std::string()), " needs ", seq.end(),
                " bytes, but the file has ", bytes.size(),
                (bytes.size() < seq.end() ? " (truncated)" : ""));
   KUIPER_CHECK(seq.problem().empty(), "llama2.c v2: ", seq.problem());
-  ModelConfig& c = config_;
-  c.architecture = "llama";
-  c.dim = s.dim, c.hidden_dim = s.hidden, c.n_layers = s.layers, c.n_heads = s.heads;
-  c.n_kv_heads = s.kv_heads, c.head_dim = int(s.head_dim()), c.vocab_size = s.vocab;
-  c.max_seq_len = s.seq_len, c.tied_embeddings = s.tied;
-  c.dtype = version == 1 ? DType::kF32 : DType::kI8;
-  c.group_size = version == 1 ? 0 : group;
-  c.bos_id = 1, c.eos_ids = {2}, c.add_bos = true;
+  config_ = s.config(version == 1 ? DType::kF32 : DType::kI8, group);
   format_ = "llama2.c v" + std::to_string(version);
   add_sequence(seq);
 }
@@ -355,9 +337,10 @@ Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
   Tensor values = tensor(name, shape);
   if (values.dtype() != DType::kI8) return values;
   const std::string scales_name = std::string(name) + ".scales";
-  KUIPER_CHECK(has(scales_name), "model file ", path().string(), ": int8 tensor '", name,
+  const auto it = tensors_.find(scales_name);
+  KUIPER_CHECK(it != tensors_.end(), "model file ", path().string(), ": int8 tensor '", name,
                "' has no scales ('", scales_name, "')");
-  const Entry& e = tensors_.find(scales_name)->second;
+  const Entry& e = it->second;
   const int64_t groups = e.shape.ndim() == 2 ? e.shape[1] : 0;
   KUIPER_CHECK(e.shape.ndim() == 2 && e.shape[0] == shape[0] && groups > 0 && shape[1] % groups == 0,
                "model file ", path().string(), ": scales '", scales_name, "' have shape ",
