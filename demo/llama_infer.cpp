@@ -1,12 +1,10 @@
 // llama_infer MODEL TOKENIZER [options]: generate text, tokenize a prompt, or chat.
-#include <glog/logging.h>
-
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <new>
 
 #include "demo/chat.h"
+#include "demo/command_line.h"
 #include "demo/generator.h"
 #include "demo/options.h"
 #include "demo/session.h"
@@ -80,15 +78,5 @@ int run(int argc, char** argv) {
 }  // namespace kuiper::demo
 
 int main(int argc, char** argv) {
-  google::InitGoogleLogging(argv[0]);
-  try {
-    return kuiper::demo::run(argc, argv);
-  } catch (const kuiper::Error& e) {
-    std::fprintf(stderr, "llama_infer: error: %s\n", e.what());
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "llama_infer: error: out of host memory\n");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "llama_infer: error: %s\n", e.what());
-  }
-  return 1;
+  return kuiper::demo::guarded_main("llama_infer", argc, argv, kuiper::demo::run);
 }

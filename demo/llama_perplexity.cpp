@@ -1,17 +1,12 @@
 // llama_perplexity MODEL TOKENIZER -f TEXT [options]: perplexity of a text, and the KL divergence
 // against a saved base run, the way llama.cpp's llama-perplexity measures them.
-#include <glog/logging.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <map>
-#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -19,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "demo/command_line.h"
 #include "demo/perplexity.h"
 #include "demo/session.h"
 #include "kuiper/base/error.h"
@@ -74,64 +70,32 @@ and the final estimate on stdout.
 )";
 }
 
-int parse_int(std::string_view option, std::string_view text) {
-  int value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  KUIPER_CHECK(ec == std::errc() && end == text.data() + text.size(), "option ", option,
-               " expects a number, got '", text, "'");
-  return value;
-}
-
 PplOptions parse_options(std::span<char* const> args) {
   PplOptions o;
-  std::map<std::string_view, bool*> flags = {
-      {"--kl-divergence", &o.kl_divergence}, {"--golden-windows", &o.golden},
-      {"--bos-each-window", &o.bos_each_window}, {"--lines", &o.lines},
-      {"--no-mmap", &o.no_mmap}, {"-h", &o.help}, {"--help", &o.help}};
-  std::vector<std::string_view> positional;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string_view arg = args[i];
-    if (arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string_view name = arg;
-    std::optional<std::string_view> inline_value;
-    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      inline_value = arg.substr(eq + 1);
-    }
-    if (const auto flag = flags.find(name); flag != flags.end() && !inline_value) {
-      *flag->second = true;
-      continue;
-    }
-    const auto value = [&]() -> std::string_view {
-      if (inline_value) return *inline_value;
-      KUIPER_CHECK(i + 1 < args.size(), "option ", name, " needs a value");
-      return args[++i];
-    };
-    if (name == "-f" || name == "--file") {
-      o.text_path = std::string(value());
-    } else if (name == "-c" || name == "--ctx") {
-      o.n_ctx = parse_int(name, value());
-      o.ctx_given = true;
-    } else if (name == "--chunks") {
-      o.chunks = parse_int(name, value());
-      KUIPER_CHECK(o.chunks >= 1, "--chunks must be at least 1, got ", o.chunks);
-    } else if (name == "--kl-base") {
-      o.kl_base = std::string(value());
-    } else if (name == "-t" || name == "--threads") {
-      o.threads = parse_int(name, value());
-      KUIPER_CHECK(o.threads >= 1, "--threads must be at least 1, got ", o.threads);
-    } else if (name == "--device") {
-      const std::string_view v = value();
-      const auto d = device_from_name(v);
-      KUIPER_CHECK(d.has_value(), "unknown device '", v, "' (expected cpu or cuda)");
-      o.device = *d;
-    } else {
-      fail("unknown option '", arg, "' (see --help)");
-    }
-  }
+  OptionTable table;
+  table.flags = {{"--kl-divergence", &o.kl_divergence}, {"--golden-windows", &o.golden},
+                 {"--bos-each-window", &o.bos_each_window}, {"--lines", &o.lines},
+                 {"--no-mmap", &o.no_mmap}, {"-h", &o.help}, {"--help", &o.help}};
+  auto& m = table.valued;
+  const OptionSetter file = [&](auto, auto v) { o.text_path = std::string(v); };
+  const OptionSetter ctx = [&](auto opt, auto v) {
+    o.n_ctx = parse_number<int>(opt, v);
+    o.ctx_given = true;
+  };
+  const OptionSetter threads = [&](auto opt, auto v) {
+    o.threads = parse_number<int>(opt, v);
+    KUIPER_CHECK(o.threads >= 1, "--threads must be at least 1, got ", o.threads);
+  };
+  m["-f"] = m["--file"] = file;
+  m["-c"] = m["--ctx"] = ctx;
+  m["-t"] = m["--threads"] = threads;
+  m["--chunks"] = [&](auto opt, auto v) {
+    o.chunks = parse_number<int>(opt, v);
+    KUIPER_CHECK(o.chunks >= 1, "--chunks must be at least 1, got ", o.chunks);
+  };
+  m["--kl-base"] = [&](auto, auto v) { o.kl_base = std::string(v); };
+  m["--device"] = [&](auto, auto v) { o.device = parse_device(v); };
+  const std::vector<std::string_view> positional = parse_command_line(args, table);
   if (o.help) return o;
   KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
                " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
@@ -359,15 +323,5 @@ int run(int argc, char** argv) {
 }  // namespace kuiper::demo
 
 int main(int argc, char** argv) {
-  google::InitGoogleLogging(argv[0]);
-  try {
-    return kuiper::demo::run(argc, argv);
-  } catch (const kuiper::Error& e) {
-    std::fprintf(stderr, "llama_perplexity: error: %s\n", e.what());
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "llama_perplexity: error: out of host memory\n");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "llama_perplexity: error: %s\n", e.what());
-  }
-  return 1;
+  return kuiper::demo::guarded_main("llama_perplexity", argc, argv, kuiper::demo::run);
 }

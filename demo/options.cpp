@@ -1,26 +1,8 @@
 #include "demo/options.h"
 
-#include <charconv>
-#include <functional>
-#include <map>
-#include <string_view>
-#include <vector>
-
-#include "kuiper/base/error.h"
+#include "demo/command_line.h"
 
 namespace kuiper::demo {
-namespace {
-
-template <class T>
-T parse_number(std::string_view option, std::string_view text) {
-  T value{};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  KUIPER_CHECK(ec == std::errc() && end == text.data() + text.size(), "option ", option,
-               " expects a number, got '", text, "'");
-  return value;
-}
-
-}  // namespace
 
 std::string usage(const std::string& program) {
   return "usage: " + program + R"( MODEL TOKENIZER [options]
@@ -50,64 +32,31 @@ tools/export.py (or a llama2.c .bin). TOKENIZER is tokenizer.model or tokenizer.
 
 Options parse_options(std::span<char* const> args) {
   Options o;
+  OptionTable table;
+  table.flags = {{"--tokenize", &o.tokenize_only}, {"--ids", &o.print_ids}, {"--chat", &o.chat},
+                 {"--verbose", &o.verbose},        {"-h", &o.help},         {"--help", &o.help},
+                 {"--no-mmap", &o.no_mmap}};
   // Options that take a value, by every spelling.
-  using Setter = std::function<void(std::string_view option, std::string_view value)>;
-  const std::map<std::string_view, Setter> valued = [&] {
-    std::map<std::string_view, Setter> m;
-    const Setter prompt = [&](auto, auto v) { o.prompt = v; };
-    const Setter steps = [&](auto opt, auto v) { o.steps = parse_number<int>(opt, v); };
-    const Setter ctx = [&](auto opt, auto v) { o.context = parse_number<int>(opt, v); };
-    const Setter threads = [&](auto opt, auto v) { o.threads = parse_number<int>(opt, v); };
-    m["-p"] = m["--prompt"] = prompt;
-    m["-n"] = m["--steps"] = steps;
-    m["-c"] = m["--ctx"] = ctx;
-    m["-t"] = m["--threads"] = threads;
-    m["--temp"] = [&](auto opt, auto v) { o.sampler.temperature = parse_number<float>(opt, v); };
-    m["--top-p"] = [&](auto opt, auto v) { o.sampler.top_p = parse_number<float>(opt, v); };
-    m["--top-k"] = [&](auto opt, auto v) { o.sampler.top_k = parse_number<int>(opt, v); };
-    m["--seed"] = [&](auto opt, auto v) {
-      o.sampler.seed = parse_number<uint64_t>(opt, v);
-      o.seed_given = true;
-    };
-    m["--device"] = [&](auto, auto v) {
-      const auto d = device_from_name(v);
-      KUIPER_CHECK(d.has_value(), "unknown device '", v, "' (expected cpu or cuda)");
-      o.device = *d;
-    };
-    m["--system"] = [&](auto, auto v) { o.system = std::string(v); };
-    m["--template"] = [&](auto, auto v) { o.chat_template = v; };
-    return m;
-  }();
-  const std::map<std::string_view, bool*> flags = {
-      {"--tokenize", &o.tokenize_only}, {"--ids", &o.print_ids}, {"--chat", &o.chat},
-      {"--verbose", &o.verbose},        {"-h", &o.help},         {"--help", &o.help},
-      {"--no-mmap", &o.no_mmap}};
-
-  std::vector<std::string_view> positional;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg.size() < 2 || arg[0] != '-' || arg == "--") {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string_view name = arg;
-    std::optional<std::string_view> value;
-    if (const size_t eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    if (const auto flag = flags.find(name); flag != flags.end() && !value) {
-      *flag->second = true;
-    } else if (const auto setter = valued.find(name); setter != valued.end()) {
-      if (!value) {
-        KUIPER_CHECK(i + 1 < args.size(), "option ", name, " needs a value");
-        value = args[++i];
-      }
-      setter->second(name, *value);
-    } else {
-      fail("unknown option '", arg, "' (see --help)");
-    }
-  }
+  auto& m = table.valued;
+  const OptionSetter prompt = [&](auto, auto v) { o.prompt = v; };
+  const OptionSetter steps = [&](auto opt, auto v) { o.steps = parse_number<int>(opt, v); };
+  const OptionSetter ctx = [&](auto opt, auto v) { o.context = parse_number<int>(opt, v); };
+  const OptionSetter threads = [&](auto opt, auto v) { o.threads = parse_number<int>(opt, v); };
+  m["-p"] = m["--prompt"] = prompt;
+  m["-n"] = m["--steps"] = steps;
+  m["-c"] = m["--ctx"] = ctx;
+  m["-t"] = m["--threads"] = threads;
+  m["--temp"] = [&](auto opt, auto v) { o.sampler.temperature = parse_number<float>(opt, v); };
+  m["--top-p"] = [&](auto opt, auto v) { o.sampler.top_p = parse_number<float>(opt, v); };
+  m["--top-k"] = [&](auto opt, auto v) { o.sampler.top_k = parse_number<int>(opt, v); };
+  m["--seed"] = [&](auto opt, auto v) {
+    o.sampler.seed = parse_number<uint64_t>(opt, v);
+    o.seed_given = true;
+  };
+  m["--device"] = [&](auto, auto v) { o.device = parse_device(v); };
+  m["--system"] = [&](auto, auto v) { o.system = std::string(v); };
+  m["--template"] = [&](auto, auto v) { o.chat_template = v; };
+  const std::vector<std::string_view> positional = parse_command_line(args, table);
   if (o.help) return o;
   KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
                " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");

@@ -1,0 +1,47 @@
+#pragma once
+// What the demo programs share on their command lines: flags and options with a value (given as
+// `--name value` or `--name=value`), positional arguments, numbers and devices; and main()'s
+// error handling.
+#include <charconv>
+#include <functional>
+#include <map>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "kuiper/base/device.h"
+#include "kuiper/base/error.h"
+
+namespace kuiper::demo {
+
+using OptionSetter = std::function<void(std::string_view option, std::string_view value)>;
+
+// Every spelling of every option a program takes.
+struct OptionTable {
+  std::map<std::string_view, bool*> flags;
+  std::map<std::string_view, OptionSetter> valued;
+};
+
+// Sets the flags and calls the setters for args[1..]; returns the positional arguments ("--"
+// and "-" among them). Throws kuiper::Error for an unknown option or a missing value.
+std::vector<std::string_view> parse_command_line(std::span<char* const> args,
+                                                 const OptionTable& table);
+
+// The whole of `text` as a number of type T; throws naming the option otherwise.
+template <class T>
+T parse_number(std::string_view option, std::string_view text) {
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  KUIPER_CHECK(ec == std::errc() && end == text.data() + text.size(), "option ", option,
+               " expects a number, got '", text, "'");
+  return value;
+}
+
+// cpu or cuda; throws for anything else.
+Device parse_device(std::string_view name);
+
+// main() of a demo program: run(argc, argv), with every error that escapes it one line on
+// stderr ("PROGRAM: error: ...") and exit code 1.
+int guarded_main(const char* program, int argc, char** argv, int (*run)(int, char**));
+
+}  // namespace kuiper::demo
