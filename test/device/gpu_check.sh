@@ -7,21 +7,10 @@
 #           made with transformers against llama_infer (compare_random_models.sh).
 #   gpu_check.sh BUNDLE_TGZ DATA_TGZ MODEL OUT_DIR
 set -uo pipefail
-bundle_tgz=$1 data_tgz=$2 model=$3 out=$4
-root=$(cd "$(dirname "$0")/../.." && pwd)
-b=/tmp/kuiper-bundle shared=/tmp/kuiper-shared
-mkdir -p "$b" "$shared" "$out"
-tar xzf "$bundle_tgz" -C "$b" && tar xzf "$data_tgz" -C "$shared" || exit 1
-export KUIPER_SHARED_DIR=$shared KUIPER_SOURCE_DIR=$root KUIPER_BIN_DIR=$b/bin PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-status=0
-step() {  # step NAME COMMAND...: runs it, log in $out/NAME.log, last lines shown
-  echo "== $1"
-  local name=$1
-  shift
-  "$@" >"$out/$name.log" 2>&1 || { echo "FAILED ($?): $name"; status=1; }
-  tail -n 6 "$out/$name.log"
-}
+model=$3
+STEP_TAIL=6
+source "$(dirname "$0")/common.sh"
+unpack_bundle "$1" "$2" "$4"
 step tests-$model "$b/run" kuiper_tests --gtest_brief=1 \
   --gtest_filter="*cuda_${model}*:*LlamaModelOnDevice*/cuda"
 case $model in

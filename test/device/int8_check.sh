@@ -6,22 +6,9 @@
 # Llama-3.1-8B-shaped int8 model (exported in the background while the tests run).
 #   int8_check.sh BUNDLE_TGZ DATA_TGZ OUT_DIR [PART]   PART: tests (default) or bench8b
 set -uo pipefail
-bundle_tgz=$1 data_tgz=$2 out=$3 part=${4:-tests}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-b=/tmp/kuiper-bundle shared=/tmp/kuiper-shared
-mkdir -p "$b" "$shared" "$out"
-[ -x "$b/run" ] || tar xf "$bundle_tgz" -C "$b" || exit 1
-[ -d "$shared/models" ] || tar xf "$data_tgz" -C "$shared" || exit 1
-export KUIPER_SHARED_DIR=$shared KUIPER_SOURCE_DIR=$root KUIPER_BIN_DIR=$b/bin PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-status=0
-step() {  # step NAME COMMAND...: runs it, log in $out/NAME.log, last lines shown
-  echo "== $1"
-  local name=$1
-  shift
-  "$@" >"$out/$name.log" 2>&1 || { echo "FAILED ($?): $name"; status=1; }
-  tail -n 8 "$out/$name.log"
-}
+part=${4:-tests}
+source "$(dirname "$0")/common.sh"
+unpack_bundle "$1" "$2" "$3"
 big=$shared/models/llama3.1-8b/config.json
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 bench() {  # bench NAME FILE ARGS...

@@ -3,12 +3,8 @@
 # (KUIPER_CUDA_GEMV / KUIPER_CUDA_GEMV_GATED), then the Llama-3.1-8B-shaped int8 benchmark.
 #   int8_sweep.sh BUNDLE DATA OUT
 set -uo pipefail
-bundle=$1 data=$2 out=$3
-root=$(cd "$(dirname "$0")/../.." && pwd)
-b=/tmp/kuiper-bundle shared=/tmp/kuiper-shared
-mkdir -p "$b" "$shared" "$out"
-[ -x "$b/run" ] || tar xf "$bundle" -C "$b" || exit 1
-[ -d "$shared/models" ] || tar xf "$data" -C "$shared" || exit 1
+source "$(dirname "$0")/common.sh"
+unpack_bundle "$1" "$2" "$3"
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 big=$shared/models/llama3.1-8b/config.json
 if [ ! -f /tmp/big-int8.bin ] && ! pgrep -f big-int8 >/dev/null; then

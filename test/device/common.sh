@@ -1,0 +1,26 @@
+# Sourced by the GPU-machine scripts (gpu_check.sh, int8_check.sh, int8_sweep.sh):
+#   unpack_bundle BUNDLE_ARCHIVE DATA_ARCHIVE OUT_DIR
+# unpacks a device-bundle into $b and a share of the test data into $shared (over what a warm
+# machine kept from an earlier call), points the tests at them, and prints the GPU. Then
+#   step NAME COMMAND...
+# runs a command with its log in $out/NAME.log, shows the last lines, and sets status=1 when it
+# fails.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+b=/tmp/kuiper-bundle shared=/tmp/kuiper-shared
+status=0
+
+unpack_bundle() {
+  out=$3
+  mkdir -p "$b" "$shared" "$out"
+  tar xf "$1" -C "$b" && tar xf "$2" -C "$shared" || exit 1
+  export KUIPER_SHARED_DIR=$shared KUIPER_SOURCE_DIR=$root KUIPER_BIN_DIR=$b/bin PYTHONUNBUFFERED=1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+}
+
+step() {
+  echo "== $1"
+  local name=$1
+  shift
+  "$@" >"$out/$name.log" 2>&1 || { echo "FAILED ($?): $name"; status=1; }
+  tail -n "${STEP_TAIL:-8}" "$out/$name.log"
+}
