@@ -429,12 +429,10 @@ def legacy_freqs(head_dim: int, max_seq_len: int, theta: float = 10000.0):
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def check_legacy(config: dict) -> None:
-    """llama2.c hard-codes what its 7-int header cannot say: refuse models that need anything else."""
-    c = config
+def llama2c_problems(c: dict) -> list[str]:
+    """What a llama2.c-style header cannot say (it hard-codes the rest): the model's departures from
+    head_dim = dim / n_heads, no biases, no rope scaling, rope theta 10000 and norm eps 1e-5."""
     problems = []
-    if c["dtype"] != "fp32":
-        problems.append(f"dtype {c['dtype']} (only fp32)")
     if c["head_dim"] * c["n_heads"] != c["dim"]:
         problems.append(f"head_dim {c['head_dim']} != dim / n_heads")
     if c["attention_bias"]:
@@ -445,6 +443,13 @@ def check_legacy(config: dict) -> None:
         problems.append(f"rope_theta {c['rope_theta']:g} (only 10000)")
     if abs(c["norm_eps"] - 1e-5) > 1e-12:
         problems.append(f"norm_eps {c['norm_eps']:g} (only 1e-05)")
+    return problems
+
+
+def check_legacy(config: dict) -> None:
+    """llama2.c v0 files hold fp32 models that llama2c_problems finds nothing wrong with."""
+    problems = [] if config["dtype"] == "fp32" else [f"dtype {config['dtype']} (only fp32)"]
+    problems += llama2c_problems(config)
     if problems:
         raise ExportError("--legacy (llama2.c v0) cannot express " + ", ".join(problems))
 

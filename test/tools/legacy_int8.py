@@ -109,17 +109,7 @@ def quantize_q80(w: np.ndarray, group_size: int):
 
 def check_model(fmt: str, c: dict, group_size: int) -> int:
     """The group size to use; ExportError for what the format cannot express."""
-    problems = []
-    if c["head_dim"] * c["n_heads"] != c["dim"]:
-        problems.append(f"head_dim {c['head_dim']} != dim / n_heads")
-    if c["attention_bias"]:
-        problems.append("q/k/v biases")
-    if c["rope_scaling"]:
-        problems.append(f"rope scaling {c['rope_scaling']['type']}")
-    if c["rope_theta"] != 10000.0:
-        problems.append(f"rope_theta {c['rope_theta']:g} (only 10000)")
-    if abs(c["norm_eps"] - 1e-5) > 1e-12:
-        problems.append(f"norm_eps {c['norm_eps']:g} (only 1e-05)")
+    problems = kf.llama2c_problems(c)
     if problems:
         raise ExportError(f"{fmt} cannot express " + ", ".join(problems))
     if fmt == "llama2c-v1":

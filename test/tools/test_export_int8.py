@@ -54,6 +54,18 @@ def reference_int8(w, group_size, scale_dtype):
     return q.astype(np.int8).reshape(rows, cols), scale
 
 
+def assert_same_tensors(theirs: dict, ours_int8: dict, ours_float: dict) -> None:
+    """theirs (legacy_int8.read_model): (codes, scales) pairs equal to ours_int8's NAME and
+    NAME.scales byte for byte, float arrays equal to ours_float's."""
+    for name, value in theirs.items():
+        if isinstance(value, tuple):
+            codes, scales = value
+            assert np.array_equal(codes, ours_int8[name]), name
+            assert np.asarray(ours_int8[name + ".scales"]).tobytes() == scales.tobytes(), name
+        else:
+            assert np.array_equal(value, ours_float[name]), name
+
+
 # ---------------------------------------------------------------------------------------------
 # export.py --dtype int8
 
@@ -182,13 +194,7 @@ def test_llama2c_v2_equals_our_int8_export(models, exported, tmp_path):
     head, theirs = legacy_int8.read_model(str(out), "llama2c-v2")
     assert head["tied_embeddings"] and head["group_size"] == 32
     assert set(theirs) == {n for n in ours if not n.endswith(".scales")}
-    for name, value in theirs.items():
-        if isinstance(value, tuple):
-            codes, scales = value
-            assert np.array_equal(codes, ours[name]), name
-            assert np.asarray(ours[name + ".scales"]).tobytes() == scales.tobytes(), name
-        else:
-            assert np.array_equal(value, ours[name]), name
+    assert_same_tensors(theirs, ours, ours)
 
     # Without --group-size: llama2.c's 64, halved to 32 to fit dim 288; the same file.
     again = tmp_path / "v2-default.bin"
@@ -249,10 +255,4 @@ def test_kuiperllama_equals_our_int8_export(exported, tmp_path, tied):
 
     head, theirs = legacy_int8.read_model(str(out), "kuiperllama")
     assert head["tied_embeddings"] == tied and ("output" in theirs) != tied
-    for name, value in theirs.items():
-        if isinstance(value, tuple):
-            codes, scales = value
-            assert np.array_equal(codes, ours[name]), name
-            assert np.asarray(ours[name + ".scales"]).tobytes() == scales.tobytes(), name
-        else:
-            assert np.array_equal(value, f32[name]), name
+    assert_same_tensors(theirs, ours, f32)
