@@ -38,6 +38,12 @@ std::vector<std::string_view> parse_command_line(std::span<char* const> args,
   return positional;
 }
 
+std::pair<std::string, std::string> model_and_tokenizer(std::span<const std::string_view> positional) {
+  KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
+               " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
+  return {std::string(positional[0]), std::string(positional[1])};
+}
+
 Device parse_device(std::string_view name) {
   const auto d = device_from_name(name);
   KUIPER_CHECK(d.has_value(), "unknown device '", name, "' (expected cpu or cuda)");

@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 #include <span>
+#include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -26,6 +28,9 @@ struct OptionTable {
 // and "-" among them). Throws kuiper::Error for an unknown option or a missing value.
 std::vector<std::string_view> parse_command_line(std::span<char* const> args,
                                                  const OptionTable& table);
+
+// MODEL and TOKENIZER, the positional arguments of every demo program; throws for another count.
+std::pair<std::string, std::string> model_and_tokenizer(std::span<const std::string_view> positional);
 
 // The whole of `text` as a number of type T; throws naming the option otherwise.
 template <class T>

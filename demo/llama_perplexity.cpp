@@ -97,10 +97,7 @@ PplOptions parse_options(std::span<char* const> args) {
   m["--device"] = [&](auto, auto v) { o.device = parse_device(v); };
   const std::vector<std::string_view> positional = parse_command_line(args, table);
   if (o.help) return o;
-  KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
-               " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
-  o.model_path = positional[0];
-  o.tokenizer_path = positional[1];
+  std::tie(o.model_path, o.tokenizer_path) = model_and_tokenizer(positional);
   KUIPER_CHECK(o.n_ctx >= kMinContext, "-c/--ctx must be at least ", kMinContext, " tokens, got ",
                o.n_ctx);
   KUIPER_CHECK(!o.kl_divergence || o.kl_base, "--kl-divergence needs --kl-base FILE");

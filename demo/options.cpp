@@ -1,5 +1,7 @@
 #include "demo/options.h"
 
+#include <tuple>
+
 #include "demo/command_line.h"
 
 namespace kuiper::demo {
@@ -58,10 +60,7 @@ Options parse_options(std::span<char* const> args) {
   m["--template"] = [&](auto, auto v) { o.chat_template = v; };
   const std::vector<std::string_view> positional = parse_command_line(args, table);
   if (o.help) return o;
-  KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
-               " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
-  o.model_path = positional[0];
-  o.tokenizer_path = positional[1];
+  std::tie(o.model_path, o.tokenizer_path) = model_and_tokenizer(positional);
   KUIPER_CHECK(o.steps >= 0, "--steps must be >= 0, got ", o.steps);
   KUIPER_CHECK(o.context >= 0, "--ctx must be >= 0, got ", o.context);
   KUIPER_CHECK(o.threads >= 0, "--threads must be >= 0, got ", o.threads);
