@@ -81,7 +81,7 @@ void fill_random(const Tensor& t, float scale, const DeviceContext& ctx) {
     for (float& x : v) x = dist(rng);
     return v;
   }();
-  const size_t elem = dtype_size(t.dtype()), per_block = block.size();
+  const size_t elem = storage_bytes(t.dtype(), 1), per_block = block.size();
   std::vector<char> host(per_block * elem);
   for (size_t i = 0; i < per_block; ++i) {
     const float v = block[i] * scale;
@@ -173,7 +173,7 @@ void gemv_sweep(const DeviceContext& ctx, const std::vector<DType>& dtypes) {
     for (const MatrixShape& s : shapes) {
       int64_t rows = 0;
       for (int64_t o : s.outs) rows += o;
-      const size_t bytes = size_t(rows * s.in) * dtype_size(dtype);
+      const size_t bytes = storage_bytes(dtype, rows * s.in);
       // Enough copies that together they are 4-5x an H100/H200's L2: each call reads from HBM.
       const int copies = int(std::max<size_t>(2, (size_t(256) << 20) / bytes + 1));
       std::vector<std::vector<Tensor>> ws(static_cast<size_t>(copies));

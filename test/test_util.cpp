@@ -62,20 +62,31 @@ void fill_uniform(const Tensor& t, std::mt19937& rng, float lo, float hi) {
 
 Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group,
                      DType scale_dtype) {
-  if (dtype != DType::kI8) {
+  if (dtype != DType::kI8 && dtype != DType::kQ4) {
     Tensor w(dtype, {rows, cols});
     fill_uniform(w, rng);
     return w;
   }
-  Tensor codes(DType::kI8, {rows, cols}), scales(scale_dtype, {rows, cols / group});
-  std::uniform_int_distribution<int> code(-127, 127);
-  for (int8_t& v : codes.span<int8_t>()) v = int8_t(code(rng));
+  Tensor codes(dtype, {rows, cols}), scales(scale_dtype, {rows, cols / group});
+  auto* bytes = static_cast<uint8_t*>(codes.raw_data());
+  std::uniform_int_distribution<int> code(0, 255);  // q4: two codes of 0..15; int8: -128..127 once
+  for (size_t i = 0; i < codes.bytes(); ++i) bytes[i] = uint8_t(code(rng));
+  if (dtype == DType::kI8)
+    for (int8_t& v : codes.span<int8_t>()) v = std::max<int8_t>(v, -127);
   fill_uniform(scales, rng, 0.002f, 0.02f);
   return {codes, scales};
 }
 
 double weight_element(const Weight& w, int64_t r, int64_t c) {
-  const double v = element(w.values, r * w.cols() + c);
+  double v = 0;
+  if (w.dtype() == DType::kQ4) {  // block b of a row: byte j holds values 32b + j (low), + 16 (high)
+    const auto* row = static_cast<const uint8_t*>(w.values.raw_data()) + r * w.cols() / 2;
+    const int64_t block = c / 32, j = c % 32;
+    const uint8_t byte = row[block * 16 + j % 16];
+    v = double(j < 16 ? byte & 15 : byte >> 4) - 8.0;
+  } else {
+    v = element(w.values, r * w.cols() + c);
+  }
   if (!w.quantized()) return v;
   return v * element(w.scales, r * w.scales.dim(1) + c / w.group());
 }
@@ -87,6 +98,7 @@ float element(const Tensor& t, int64_t i) {
     case DType::kBF16: return to_float(t.span<bf16>()[i]);
     case DType::kI32: return float(t.span<int32_t>()[i]);
     case DType::kI8: return float(t.span<int8_t>()[i]);
+    case DType::kQ4: break;  // packed codes: weight_element() reads them
   }
   return NAN;
 }

@@ -32,7 +32,7 @@ std::filesystem::path scratch_dir();
 // Fills a tensor (CPU, fp32/fp16/bf16) with uniform values in [lo, hi).
 void fill_uniform(const Tensor& t, std::mt19937& rng, float lo = -1.f, float hi = 1.f);
 // A random weight [rows, cols] on the CPU: uniform in [-1, 1) for float dtypes; for int8, codes
-// uniform in [-127, 127] with scales (fp32 or fp16, one per `group` values of a row) uniform in
+// uniform in [-127, 127], for q4 in [0, 15], with scales (fp32 or fp16, one per `group` values of a row) uniform in
 // [0.002, 0.02).
 Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group = 0,
                      DType scale_dtype = DType::kF32);

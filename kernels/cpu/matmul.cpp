@@ -1,8 +1,9 @@
 // Projections of one input: y = norm(x) w^T (+ bias) (+ y). A few positions (decoding, short
 // chunks) stream every output's weights once in a single parallel loop, each weight row reused
-// for every position and 16-bit or int8 weights widened in registers (weight_rows.h). Many positions (prefill) split the
+// for every position and 16-bit or int8 weights widened in registers, q4 codes multiplied with
+// the positions quantized to int8 (weight_rows.h). Many positions (prefill) split the
 // output rows into tiles across threads; each thread runs OpenBLAS's SGEMM (through armadillo)
-// on its tile, expanding 16-bit or int8 weights into a cache-sized fp32 copy first. OpenBLAS itself stays
+// on its tile, expanding 16-bit or quantized weights into a cache-sized fp32 copy first. OpenBLAS itself stays
 // single-threaded: two thread pools spinning for the same cores make both crawl.
 #include <armadillo>
 #include <array>
@@ -95,6 +96,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
         total += o.weight.rows();
       }
       const size_t n_parts = outs.size();
+      const auto input = Rows::Input::of(xs, n, k);
 #pragma omp parallel for schedule(static) if (total * k * n >= kParallelWork)
       for (int64_t r = 0; r < total; ++r) {
         size_t i = 0;
@@ -102,7 +104,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
         const Part& p = parts[i];
         const int64_t row = r - p.first_row;
         for (int64_t pos = 0; pos < n; ++pos) {
-          float v = p.w.dot(xs + pos * k, row);
+          float v = p.w.dot(input.at(pos), row);
           if (p.bias) v += p.bias[row];
           float& y = p.y[pos * p.rows + row];
           y = accumulate ? y + v : v;
@@ -132,10 +134,11 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
   with_weight_rows(w_gate, [&]<class Rows>(const Rows& wg) {
     const Rows wu = rows_of<Rows>(w_gate, w_up);
     if (n <= kMaxRowwisePositions) {
+      const auto input = Rows::Input::of(xs, n, k);
 #pragma omp parallel for schedule(static) if (2 * hidden * k * n >= kParallelWork)
       for (int64_t r = 0; r < hidden; ++r)
         for (int64_t pos = 0; pos < n; ++pos)
-          ys[pos * hidden + r] = silu(wg.dot(xs + pos * k, r)) * wu.dot(xs + pos * k, r);
+          ys[pos * hidden + r] = silu(wg.dot(input.at(pos), r)) * wu.dot(input.at(pos), r);
       return;
     }
     std::vector<float> gate(static_cast<size_t>(n * hidden));

@@ -6,7 +6,7 @@ void register_cpu_kernels(Registry& r) {
   using namespace cpu;
   single_threaded_blas();
   constexpr Device kCPU = Device::kCPU;
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8}) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4}) {
     r.embedding.add(kCPU, t, embedding);
     r.matmul.add(kCPU, t, matmul);
     r.gated_matmul.add(kCPU, t, gated_matmul);

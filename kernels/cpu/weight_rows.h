@@ -1,11 +1,14 @@
 #pragma once
-// The rows of a weight matrix as the CPU kernels read them: a dot product of one row with an
-// fp32 vector, and rows expanded to fp32 (for SGEMM tiles and embedding lookups). Float weights
-// widen in registers; int8 codes widen in registers too and each group's partial sum is scaled
-// once, so activations stay fp32 and the only error is the weights' own rounding.
+// The rows of a weight matrix as the CPU kernels read them: a dot product of one row with a
+// position (its Input: fp32, or quantized once per call), and rows expanded to fp32 (for SGEMM
+// tiles and embedding lookups). Float weights widen in registers; int8 codes widen in registers
+// too and each group's partial sum is scaled once, so their activations stay fp32. q4 codes
+// take integer dot products with activations quantized to int8 per block of 32, as llama.cpp's
+// Q4_0 does (one maddubs a 32-value block instead of four widen-and-FMA steps).
 // with_weight_rows() dispatches on the weight's storage once per call, so matmul, gated_matmul
 // and embedding are each written once for every weight format.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/vec.h"
 #include "kuiper/tensor/weight.h"
@@ -68,9 +71,82 @@ inline float dot_q8(const float* x, const int8_t* q, const S* scale, int64_t n, 
   return sum;
 }
 
+// The positions of a call, fp32 [n, k], as the float and int8 readers take them.
+struct FloatInput {
+  const float* xs;
+  int64_t k;
+
+  static FloatInput of(const float* xs, int64_t, int64_t k) { return {xs, k}; }
+  const float* at(int64_t pos) const { return xs + pos * k; }
+};
+
+// The positions quantized to int8 in blocks of 32 (scale max|x| / 127, nearest), for readers
+// whose dot products are integer ones: quantized once per call, used by every row.
+struct Int8Input {
+  static constexpr int64_t kBlock = 32;
+  struct Row {
+    const int8_t* q;
+    const float* scale;  // per block
+    const float* sum;    // per block: scale * sum(q), the share of a constant code offset
+  };
+  std::vector<int8_t> q;
+  std::vector<float> scale, sum;
+  int64_t k = 0;
+
+  static Int8Input of(const float* xs, int64_t n, int64_t k);
+  Row at(int64_t pos) const {
+    return {q.data() + pos * k, scale.data() + pos * (k / kBlock), sum.data() + pos * (k / kBlock)};
+  }
+};
+
+// sum_k x[k] * (u[k] - 8) * scale[k / group] for q4 codes u in blocks of 32 (weight.h); integer
+// products of the codes and x's int8 values per block, scaled by both blocks' scales; the code
+// offset 8 is taken off once at the end through x's block sums.
+template <class S>
+inline float dot_q4(const Int8Input::Row& x, const uint8_t* q, const S* scale, int64_t n,
+                    int64_t group) {
+  const int64_t blocks = n / 32, per_group = group / 32;
+  float offset = 0.f;  // sum over blocks of the weight scale times x's block sum
+#ifdef KUIPER_CPU_AVX2
+  if ((per_group & (per_group - 1)) == 0) {
+    const int shift = __builtin_ctzll(uint64_t(per_group));
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < blocks; ++b) {
+      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes, _MM_HINT_T0);
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
+      const __m256i codes =
+          _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low4), _mm_and_si128(raw, low4));
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + 32 * b));
+      // unsigned codes (<= 15) times signed values: pair sums fit int16 without saturating.
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
+      const float w_scale = to_float(scale[b >> shift]);
+      acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(w_scale * x.scale[b]), _mm256_cvtepi32_ps(sums),
+                                   acc[b & 1]);
+      offset += w_scale * x.sum[b];
+    }
+    return hsum(_mm256_add_ps(acc[0], acc[1])) - 8.f * offset;
+  }
+#endif
+  float sum = 0.f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int32_t dot = 0;
+    for (int64_t j = 0; j < 16; ++j) {
+      dot += int32_t(q[16 * b + j] & 15) * x.q[32 * b + j];
+      dot += int32_t(q[16 * b + j] >> 4) * x.q[32 * b + j + 16];
+    }
+    const float w_scale = to_float(scale[b / per_group]);
+    sum += w_scale * x.scale[b] * float(dot);
+    offset += w_scale * x.sum[b];
+  }
+  return sum - 8.f * offset;
+}
+
 // Rows of a float matrix [rows, cols] stored as T.
 template <class T>
 struct FloatRows {
+  using Input = FloatInput;
   const T* w;
   int64_t cols;
 
@@ -82,6 +158,7 @@ struct FloatRows {
 // Rows of int8 codes [rows, cols] with scales S [rows, cols / group].
 template <class S>
 struct Int8Rows {
+  using Input = FloatInput;
   const int8_t* q;
   const S* scales;
   int64_t cols, group;
@@ -106,14 +183,50 @@ struct Int8Rows {
   }
 };
 
+// Rows of q4 codes [rows, cols] (blocks of 32 values in 16 bytes, weight.h) with scales S
+// [rows, cols / group].
+template <class S>
+struct Q4Rows {
+  using Input = Int8Input;
+  const uint8_t* q;
+  const S* scales;
+  int64_t cols, group;
+
+  static Q4Rows of(const Weight& m) {
+    return {static_cast<const uint8_t*>(m.values.raw_data()),
+            static_cast<const S*>(m.scales.raw_data()), m.cols(), m.group()};
+  }
+
+  const S* scales_of(int64_t r) const { return scales + r * (cols / group); }
+  const uint8_t* codes_of(int64_t r) const { return q + r * (cols / 2); }
+  float dot(const Int8Input::Row& x, int64_t r) const {
+    return dot_q4(x, codes_of(r), scales_of(r), cols, group);
+  }
+  void expand(int64_t r0, int64_t rows, float* dst) const {
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      const S* s = scales_of(r);
+      const uint8_t* in = codes_of(r);
+      float* out = dst + (r - r0) * cols;
+      for (int64_t b = 0; b < cols / 32; ++b) {
+        const float scale = to_float(s[b * 32 / group]);
+        for (int64_t j = 0; j < 16; ++j) {
+          out[32 * b + j] = scale * float(int(in[16 * b + j] & 15) - 8);
+          out[32 * b + j + 16] = scale * float(int(in[16 * b + j] >> 4) - 8);
+        }
+      }
+    }
+  }
+};
+
 // Runs f(rows) with the row reader for w's storage; every weight of one call must share it
 // (matmul's outputs, the gate and up projections), so callers pass the first and check the rest.
 template <class F>
 decltype(auto) with_weight_rows(const Weight& w, F&& f) {
   if (w.quantized()) {
+    const bool half = w.scales.dtype() == DType::kF16;
+    if (w.dtype() == DType::kQ4) return half ? f(Q4Rows<f16>::of(w)) : f(Q4Rows<float>::of(w));
     KUIPER_CHECK(w.dtype() == DType::kI8, "cpu: no kernel for quantized ", dtype_name(w.dtype()));
-    if (w.scales.dtype() == DType::kF16) return f(Int8Rows<f16>::of(w));
-    return f(Int8Rows<float>::of(w));
+    return half ? f(Int8Rows<f16>::of(w)) : f(Int8Rows<float>::of(w));
   }
   return with_float_type(w.dtype(), [&]<class T>(T) { return f(FloatRows<T>::of(w)); });
 }

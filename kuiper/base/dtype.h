@@ -8,18 +8,25 @@
 
 namespace kuiper {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI8, kI32 };
-inline constexpr int kNumDTypes = 5;
+// kQ4: 4-bit codes, two a byte (docs/model-format.md, "q4"); a q4 tensor's shape counts codes.
+enum class DType : uint8_t { kF32, kF16, kBF16, kI8, kI32, kQ4 };
+inline constexpr int kNumDTypes = 6;
 
-constexpr size_t dtype_size(DType t) {
+constexpr int dtype_bits(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI8: return 1;
-    case DType::kI32: return 4;
+    case DType::kF32: return 32;
+    case DType::kF16: return 16;
+    case DType::kBF16: return 16;
+    case DType::kI8: return 8;
+    case DType::kI32: return 32;
+    case DType::kQ4: return 4;
   }
   return 0;
+}
+
+// Bytes of `count` elements (a q4 element is half a byte; an odd count rounds up).
+constexpr size_t storage_bytes(DType t, int64_t count) {
+  return (size_t(count) * size_t(dtype_bits(t)) + 7) / 8;
 }
 
 // Names as the model file and the command line spell them.
@@ -30,6 +37,7 @@ constexpr std::string_view dtype_name(DType t) {
     case DType::kBF16: return "bf16";
     case DType::kI8: return "int8";
     case DType::kI32: return "int32";
+    case DType::kQ4: return "q4";
   }
   return "?";
 }

@@ -22,10 +22,10 @@ void ModelConfig::validate() const {
                " kv heads");
   KUIPER_CHECK(head_dim % 2 == 0, "head_dim must be even for rotary embeddings, got ", head_dim);
   KUIPER_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16 ||
-                   dtype == DType::kI8,
+                   dtype == DType::kI8 || dtype == DType::kQ4,
                "unsupported weight dtype ", dtype_name(dtype));
-  KUIPER_CHECK(dtype != DType::kI8 || group_size > 0, "int8 weights need a positive group_size, got ",
-               group_size);
+  KUIPER_CHECK((dtype != DType::kI8 && dtype != DType::kQ4) || group_size > 0, dtype_name(dtype),
+               " weights need a positive group_size, got ", group_size);
   KUIPER_CHECK(bos_id < vocab_size, "bos id ", bos_id, " outside the vocabulary of ", vocab_size);
   for (int32_t id : eos_ids)
     KUIPER_CHECK(id >= 0 && id < vocab_size, "eos id ", id, " outside the vocabulary of ",

@@ -327,7 +327,7 @@ void ModelFile::add_sequence(const ArraySequence& seq) {
 
 void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t offset) {
   const size_t size = file_->bytes().size();
-  const size_t bytes = size_t(shape.numel()) * dtype_size(dtype);
+  const size_t bytes = storage_bytes(dtype, shape.numel());
   KUIPER_CHECK(offset <= size && bytes <= size - offset, "truncated: tensor '", name, "' ends at byte ",
                offset + bytes, " but the file has ", size, " bytes");
   tensors_.emplace(std::move(name), Entry{dtype, shape, offset});
@@ -335,11 +335,11 @@ void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t of
 
 Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
   Tensor values = tensor(name, shape);
-  if (values.dtype() != DType::kI8) return values;
+  if (values.dtype() != DType::kI8 && values.dtype() != DType::kQ4) return values;
   const std::string scales_name = std::string(name) + ".scales";
   const auto it = tensors_.find(scales_name);
-  KUIPER_CHECK(it != tensors_.end(), "model file ", path().string(), ": int8 tensor '", name,
-               "' has no scales ('", scales_name, "')");
+  KUIPER_CHECK(it != tensors_.end(), "model file ", path().string(), ": ", dtype_name(values.dtype()),
+               " tensor '", name, "' has no scales ('", scales_name, "')");
   const Entry& e = it->second;
   const int64_t groups = e.shape.ndim() == 2 ? e.shape[1] : 0;
   KUIPER_CHECK(e.shape.ndim() == 2 && e.shape[0] == shape[0] && groups > 0 && shape[1] % groups == 0,

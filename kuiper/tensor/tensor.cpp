@@ -36,13 +36,13 @@ std::string Shape::str() const {
 }
 
 Tensor::Tensor(DType dtype, Shape shape, Device device)
-    : buffer_(Buffer::allocate(size_t(shape.numel()) * dtype_size(dtype), device)),
+    : buffer_(Buffer::allocate(storage_bytes(dtype, shape.numel()), device)),
       dtype_(dtype),
       shape_(shape) {}
 
 Tensor Tensor::view(std::shared_ptr<Buffer> buffer, size_t byte_offset, DType dtype, Shape shape) {
   KUIPER_CHECK(buffer != nullptr, "tensor view of a null buffer");
-  const size_t need = size_t(shape.numel()) * dtype_size(dtype);
+  const size_t need = storage_bytes(dtype, shape.numel());
   KUIPER_CHECK(byte_offset <= buffer->bytes() && need <= buffer->bytes() - byte_offset,
                "tensor view ", dtype_name(dtype), shape.str(), " at byte ", byte_offset,
                " overruns its buffer of ", buffer->bytes(), " bytes");
@@ -79,7 +79,7 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
   std::copy(shape_.begin(), shape_.end(), dims.begin());
   dims[0] = end - begin;
   Tensor t = *this;
-  t.offset_ += size_t(begin * stride(0)) * dtype_size(dtype_);
+  t.offset_ += storage_bytes(dtype_, begin * stride(0));
   t.shape_ = Shape(std::span(dims.data(), size_t(ndim())));
   return t;
 }

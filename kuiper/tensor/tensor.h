@@ -54,7 +54,7 @@ class Tensor {
   int64_t dim(int i) const;  // negative i counts from the end
   int64_t stride(int i) const;
   int64_t numel() const { return shape_.numel(); }
-  size_t bytes() const { return size_t(numel()) * dtype_size(dtype_); }
+  size_t bytes() const { return storage_bytes(dtype_, numel()); }
   const std::shared_ptr<Buffer>& buffer() const { return buffer_; }
 
   void* raw_data() const;

@@ -22,13 +22,17 @@ void check_weight(const Weight& w, std::string_view what) {
     return;
   }
   const Tensor& s = w.scales;
-  KUIPER_CHECK(w.dtype() == DType::kI8, what, ": scales given for ", w.values.describe());
+  KUIPER_CHECK(w.dtype() == DType::kI8 || w.dtype() == DType::kQ4, what, ": scales given for ",
+               w.values.describe());
   KUIPER_CHECK(s.ndim() == 2 && s.dim(0) == w.rows() && s.dim(1) > 0 &&
                    w.cols() % s.dim(1) == 0 && s.device() == w.values.device(),
                what, ": scales ", s.describe(), " do not fit the values ", w.values.describe(),
                " (expected [rows, cols / group] on the same device)");
   KUIPER_CHECK(s.dtype() == DType::kF32 || s.dtype() == DType::kF16, what, ": scales of ",
                dtype_name(s.dtype()), " (expected fp32 or fp16)");
+  // q4 codes are packed in blocks of 32 (llama.cpp's Q4_0 nibble order), which groups must tile.
+  KUIPER_CHECK(w.dtype() != DType::kQ4 || w.group() % kQ4Block == 0, what, ": q4 groups of ",
+               w.group(), " (expected a multiple of ", kQ4Block, ")");
 }
 
 }  // namespace kuiper

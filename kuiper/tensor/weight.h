@@ -5,12 +5,17 @@
 
 namespace kuiper {
 
+// Values in a block of q4 codes: 16 bytes, byte j holding value j in its low nibble and value
+// j + 16 in its high one (llama.cpp's Q4_0 order), each code u standing for u - 8.
+inline constexpr int64_t kQ4Block = 32;
+
 // A weight matrix [rows, cols] as the kernels read it. Float weights (fp32, fp16, bf16) are
-// `values` alone. Group-quantized weights hold integer codes in `values` (int8 [rows, cols]) and
-// one scale per `group` consecutive values of a row in `scales` ([rows, cols / group], fp32 or
-// fp16): w[r, c] = values[r, c] * scales[r, c / group]. Group size and scale type are read off
-// the tensors, so one kernel serves every (group, scale dtype) pair. The registries are keyed by
-// the values' dtype. Converts implicitly from a float Tensor.
+// `values` alone. Group-quantized weights hold integer codes in `values` (int8, or q4 packed in
+// blocks of kQ4Block, [rows, cols] codes either way) and one scale per `group` consecutive values
+// of a row in `scales` ([rows, cols / group], fp32 or fp16): w[r, c] = code(r, c) *
+// scales[r, c / group]. Group size and scale type are read off the tensors, so one kernel serves
+// every (group, scale dtype) pair. The registries are keyed by the values' dtype. Converts
+// implicitly from a float Tensor.
 struct Weight {
   Tensor values;
   Tensor scales;  // empty for float weights

@@ -25,19 +25,22 @@ TEST(CpuEmbedding, RejectsIdsOutsideTheVocabulary) {
                Error);
 }
 
-TEST(CpuEmbedding, DequantizesInt8Rows) {
-  for (DType scale_dtype : {DType::kF32, DType::kF16}) {
-    std::mt19937 rng(6);
-    const Weight table = random_weight(DType::kI8, 50, 48, rng, 16, scale_dtype);
-    Tensor tokens(DType::kI32, {3}), out(DType::kF32, {3, 48});
-    const int32_t ids[] = {49, 0, 13};
-    std::copy(ids, ids + 3, tokens.span<int32_t>().begin());
-    kernels::registry().embedding.find(Device::kCPU, DType::kI8)(tokens, table, out,
-                                                                DeviceContext::cpu());
-    for (int i = 0; i < 3; ++i)
-      for (int k = 0; k < 48; ++k)
-        ASSERT_FLOAT_EQ(element(out, i * 48 + k), float(weight_element(table, ids[i], k)));
-  }
+TEST(CpuEmbedding, DequantizesInt8AndQ4Rows) {
+  for (DType dtype : {DType::kI8, DType::kQ4})
+    for (DType scale_dtype : {DType::kF32, DType::kF16}) {
+      std::mt19937 rng(6);
+      const int64_t dim = 96, group = dtype == DType::kI8 ? 16 : 32;
+      const Weight table = random_weight(dtype, 50, dim, rng, group, scale_dtype);
+      Tensor tokens(DType::kI32, {3}), out(DType::kF32, {3, dim});
+      const int32_t ids[] = {49, 0, 13};
+      std::copy(ids, ids + 3, tokens.span<int32_t>().begin());
+      kernels::registry().embedding.find(Device::kCPU, dtype)(tokens, table, out,
+                                                             DeviceContext::cpu());
+      for (int i = 0; i < 3; ++i)
+        for (int k = 0; k < dim; ++k)
+          ASSERT_FLOAT_EQ(element(out, i * dim + k), float(weight_element(table, ids[i], k)))
+              << dtype_name(dtype) << " " << k;
+    }
 }
 
 }  // namespace

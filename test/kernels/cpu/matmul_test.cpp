@@ -8,11 +8,17 @@ struct MatmulCase {
   int64_t n, in;
   std::vector<int64_t> outs;  // rows of each projection
   bool bias, norm, accumulate;
-  int64_t group = 0;          // int8: values per scale
+  int64_t group = 0;          // int8, q4: values per scale
   DType scale_dtype = DType::kF32;
 };
 
 class CpuMatmul : public ::testing::TestWithParam<MatmulCase> {};
+
+// The input as the kernel multiplies it: q4 weights decoding a few positions (up to 8, where
+// matmul.cpp goes row by row) take x rounded to int8 blocks; GEMM tiles take it as it is.
+Tensor reference_input(DType dtype, int64_t n, const Tensor& x) {
+  return dtype == DType::kQ4 && n <= 8 ? reference::int8_blocks(x) : x;
+}
 
 TEST_P(CpuMatmul, MatchesReference) {
   const MatmulCase& c = GetParam();
@@ -23,7 +29,7 @@ TEST_P(CpuMatmul, MatchesReference) {
     norm = Tensor(DType::kF32, {c.in});
     fill_uniform(norm, rng);
   }
-  const Tensor xn = c.norm ? reference::rmsnorm(x, norm, 1e-5f) : x;
+  const Tensor xn = reference_input(c.dtype, c.n, c.norm ? reference::rmsnorm(x, norm, 1e-5f) : x);
   std::vector<kernels::MatmulOutput> outs;
   std::vector<Tensor> expected;
   for (int64_t rows : c.outs) {
@@ -65,19 +71,27 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kI8, 1, 96, {33, 7}, true, false, true, 24, DType::kF16},
                       MatmulCase{DType::kI8, 2, 48, {19}, false, false, false, 16},
                       MatmulCase{DType::kI8, 33, 192, {300, 20, 20}, true, true, false, 64},
-                      MatmulCase{DType::kI8, 9, 256, {513}, false, false, true, 32, DType::kF16}));
+                      MatmulCase{DType::kI8, 9, 256, {513}, false, false, true, 32, DType::kF16},
+                      // q4: blocks of 32, groups of 32, 64, 128; 9 blocks a row (no 4-block
+                      // step), fp16 and fp32 scales, decode rows and GEMM tiles.
+                      MatmulCase{DType::kQ4, 1, 288, {768}, false, false, false, 32, DType::kF16},
+                      MatmulCase{DType::kQ4, 1, 320, {37, 5, 5}, true, true, false, 64, DType::kF16},
+                      MatmulCase{DType::kQ4, 3, 384, {29}, false, true, true, 128},
+                      MatmulCase{DType::kQ4, 8, 96, {33, 7}, true, false, true, 96, DType::kF16},
+                      MatmulCase{DType::kQ4, 33, 192, {300, 20, 20}, true, true, false, 64, DType::kF16},
+                      MatmulCase{DType::kQ4, 9, 256, {513}, false, false, true, 32}));
 
 TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4}) {
     for (int64_t n : {1, 6, 11}) {
       std::mt19937 rng(int(n) + int(dtype));
-      const bool q8 = dtype == DType::kI8;
-      const int64_t in = q8 ? 96 : 77, hidden = 301, group = q8 ? 32 : 0;
+      const bool quantized = dtype == DType::kI8 || dtype == DType::kQ4;
+      const int64_t in = quantized ? 96 : 77, hidden = 301, group = quantized ? 32 : 0;
       Tensor x(DType::kF32, {n, in}), norm(DType::kF32, {in}), y(DType::kF32, {n, hidden});
       const Weight w_gate = random_weight(dtype, hidden, in, rng, group, DType::kF16);
       const Weight w_up = random_weight(dtype, hidden, in, rng, group, DType::kF16);
       for (const Tensor* t : {&x, &norm}) fill_uniform(*t, rng);
-      const Tensor xn = reference::rmsnorm(x, norm, 1e-6f);
+      const Tensor xn = reference_input(dtype, n, reference::rmsnorm(x, norm, 1e-6f));
       const Tensor expected = reference::silu_times(reference::matmul(xn, w_gate, {}),
                                                     reference::matmul(xn, w_up, {}));
       kernels::registry().gated_matmul.find(Device::kCPU, dtype)({x, norm, 1e-6f}, w_gate, w_up, y,
