@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Convert a checkpoint into kuiper's model file (docs/model-format.md), or llama2.c's v0 with --legacy.
 
-  python3 tools/export.py OUT.bin --hf HF_DIR           [--dtype fp32|fp16|bf16|int8] [--legacy]
+  python3 tools/export.py OUT.bin --hf HF_DIR           [--dtype fp32|fp16|bf16|int8|q4] [--legacy]
   python3 tools/export.py OUT.bin --meta-llama META_DIR [--dtype ...] [--legacy]
   python3 tools/export.py OUT.bin --random CONFIG_JSON  [--dtype ...] [--seed N]
 
 --dtype int8 stores every matrix as int8 codes with one scale per group of --group-size (32, 64 or
 128; default 64) values along each row, the scales in --scale-dtype (fp16 or fp32; default fp16).
+--dtype q4 stores wq, wk, wv, wo, w1, w2, w3 as 4-bit codes with one fp16 scale per group of
+--group-size (32, 64 or 128; default 32) values (4.5, 4.25 or 4.125 bits a weight), and the embedding
+table and an untied classifier as int8 with fp16 scales in the same groups.
 
 HF_DIR: a Hugging Face LlamaForCausalLM / Qwen2ForCausalLM directory (config.json + *.safetensors).
 META_DIR: Meta's consolidated.*.pth + params.json. CONFIG_JSON: an HF config.json whose shape a
@@ -184,13 +187,13 @@ def finish_metadata(c, bos, eos, add_bos, template, tok_size, args) -> dict:
              "vocab_size", "max_seq_len", "rope_theta", "rope_scaling", "norm_eps", "tied_embeddings",
              "attention_bias", "dtype", "group_size", "bos_id", "eos_ids", "add_bos", "chat_template",
              "tokenizer_vocab_size")
-    if args.dtype == "int8":
+    if args.dtype in ("int8", "q4"):
         c["group_size"] = group_size(args)
     return {k: c[k] for k in order if k in c}
 
 
 def group_size(args) -> int:
-    return getattr(args, "group_size", None) or 64
+    return getattr(args, "group_size", None) or (32 if args.dtype == "q4" else 64)
 
 
 def scale_dtype(args) -> str:
@@ -398,8 +401,8 @@ def parse_args(argv):
     src.add_argument("--random", metavar="CONFIG_JSON", help="random weights of an HF config.json's shape")
     p.add_argument("--dtype", choices=DTYPES, default="fp32", help="dtype of the matrices (default fp32); "
                    "norms and biases are always fp32")
-    p.add_argument("--group-size", type=int, choices=GROUP_SIZES, help="with --dtype int8: values per "
-                   "scale, along each row (default 64)")
+    p.add_argument("--group-size", type=int, choices=GROUP_SIZES, help="with --dtype int8 or q4: values "
+                   "per scale, along each row (default 64 for int8, 32 for q4)")
     p.add_argument("--scale-dtype", choices=SCALE_DTYPES, help="with --dtype int8: dtype of the scales "
                    "(default fp16)")
     p.add_argument("--legacy", action="store_true", help="write llama2.c's v0 format (fp32 only)")
@@ -419,8 +422,11 @@ def main(argv=None) -> int:
     try:
         if args.legacy and args.dtype != "fp32":
             raise ExportError(f"--legacy writes fp32 only (llama2.c's v0 format), not {args.dtype}")
-        if args.dtype != "int8" and (args.group_size or args.scale_dtype):
-            raise ExportError(f"--group-size and --scale-dtype go with --dtype int8, not {args.dtype}")
+        if args.dtype == "q4" and args.scale_dtype:
+            raise ExportError("--scale-dtype goes with --dtype int8, not q4 (whose scales are always fp16)")
+        if args.dtype not in ("int8", "q4") and (args.group_size or args.scale_dtype):
+            raise ExportError(f"--group-size and --scale-dtype go with --dtype int8 (--group-size also "
+                              f"with q4), not {args.dtype}")
         if args.max_seq_len is not None and args.max_seq_len <= 0:
             raise ExportError("--max-seq-len must be positive")
         if args.hf:
@@ -447,6 +453,8 @@ def main(argv=None) -> int:
         kind = "llama2.c v0" if args.legacy else config["dtype"]
         if config["dtype"] == "int8":
             kind += f" (groups of {config['group_size']}, {scale_dtype(args)} scales)"
+        elif config["dtype"] == "q4":
+            kind += f" (groups of {config['group_size']}, fp16 scales; embeddings int8)"
         print(f"export.py: wrote {args.out}: {config['architecture']}, {n_params / 1e6:.1f}M parameters, "
               f"{kind}, {os.path.getsize(args.out) / 2**20:.1f} MiB in {time.monotonic() - start:.1f} s",
               file=sys.stderr)

@@ -17,7 +17,7 @@ import numpy as np
 MAGIC = b"KUIPERLM"
 VERSION = 1
 ALIGN = 64
-DTYPES = ("fp32", "fp16", "bf16", "int8")  # int8: group-quantized matrices (quantize_int8)
+DTYPES = ("fp32", "fp16", "bf16", "int8", "q4")  # int8, q4: group-quantized (quantize_int8, quantize_q4)
 GROUP_SIZES = (32, 64, 128)
 SCALE_DTYPES = ("fp16", "fp32")
 CHUNK_ELEMS = 1 << 24  # elements converted at a time (64 MiB of float32)
@@ -70,7 +70,18 @@ def decode(raw: np.ndarray, dtype: str) -> np.ndarray:
 
 
 ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
-NP_STORED = {"fp32": "<f4", "fp16": "<f2", "bf16": "<u2", "int8": "i1"}
+NP_STORED = {"fp32": "<f4", "fp16": "<f2", "bf16": "<u2", "int8": "i1", "q4": "u1"}
+
+
+def tensor_nbytes(dtype: str, shape) -> int:
+    """Bytes of a stored tensor: q4 packs two 4-bit codes a byte (its logical shape [rows, cols])."""
+    n = int(np.prod(shape))
+    return n // 2 if dtype == "q4" else n * ITEMSIZE[dtype]
+
+
+def stored_shape(dtype: str, shape) -> tuple:
+    """Shape of the array a tensor's bytes hold: q4 [rows, cols] is uint8 [rows, cols / 2]."""
+    return (shape[0], shape[1] // 2) if dtype == "q4" else tuple(shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,6 +122,128 @@ def dequantize_int8(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
     r, c = codes.shape
     groups = scales.shape[1]
     w = np.asarray(codes, np.float32).reshape(r, groups, c // groups) * \
+        np.asarray(scales, np.float32)[..., None]
+    return w.reshape(r, c)
+
+# ----------------------------------------------------------------------------------------------
+# q4 (4-bit) group quantization
+
+Q4_BLOCK = 32  # values per block of 16 bytes (llama.cpp's Q4_0 nibble order)
+Q4_STEPS = 4  # scale candidates d = m / (k / Q4_STEPS - 8), k = -Q4_STEPS..Q4_STEPS
+Q4_REFITS = 2  # least-squares refits of the scale after the candidates
+Q4_WORK_ELEMS = 1 << 18  # values searched at a time (stays in cache: ~10 passes over each)
+
+
+def _fp16_scale(d: np.ndarray) -> np.ndarray:
+    """float32 scales rounded to fp16 (nearest even) and widened back."""
+    with np.errstate(over="ignore"):
+        return d.astype("<f2").astype(np.float32)
+
+
+def _q4_search(g: np.ndarray) -> np.ndarray:
+    """The fp16 scale (as float32) of each row of groups `g` [n, G] with the least squared error
+    sum((w - d * q)^2), q = clip(rint(w / d), -8, 7), among: d = fp16(m / (k / 8 - 8)) for k = -8..8,
+    m the group's value of largest |w| (k = 0 is llama.cpp's Q4_0 scale), then Q4_REFITS times the
+    least-squares scale fp16(sum(w q) / sum(q q)) of the codes of the candidate with the least
+    least-squares error (then of the previous refit's codes). Ties keep the earlier one. The errors
+    compared are computed from sums over the group (see evaluate); a final comparison of summed
+    squared residuals makes sure that no group ends up worse than with llama.cpp's scale (k = 0)."""
+    m = np.take_along_axis(g, np.abs(g).argmax(axis=1)[:, None], axis=1)[:, 0]
+    ww = np.einsum("ij,ij->i", g, g).astype(np.float64)
+    q = np.empty_like(g)
+    one = np.float32(1.0)
+
+    def codes(d):
+        np.divide(g, np.where(d == 0, one, d)[:, None], out=q)
+        np.rint(q, out=q)
+        return np.clip(q, -8, 7, out=q)
+
+    def evaluate(d):
+        """(squared error of the pair (d, codes of d), sum(w q), sum(q q)) per group, in float64 from
+        float32 sums: the error is sum(w w) - 2 d sum(w q) + d d sum(q q), which loses digits when
+        the error is small next to sum(w w) (a group with an outlier)."""
+        codes(d)
+        wq = np.einsum("ij,ij->i", g, q).astype(np.float64)
+        qq = np.einsum("ij,ij->i", q, q).astype(np.float64)
+        return ww - d * (2.0 * wq - d * qq), wq, qq
+
+    def residual(d):
+        """sum((w - d q)^2) per group, summed as such (no cancellation)."""
+        r = np.multiply(codes(d), d[:, None], out=q)
+        np.subtract(g, r, out=r)
+        return np.einsum("ij,ij->i", r, r).astype(np.float64)
+
+    ks = range(-Q4_STEPS, Q4_STEPS + 1)
+    scales = np.empty((len(ks) + Q4_REFITS, g.shape[0]), np.float32)
+    errs = np.empty(scales.shape)
+    fits = np.empty((len(ks), g.shape[0]))  # least-squares errors of the candidates' codes
+    wqs, qqs = np.empty(fits.shape), np.empty(fits.shape)
+    for i, k in enumerate(ks):
+        scales[i] = _fp16_scale(m / np.float32(k / Q4_STEPS - 8.0))
+        errs[i], wqs[i], qqs[i] = evaluate(scales[i])
+        np.maximum(qqs[i], 1.0, out=qqs[i])  # qq is 0 only with wq 0 (the refit's scale is then 0)
+        fits[i] = ww - wqs[i] * wqs[i] / qqs[i]
+    start = fits.argmin(axis=0)[None]
+    wq, qq = np.take_along_axis(wqs, start, 0)[0], np.take_along_axis(qqs, start, 0)[0]
+    for i in range(len(ks), len(scales)):
+        d = _fp16_scale((wq / np.maximum(qq, 1.0)).astype(np.float32))
+        d[~np.isfinite(d)] = 0  # beyond fp16: not a candidate (scale 0 never beats the others)
+        scales[i] = d
+        errs[i], wq, qq = evaluate(d)
+    best = np.take_along_axis(scales, errs.argmin(axis=0)[None], 0)[0]
+    q4_0 = scales[Q4_STEPS]  # k = 0; where the choice is not exactly as good, Q4_0's scale stays
+    return np.where(residual(best) <= residual(q4_0), best, q4_0)
+
+
+def quantize_q4(x: np.ndarray, group_size: int, name: str = ""):
+    """4-bit codes of float32 rows `x` [r, c], packed two a byte ([r, c // 2] uint8, llama.cpp's Q4_0
+    nibble order: in each block of 32 values of a row, byte j holds value j in its low nibble and value
+    j + 16 in its high nibble), and one fp16 scale per group of `group_size` consecutive values of a
+    row ([r, c // group_size]). The value is (code - 8) * scale. Per group the scale is the fp16 one
+    of least squared error that _q4_search finds; the codes are then computed from that rounded
+    scale: code = clip(round-half-to-even(w / scale), -8, 7) + 8, a true float32 division; an
+    all-zero group (or one whose scale rounds to 0) gets scale 0 and codes 8."""
+    r, c = x.shape
+    if group_size % Q4_BLOCK or c % group_size:
+        raise ExportError(f"tensor {name}: q4 needs rows of whole groups of a multiple of {Q4_BLOCK} "
+                          f"values (group size {group_size}, rows of {c})")
+    g = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, group_size)
+    amax = np.abs(g).max(axis=1)
+    if not np.isfinite(amax).all():
+        raise ExportError(f"tensor {name} has non-finite values (inf or NaN); q4 cannot hold them")
+    if amax.max(initial=0) > np.float32(65504.0 * 7):
+        raise ExportError(f"tensor {name} has values beyond what fp16 scales can express "
+                          f"(max |w| {float(amax.max()):g}); use --dtype int8 --scale-dtype fp32")
+    scales = np.empty(g.shape[0], np.float32)
+    codes = np.empty(g.shape, np.uint8)
+    step = max(1, Q4_WORK_ELEMS // group_size)
+    for i in range(0, g.shape[0], step):
+        part = g[i:i + step]
+        d = _q4_search(part)
+        q = np.divide(part, np.where(d == 0, np.float32(1.0), d)[:, None])
+        np.rint(q, out=q)
+        np.clip(q, -8, 7, out=q)
+        q += 8
+        codes[i:i + step] = q
+        scales[i:i + step] = d
+    blocks = codes.reshape(r, c // Q4_BLOCK, 2, Q4_BLOCK // 2)
+    packed = blocks[:, :, 0, :] | (blocks[:, :, 1, :] << 4)
+    return packed.reshape(r, c // 2), scales.astype("<f2").reshape(r, c // group_size)
+
+
+def unpack_q4(packed: np.ndarray) -> np.ndarray:
+    """The codes 0..15 (uint8 [r, 2 * packed cols]) of packed q4 rows."""
+    r, half = packed.shape
+    p = np.asarray(packed, np.uint8).reshape(r, half // (Q4_BLOCK // 2), 1, Q4_BLOCK // 2)
+    return np.concatenate([p & 15, p >> 4], axis=2).reshape(r, 2 * half)
+
+
+def dequantize_q4(packed: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32 [r, c] of packed q4 codes [r, c / 2] and their group scales [r, c / group_size]."""
+    codes = unpack_q4(packed)
+    r, c = codes.shape
+    groups = scales.shape[1]
+    w = (codes.astype(np.float32) - np.float32(8.0)).reshape(r, groups, c // groups) * \
         np.asarray(scales, np.float32)[..., None]
     return w.reshape(r, c)
 
@@ -291,23 +424,30 @@ def _write_source(f, src: Source, dtype: str, name: str, progress: Progress) -> 
 # ----------------------------------------------------------------------------------------------
 # kuiper format
 
+Q4_INT8_TENSORS = ("tok_embeddings", "output")  # int8 in a q4 file
+
+
 def tensor_dtype(name: str, shape, dtype: str) -> str:
-    """Matrices take the model dtype; vectors (norms, biases) are always fp32."""
-    return dtype if len(shape) >= 2 else "fp32"
+    """Matrices take the model dtype, but for the int8 embedding table and classifier of a q4 model;
+    vectors (norms, biases) are always fp32."""
+    if len(shape) < 2:
+        return "fp32"
+    return "int8" if dtype == "q4" and name in Q4_INT8_TENSORS else dtype
 
 
 SCALES_SUFFIX = ".scales"
 
 
 def file_entries(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp16"):
-    """(name, dtype, shape) of every tensor stored, in file order: an int8 matrix NAME is two, NAME
-    (int8 codes) and NAME.scales ([rows, cols / group_size] in `scale_dtype`). Raises ExportError for a
-    matrix whose rows the group size does not divide."""
+    """(name, dtype, shape) of every tensor stored, in file order: an int8 or q4 matrix NAME is two,
+    NAME (the codes; shape [rows, cols] also for q4's packed ones) and NAME.scales ([rows, cols /
+    group_size] in `scale_dtype`, always fp16 in a q4 file). Raises ExportError for a matrix whose rows
+    the group size does not divide."""
     out = []
     for name, src in tensors:
         dt = tensor_dtype(name, src.shape, config["dtype"])
         out.append((name, dt, tuple(src.shape)))
-        if dt == "int8":
+        if dt in ("int8", "q4"):
             g = config["group_size"]
             rows, cols = src.shape
             if cols % g:
@@ -316,7 +456,8 @@ def file_entries(config: dict, tensors: list[tuple[str, Source]], scale_dtype: s
                     f"none of {', '.join(map(str, GROUP_SIZES))} does"
                 raise ExportError(f"tensor {name} {list(src.shape)}: group size {g} does not divide its "
                                   f"rows of {cols} values ({hint})")
-            out.append((name + SCALES_SUFFIX, scale_dtype, (rows, cols // g)))
+            out.append((name + SCALES_SUFFIX, "fp16" if config["dtype"] == "q4" else scale_dtype,
+                        (rows, cols // g)))
     return out
 
 
@@ -327,7 +468,7 @@ def plan(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp
         off = -(-off // ALIGN) * ALIGN
         entries.append({"name": name, "dtype": dt, "shape": list(shape), "offset": off})
         offsets[name] = off
-        off += int(np.prod(shape)) * ITEMSIZE[dt]
+        off += tensor_nbytes(dt, shape)
     header = json.dumps({"config": config, "tensors": entries}, separators=(",", ":")).encode()
     pre = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack("<Q", len(header)) + header
     pre += b"\0" * (-len(pre) % ALIGN)
@@ -350,10 +491,29 @@ def _write_int8(f, src: Source, group_size: int, scale_dtype: str, name: str, pr
     return np.concatenate(scales, axis=0)
 
 
+def _write_q4(f, src: Source, group_size: int, name: str, progress: Progress):
+    """Writes the packed q4 codes of `src`, chunk by chunk; returns the fp16 scales."""
+    step = chunk_rows(src.shape)
+    scales = []
+    try:
+        for r0 in range(0, src.shape[0], step):
+            r1 = min(r0 + step, src.shape[0])
+            packed, s = quantize_q4(src.rows(r0, r1), group_size, name)
+            f.write(memoryview(packed).cast("B"))
+            scales.append(s)
+            progress.advance(packed.nbytes + s.nbytes, name)
+    finally:
+        src.close()
+    return np.concatenate(scales, axis=0)
+
+
 def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True,
                  scale_dtype: str = "fp16") -> None:
     """The kuiper file of `tensors` (float32 sources); with config dtype int8 the matrices are
-    quantized in groups of config["group_size"], their scales stored as `scale_dtype`."""
+    quantized in groups of config["group_size"], their scales stored as `scale_dtype`; with q4 the
+    matrices are q4 and the embedding table and classifier int8, all scales fp16."""
+    if config["dtype"] == "q4":
+        scale_dtype = "fp16"
     pre, offsets, total = plan(config, tensors, scale_dtype)
     progress = Progress(total, show_progress)
     with AtomicFile(path) as f:
@@ -365,8 +525,11 @@ def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], sho
         for name, src in tensors:
             dt = tensor_dtype(name, src.shape, config["dtype"])
             pad_to(offsets[name])
-            if dt == "int8":
-                scales = _write_int8(f, src, config["group_size"], scale_dtype, name, progress)
+            if dt in ("int8", "q4"):
+                if dt == "q4":
+                    scales = _write_q4(f, src, config["group_size"], name, progress)
+                else:
+                    scales = _write_int8(f, src, config["group_size"], scale_dtype, name, progress)
                 pad_to(offsets[name + SCALES_SUFFIX])
                 f.write(memoryview(np.ascontiguousarray(scales)).cast("B"))
             else:
@@ -375,9 +538,10 @@ def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], sho
 
 
 def read_kuiper(path: str, decode_tensors: bool = True):
-    """(config, {name: array}) of a kuiper file: float32 arrays (int8 matrices dequantized with their
-    scales, which are then not listed), or every stored tensor as it is (memmaps, NAME.scales
-    included) with decode_tensors=False. For tests and tools; the C++ runtime is the real reader."""
+    """(config, {name: array}) of a kuiper file: float32 arrays (int8 and q4 matrices dequantized with
+    their scales, which are then not listed), or every stored tensor as it is (memmaps, NAME.scales
+    included; a q4 NAME [rows, cols] as its packed bytes, uint8 [rows, cols / 2]) with
+    decode_tensors=False. For tests and tools; the C++ runtime is the real reader."""
     with open(path, "rb") as f:
         head = f.read(24)
         if len(head) < 24 or head[:8] != MAGIC:
@@ -389,12 +553,11 @@ def read_kuiper(path: str, decode_tensors: bool = True):
     size = os.path.getsize(path)
     raw, dtypes = {}, {}
     for t in header["tensors"]:
-        n = int(np.prod(t["shape"]))
-        end = data_start + t["offset"] + n * ITEMSIZE[t["dtype"]]
+        end = data_start + t["offset"] + tensor_nbytes(t["dtype"], t["shape"])
         if end > size:
             raise ExportError(f"{path}: truncated (tensor {t['name']} ends at {end}, file has {size})")
         raw[t["name"]] = np.memmap(path, NP_STORED[t["dtype"]], "r", data_start + t["offset"],
-                                   tuple(t["shape"]))
+                                   stored_shape(t["dtype"], t["shape"]))
         dtypes[t["name"]] = t["dtype"]
     header["config"]["_version"] = version
     if not decode_tensors:
@@ -403,7 +566,9 @@ def read_kuiper(path: str, decode_tensors: bool = True):
     for name, arr in raw.items():
         if dtypes[name] == "int8":
             out[name] = dequantize_int8(arr, raw[name + SCALES_SUFFIX])
-        elif not (name.endswith(SCALES_SUFFIX) and dtypes.get(name[: -len(SCALES_SUFFIX)]) == "int8"):
+        elif dtypes[name] == "q4":
+            out[name] = dequantize_q4(arr, raw[name + SCALES_SUFFIX])
+        elif not (name.endswith(SCALES_SUFFIX) and dtypes.get(name[: -len(SCALES_SUFFIX)]) in ("int8", "q4")):
             out[name] = decode(arr, dtypes[name])
     return header["config"], out
 
