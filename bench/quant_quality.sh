@@ -20,7 +20,8 @@ out=${QUALITY_DIR:-build/quality}
 mkdir -p "$out"
 python3 bench/kjv_text.py Ge 1 4 > "$out/genesis1-4.txt"
 python3 bench/kjv_text.py Rev > "$out/rev.txt"
-printf '%-8s %-34s %-11s %8s %10s %10s %9s %9s\n' model format text bits/w "mean KL" "KL p99" "same top" PPL
+# bits/w: of the layers' matrices / of every matrix (embedding table and classifier included).
+printf '%-8s %-34s %-11s %11s %10s %10s %9s %9s\n' model format text bits/w "mean KL" "KL p99" "same top" PPL
 for model in llama2 qwen2 llama3; do
   dir=$shared/models/$model-kjv
   [ -d "$dir" ] || { echo "$model: $dir missing, skipped" >&2; continue; }
@@ -42,11 +43,13 @@ for model in llama2 qwen2 llama3; do
     bits=$(python3 -c "
 import json, struct, sys
 f = open(sys.argv[1], 'rb'); f.seek(16); n = struct.unpack('<Q', f.read(8))[0]
-h = json.loads(f.read(n)); size = {'int8': 1, 'fp16': 2, 'bf16': 2, 'fp32': 4}
-big = [t for t in h['tensors'] if len(t['shape']) == 2 and not t['name'].endswith('.scales')]
-params = sum(t['shape'][0] * t['shape'][1] for t in big)
-total = sum(t['shape'][0] * t['shape'][1] * size[t['dtype']] for t in h['tensors'] if len(t['shape']) == 2)
-print(f'{8 * total / params:.2f}')" "$file")
+h = json.loads(f.read(n)); size = {'q4': 0.5, 'int8': 1, 'fp16': 2, 'bf16': 2, 'fp32': 4}
+def bits(keep):
+    mats = [t for t in h['tensors'] if len(t['shape']) == 2 and keep(t['name'])]
+    params = sum(t['shape'][0] * t['shape'][1] for t in mats if not t['name'].endswith('.scales'))
+    stored = sum(t['shape'][0] * t['shape'][1] * size[t['dtype']] for t in mats)
+    return 8 * stored / params
+print(f\"{bits(lambda n: n.startswith('layers.')):.2f}/{bits(lambda n: True):.2f}\")" "$file")
     for text in genesis1-4 rev; do
       result=$($run "$bin/llama_perplexity" "$file" "$tok" -f "$out/$text.txt" --device "$device" \
         --kl-base "$out/$model-$text.kl" --kl-divergence 2>/dev/null)
@@ -55,7 +58,7 @@ print(f'{8 * total / params:.2f}')" "$file")
       p99=$(value '^99.0% +KLD')
       top=$(value '^Same top p')
       ppl=$(value '^Mean PPL\(Q\)')
-      printf '%-8s %-34s %-11s %8s %10s %10s %9s %9s\n' "$model" "$args" "$text" "$bits" "$kl" "$p99" "$top" "$ppl"
+      printf '%-8s %-34s %-11s %11s %10s %10s %9s %9s\n' "$model" "$args" "$text" "$bits" "$kl" "$p99" "$top" "$ppl"
     done
   done
 done

@@ -81,6 +81,16 @@ __device__ __forceinline__ float dequantized(const int8_t* codes, const S* scale
   return float(codes[k]) * to_f32(scales[k / group]);
 }
 
+// The same for a row of q4 codes: blocks of 32 values in 16 bytes, byte j holding value j in its
+// low nibble and j + 16 in its high one, code u standing for u - 8 (kuiper/tensor/weight.h).
+template <class S>
+__device__ __forceinline__ float dequantized(const uint8_t* codes, const S* scales, int64_t k,
+                                             int group) {
+  const int j = int(k & 31);
+  const uint8_t byte = codes[(k >> 5) * 16 + (j & 15)];
+  return float(int(j < 16 ? byte & 15 : byte >> 4) - 8) * to_f32(scales[k / group]);
+}
+
 // A 16-byte load of data read once (weights): read-only path, no L1 allocation, so the small
 // vectors that every warp re-reads (activations) keep L1 to themselves.
 __device__ __forceinline__ uint4 load_stream16(const void* p) {

@@ -10,8 +10,8 @@ namespace kuiper::kernels::cuda {
 template <class T>
 void embedding(const Tensor& tokens, const Weight& table, const Tensor& out,
                const DeviceContext& ctx);
-// int8 tables with group scales (fp32 or fp16).
-EmbeddingFn embedding_int8;
+// int8 or q4 tables with group scales (fp32 or fp16).
+EmbeddingFn embedding_quantized;
 // n == 1: a hand-written GEMV over all outputs in one launch; n > 1: cuBLAS (see matmul.cu).
 template <class T>
 void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
@@ -19,10 +19,10 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
 template <class T>
 void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
                   const DeviceContext& ctx);
-// int8 weights with group scales: GEMV over the codes (n == 1), fp16 dequantized chunks for
-// tensor-core GEMMs (n > 1).
-MatmulFn matmul_int8;
-GatedMatmulFn gated_matmul_int8;
+// int8 or q4 weights with group scales: integer GEMV over the codes (n == 1), fp16 dequantized
+// chunks for tensor-core GEMMs (n > 1).
+MatmulFn matmul_quantized;
+GatedMatmulFn gated_matmul_quantized;
 // T: the cache's type.
 template <class T>
 void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,

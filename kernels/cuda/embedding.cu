@@ -7,20 +7,21 @@
 namespace kuiper::kernels::cuda {
 namespace {
 
-// Element d of table row `id` as fp32: a float table, or int8 codes with one scale of type S
-// per `group` values of a row.
+// Element d of table row `id` as fp32: a float table, or codes C (int8_t, or uint8_t for q4's
+// packed pairs) with one scale of type S per `group` values of a row.
 template <class T>
 struct FloatTable {
   const T* table;
   __device__ float operator()(int64_t id, int dim, int d) const { return to_f32(table[id * dim + d]); }
 };
-template <class S>
-struct Int8Table {
-  const int8_t* codes;
+template <class C, class S>
+struct CodesTable {
+  const C* codes;
   const S* scales;
   int group;
   __device__ float operator()(int64_t id, int dim, int d) const {
-    return dequantized(codes + id * dim, scales + id * (dim / group), d, group);
+    constexpr int kPerByte = std::is_same_v<C, int8_t> ? 1 : 2;
+    return dequantized(codes + id * (dim / kPerByte), scales + id * (dim / group), d, group);
   }
 };
 
@@ -64,19 +65,23 @@ void embedding(const Tensor& tokens, const Weight& table, const Tensor& out,
          table.rows(), int(dim));
 }
 
-void embedding_int8(const Tensor& tokens, const Weight& table, const Tensor& out,
-                    const DeviceContext& ctx) {
-  const auto [n, dim] = check_embedding(tokens, table, out, DType::kI8);
+void embedding_quantized(const Tensor& tokens, const Weight& table, const Tensor& out,
+                         const DeviceContext& ctx) {
+  const auto [n, dim] = check_embedding(tokens, table, out, table.dtype());
   if (n == 0) return;
-  const auto* codes = static_cast<const int8_t*>(table.values.raw_data());
   const int group = int(table.group());
-  auto run = [&]<class S>(const S* scales) {
-    launch(embedding_kernel<Int8Table<S>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
-           tokens.data<int32_t>(), Int8Table<S>{codes, scales, group}, out.data<float>(),
+  auto run = [&]<class C, class S>(const C* codes, const S* scales) {
+    launch(embedding_kernel<CodesTable<C, S>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+           tokens.data<int32_t>(), CodesTable<C, S>{codes, scales, group}, out.data<float>(),
            table.rows(), int(dim));
   };
-  if (table.scales.dtype() == DType::kF16) run(static_cast<const __half*>(table.scales.raw_data()));
-  else run(table.scales.data<float>());
+  auto with_scales = [&]<class C>(const C* codes) {
+    if (table.scales.dtype() == DType::kF16)
+      run(codes, static_cast<const __half*>(table.scales.raw_data()));
+    else run(codes, table.scales.data<float>());
+  };
+  if (table.dtype() == DType::kQ4) with_scales(static_cast<const uint8_t*>(table.values.raw_data()));
+  else with_scales(static_cast<const int8_t*>(table.values.raw_data()));
 }
 
 template void embedding<float>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);

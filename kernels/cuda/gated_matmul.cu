@@ -56,7 +56,8 @@ void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w
     case DType::kF16: return gated_gemv<f16>(variant, in, w_gate, w_up, y, g, ctx);
     case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, g, ctx);
     case DType::kI8:
-      return with_int8_codes(w_gate, [&]<class Q>(Q) {
+    case DType::kQ4:
+      return with_codes(w_gate, [&]<class Q>(Q) {
         gated_gemv<Q>(variant, in, w_gate, w_up, y, g, ctx);
       });
     default: fail("gated gemv: weights of ", dtype_name(wtype));
@@ -83,15 +84,14 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
   launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
 }
 
-void gated_matmul_int8(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
-                       const Tensor& y, const DeviceContext& ctx) {
-  const GatedShape g = check_gated(in, w_gate, w_up, y, DType::kI8);
+void gated_matmul_quantized(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
+                            const Tensor& y, const DeviceContext& ctx) {
+  const GatedShape g = check_gated(in, w_gate, w_up, y, w_gate.dtype());
   const int n = g.s.n, k = g.s.in;
   if (n == 0 || g.hidden == 0) return;
-  with_int8_codes(w_gate, [&]<class Q>(Q) {
-    using S = typename Q::Scale;
+  with_codes(w_gate, [&]<class Q>(Q) {
     if (n == 1)
-      return gated_gemv<Q>(gemv_default_variant(DType::kI8, true), in, w_gate, w_up, y, g, ctx);
+      return gated_gemv<Q>(gemv_default_variant(w_gate.dtype(), true), in, w_gate, w_up, y, g, ctx);
     // Workspace: the gate's products, the prepared input, one dequantized chunk.
     const size_t gate_bytes = (size_t(n) * g.hidden * sizeof(float) + 255) / 256 * 256;
     const size_t x_bytes = (gemm_input_bytes<f16>(in, n, k) + 255) / 256 * 256;
@@ -100,8 +100,9 @@ void gated_matmul_int8(const MatmulInput& in, const Weight& w_gate, const Weight
     float* gate = reinterpret_cast<float*>(scratch);
     const GemmInput x = prepare_gemm_input<f16>(in, n, k, scratch + gate_bytes, stream_of(ctx));
     auto* chunk = reinterpret_cast<__half*>(scratch + gate_bytes + x_bytes);
-    gemm_int8<S>(x, w_gate, nullptr, gate, n, k, g.hidden, false, chunk, ctx);
-    gemm_int8<S>(x, w_up, nullptr, y.data<float>(), n, k, g.hidden, false, chunk, ctx);
+    gemm_quantized<DeviceType<Q>>(x, w_gate, nullptr, gate, n, k, g.hidden, false, chunk, ctx);
+    gemm_quantized<DeviceType<Q>>(x, w_up, nullptr, y.data<float>(), n, k, g.hidden, false, chunk,
+                                  ctx);
     float* py = y.data<float>();
     launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
   });

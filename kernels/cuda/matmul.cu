@@ -1,5 +1,5 @@
 // Projections of one input: for each output, y = norm(x) w^T (+ bias), or y += the same.
-// Activations fp32, weights fp32/fp16/bf16. The GEMV kernels and cuBLAS helpers live in
+// Activations fp32, weights fp32/fp16/bf16, or int8/q4 codes with group scales. The GEMV kernels and cuBLAS helpers live in
 // matmul.cuh, shared with gated_matmul.cu.
 //
 // n == 1 (decoding) is a GEMV that must stream the weights at close to the memory bandwidth: it
@@ -130,7 +130,8 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
     case DType::kF16: return gemv_matmul<f16>(variant, in, outs, accumulate, rows, s, ctx);
     case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx);
     case DType::kI8:
-      return with_int8_codes(outs[0].weight, [&]<class Q>(Q) {
+    case DType::kQ4:
+      return with_codes(outs[0].weight, [&]<class Q>(Q) {
         gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx);
       });
     default: fail("gemv: weights of ", dtype_name(wtype));
@@ -159,10 +160,8 @@ int gemv_default_variant(DType dtype, bool gated) {
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
-  // int8: r4u2w4 was the best of all 36 (plain, gated) pairs on TinyLlama's shapes (H200: 1134
-  // tokens/s against 1043 with the 16-bit default); the codes' unpacking, not the loads, bounds
-  // that kernel (test/device/int8_sweep.sh).
-  if (dtype == DType::kI8) return 4;
+  // int8, q4: r4u2w4 (test/device/int8_sweep.sh).
+  if (dtype == DType::kI8 || dtype == DType::kQ4) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }
 
@@ -190,20 +189,22 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   }
 }
 
-// int8 weights: the GEMV reads codes and scales directly; prefill dequantizes chunks of rows to
-// fp16 for tensor-core GEMMs over the input's two fp16 parts (as for 16-bit weights).
-void matmul_int8(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
-                 const DeviceContext& ctx) {
+// Quantized weights (int8, q4): the GEMV reads codes and scales directly; prefill dequantizes
+// chunks of rows to fp16 for tensor-core GEMMs over the input's two fp16 parts (as for 16-bit
+// weights).
+void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
+                      const DeviceContext& ctx) {
   const InputShape s = check_input("matmul", in);
-  const std::vector<int> rows = check_matmul(in, outs, DType::kI8, s);
+  KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
+  const DType wtype = outs[0].weight.dtype();
+  const std::vector<int> rows = check_matmul(in, outs, wtype, s);
   for (const MatmulOutput& o : outs)
-    KUIPER_CHECK(same_storage(o.weight, outs[0].weight),
-                 "matmul: int8 weights of one call must share group size and scale dtype");
+    KUIPER_CHECK(same_storage(o.weight, outs[0].weight), "matmul: ", dtype_name(wtype),
+                 " weights of one call must share group size and scale dtype");
   if (s.n == 0) return;
-  with_int8_codes(outs[0].weight, [&]<class Q>(Q) {
-    using S = typename Q::Scale;
+  with_codes(outs[0].weight, [&]<class Q>(Q) {
     if (s.n == 1)
-      return gemv_matmul<Q>(gemv_default_variant(DType::kI8), in, outs, accumulate, rows, s, ctx);
+      return gemv_matmul<Q>(gemv_default_variant(wtype), in, outs, accumulate, rows, s, ctx);
     const size_t x_bytes = (gemm_input_bytes<f16>(in, s.n, s.in) + 255) / 256 * 256;
     const int max_rows = *std::max_element(rows.begin(), rows.end());
     char* scratch = static_cast<char*>(
@@ -213,8 +214,8 @@ void matmul_int8(const MatmulInput& in, std::span<const MatmulOutput> outs, bool
     for (size_t j = 0; j < outs.size(); ++j) {
       if (rows[j] == 0) continue;
       const MatmulOutput& o = outs[j];
-      gemm_int8<S>(x, o.weight, o.bias.empty() ? nullptr : o.bias.data<float>(), o.y.data<float>(),
-                   s.n, s.in, rows[j], accumulate, chunk, ctx);
+      gemm_quantized<DeviceType<Q>>(x, o.weight, o.bias.empty() ? nullptr : o.bias.data<float>(),
+                                    o.y.data<float>(), s.n, s.in, rows[j], accumulate, chunk, ctx);
     }
   });
 }

@@ -22,49 +22,51 @@ struct GemvOutput {
   const void* w;       // [rows, in]
   const float* bias;   // [rows] or null
   float* y;            // [rows]
-  const void* scales;  // int8 weights: [rows, in / group] of the scale type; else null
+  const void* scales;  // quantized weights: [rows, in / group] of the scale type; else null
 };
 
-// The storage of int8 weights with group scales of type S (float or __half): the GEMV's weight
-// type for them. Codes widen to fp32 in registers and each group's partial sum is scaled once.
+// The storage of quantized weights as the GEMV's weight type: int8 codes (Int8Codes) or q4 codes
+// in blocks of 32 (Q4Codes, kuiper/tensor/weight.h), with group scales of type S (float or
+// __half). Their dot products are integer ones (dp4a) with the input quantized to int8 per
+// block of 32 in shared memory (stage_codes), as llama.cpp's mmvq kernels do: widening codes to
+// fp32 in registers made the int8 GEMV instruction-bound at ~1.2 TB/s on an H200.
 template <class S>
 struct Int8Codes {
   using Scale = S;
+  using Code = int8_t;
+  static constexpr int kBits = 8;
+};
+template <class S>
+struct Q4Codes {
+  using Scale = S;
+  using Code = uint8_t;
+  static constexpr int kBits = 4;
 };
 template <class T>
-inline constexpr bool kIsInt8 = false;
+inline constexpr bool kIsQuantized = false;
 template <class S>
-inline constexpr bool kIsInt8<Int8Codes<S>> = true;
-// Weights per 16-byte load and bytes per weight.
+inline constexpr bool kIsQuantized<Int8Codes<S>> = true;
+template <class S>
+inline constexpr bool kIsQuantized<Q4Codes<S>> = true;
 template <class T>
-inline constexpr int kPer16 = kIsInt8<T> ? 16 : int(16 / sizeof(T));
+constexpr int weight_bits() {
+  if constexpr (kIsQuantized<T>) return T::kBits;
+  else return int(8 * sizeof(T));
+}
+// Weights per 16-byte load.
 template <class T>
-inline constexpr int kWeightBytes = 16 / kPer16<T>;
+inline constexpr int kPer16 = 128 / weight_bits<T>();
 
 template <class T>
-__device__ __forceinline__ const char* weight_row(const void* w, int64_t row, int in) {
-  return static_cast<const char*>(w) + row * in * kWeightBytes<T>;
+__host__ __device__ __forceinline__ const char* weight_row(const void* w, int64_t row, int in) {
+  return static_cast<const char*>(w) + row * (int64_t(in) * weight_bits<T>() / 8);
 }
 
-// 16 int8 codes to fp32 without conversion instructions (a quarter of the FP32 rate on Hopper,
-// too slow to stream int8 at full bandwidth): each byte, offset to unsigned, becomes the low
-// mantissa byte of 2^23, and one subtraction leaves the code.
-__device__ __forceinline__ void unpack_codes16(const uint4& v, float* out) {
-  const uint32_t words[4] = {v.x ^ 0x80808080u, v.y ^ 0x80808080u, v.z ^ 0x80808080u,
-                             v.w ^ 0x80808080u};
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int b = 0; b < 4; ++b)
-      out[4 * i + b] = __uint_as_float(__byte_perm(words[i], 0x4b000000u, 0x7650u + b)) -
-                       8388736.f;  // 2^23 + 128
-}
-
-// Weight k of a row (int8: its code times its group's scale), for the scalar kernels.
+// Weight k of a row (quantized: its code times its group's scale), for the scalar kernels.
 template <class T>
 __device__ __forceinline__ float weight_at(const char* row, const void* scale_row, int k, int group) {
-  if constexpr (kIsInt8<T>) {
-    return dequantized(reinterpret_cast<const int8_t*>(row),
+  if constexpr (kIsQuantized<T>) {
+    return dequantized(reinterpret_cast<const typename T::Code*>(row),
                        static_cast<const typename T::Scale*>(scale_row), k, group);
   } else {
     return to_f32(reinterpret_cast<const T*>(row)[k]);
@@ -82,17 +84,17 @@ struct GemvParams {
   int n_outputs;
   int first_row[kMaxGemvOutputs + 1];
   GemvOutput out[kMaxGemvOutputs];
-  int group;           // int8: codes per scale
-  int group_shift;     // int8: log2(group / 16), when the group is a power of two >= 16
+  int group;           // quantized: codes per scale
+  int group_shift;     // quantized: log2(group / kPer16), when the group is a power of two >= kPer16
   int split;           // warps sharing one group of rows
   bool accumulate;     // y += ..., not y = ...
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
 };
 
-// Output j's row of scales for weight row `row` (int8 weights; null for float ones).
+// Output j's row of scales for weight row `row` (quantized weights; null for float ones).
 template <class T>
 __device__ __forceinline__ const void* scale_row(const GemvParams& p, int j, int64_t row) {
-  if constexpr (kIsInt8<T>)
+  if constexpr (kIsQuantized<T>)
     return static_cast<const typename T::Scale*>(p.out[j].scales) + row * (p.in / p.group);
   return nullptr;
 }
@@ -173,30 +175,144 @@ __device__ __forceinline__ float stage_input(const GemvParams& p, float* xs, flo
   return rsqrtf(block_sum(ss, scratch) / float(p.in) + p.eps);
 }
 
+// The input of quantized weights in shared memory (stage_codes): per block of 32 values, their
+// int8 codes q, the scale (max|x| / 127) and the sum of the codes.
+struct StagedCodes {
+  const int8_t* q;
+  const float* scale;
+  const int* sum;
+};
+__host__ __device__ constexpr size_t staged_codes_bytes(int in) {
+  return size_t(in) + size_t(in / 32) * (sizeof(float) + sizeof(int));
+}
+__device__ __forceinline__ StagedCodes staged_codes(const void* staged, int in) {
+  const auto* q = static_cast<const int8_t*>(staged);
+  const auto* scale = reinterpret_cast<const float*>(q + in);
+  return {q, scale, reinterpret_cast<const int*>(scale + in / 32)};
+}
+
+// The block quantizes x (times norm, with kNorm) into shared memory: each thread takes 8
+// consecutive values at a time (two 16-byte loads, kBatch such chunks in flight), the 4 threads
+// of a 32-value block agree on its max and code sum by two shuffles. (One warp a block, with
+// 5-step warp reductions, made the staging a ~3 us chain that every block of the GEMV paid.)
+// Returns rsqrt(mean(x^2) + eps) (kNorm) or 1. The codes are those of the CPU's Int8Input
+// (kernels/cpu/weight_rows.cpp): nearest of x * (127 / max|x|). Needs in % 32 == 0 and 16-byte
+// aligned x and norm. Every thread of the block takes part; the barrier at the end publishes it.
+template <bool kNorm>
+__device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, float* scratch) {
+  constexpr int kBatch = 4;
+  auto* q = static_cast<int8_t*>(staged);
+  auto* scale = reinterpret_cast<float*>(q + p.in);
+  auto* sum = reinterpret_cast<int*>(scale + p.in / 32);
+  const auto* x = reinterpret_cast<const float4*>(p.x);
+  const auto* norm = reinterpret_cast<const float4*>(p.norm);
+  const int chunks = p.in / 8;
+  float ss = 0.f;
+  // The loop bounds are the same for the whole block, so every lane reaches every shuffle.
+  for (int base = 0; base < chunks; base += kBatch * int(blockDim.x)) {
+    float4 v[kBatch][2], nv[kBatch][2];
+#pragma unroll
+    for (int t = 0; t < kBatch; ++t) {
+      const int c = base + t * int(blockDim.x) + int(threadIdx.x);
+      const bool inside = c < chunks;
+      v[t][0] = inside ? x[2 * c] : float4{};
+      v[t][1] = inside ? x[2 * c + 1] : float4{};
+      if constexpr (kNorm) {
+        nv[t][0] = inside ? norm[2 * c] : float4{};
+        nv[t][1] = inside ? norm[2 * c + 1] : float4{};
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < kBatch; ++t) {
+      const int c = base + t * int(blockDim.x) + int(threadIdx.x);
+      float f[8] = {v[t][0].x, v[t][0].y, v[t][0].z, v[t][0].w,
+                    v[t][1].x, v[t][1].y, v[t][1].z, v[t][1].w};
+      if constexpr (kNorm) {
+        const float n[8] = {nv[t][0].x, nv[t][0].y, nv[t][0].z, nv[t][0].w,
+                            nv[t][1].x, nv[t][1].y, nv[t][1].z, nv[t][1].w};
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          ss = fmaf(f[k], f[k], ss);
+          f[k] *= n[k];
+        }
+      }
+      float max = 0.f;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) max = fmaxf(max, fabsf(f[k]));
+      max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 1));
+      max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 2));
+      const float inverse = max > 0.f ? 127.f / max : 0.f;
+      uint32_t packed[2] = {0u, 0u};
+      int total = 0;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int code = __float2int_rn(f[k] * inverse);
+        total += code;
+        packed[k / 4] |= uint32_t(code & 0xff) << (8 * (k % 4));
+      }
+      total += __shfl_xor_sync(0xffffffffu, total, 1);
+      total += __shfl_xor_sync(0xffffffffu, total, 2);
+      if (c < chunks) {
+        *reinterpret_cast<uint2*>(q + 8 * c) = make_uint2(packed[0], packed[1]);
+        if ((c & 3) == 0) {
+          scale[c / 4] = max / 127.f;
+          sum[c / 4] = total;
+        }
+      }
+    }
+  }
+  if constexpr (kNorm) return rsqrtf(block_sum(ss, scratch) / float(p.in) + p.eps);
+  __syncthreads();
+  return 1.f;
+}
+
+// The integer dot product of 16-byte load i of a row of codes with the staged input: 16 int8
+// codes (half an input block), or 32 q4 codes (a whole block, less 8 times the block's sum).
+template <class T>
+__device__ __forceinline__ int dot_codes(const uint4& w, const StagedCodes& x, int i) {
+  const int4* xq = reinterpret_cast<const int4*>(x.q);
+  if constexpr (T::kBits == 8) {
+    const int4 v = xq[i];
+    return __dp4a(int(w.x), v.x, __dp4a(int(w.y), v.y, __dp4a(int(w.z), v.z, __dp4a(int(w.w), v.w, 0))));
+  } else {
+    const int4 a = xq[2 * i], b = xq[2 * i + 1];
+    constexpr uint32_t kLow = 0x0f0f0f0fu;
+    int d = __dp4a(int(w.x & kLow), a.x, -8 * x.sum[i]);
+    d = __dp4a(int(w.y & kLow), a.y, d);
+    d = __dp4a(int(w.z & kLow), a.z, d);
+    d = __dp4a(int(w.w & kLow), a.w, d);
+    d = __dp4a(int((w.x >> 4) & kLow), b.x, d);
+    d = __dp4a(int((w.y >> 4) & kLow), b.y, d);
+    d = __dp4a(int((w.z >> 4) & kLow), b.z, d);
+    return __dp4a(int((w.w >> 4) & kLow), b.w, d);
+  }
+}
+
 // Each warp computes kRows virtual rows (gated: kRows rows of both matrices, 2 * kRows weight
 // streams); `split` warps of a block share each group of rows, dividing the row's 16-byte
 // vectors among them, and add their sums in shared memory. kPipeline: the next batch of loads is
 // issued before the current one is used. kNorm: the block first stages x * norm in shared memory,
-// and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end.
+// and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end. Quantized weights:
+// the block always stages x as int8 codes (stage_codes) and takes integer dot products.
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
 __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
-  constexpr bool kQ = kIsInt8<T>;
-  extern __shared__ float4 staged[];  // kNorm: the normalised input
+  constexpr bool kQ = kIsQuantized<T>;
+  extern __shared__ float4 staged[];  // kNorm: the normalised input; kQ: its codes
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, split = p.split;
   const int group = warp / split, sub = warp - group * split;
   const int row0 = (blockIdx.x * ((blockDim.x >> 5) / split) + group) * kRows;
   const bool active = row0 < p.rows;
-  // With split > 1 every warp must reach the barrier, with kNorm the staging.
-  if (!kNorm && split == 1 && !active) return;
+  // With split > 1 every warp must reach the barrier, with kNorm or kQ the staging.
+  if (!kNorm && !kQ && split == 1 && !active) return;
   const int nvec = active ? p.in / kVec : 0;
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
   const uint4* rows[kStreams];
-  const void* scale_rows[kStreams];  // int8: each stream's row of scales
+  const void* scale_rows[kStreams];  // quantized: each stream's row of scales
   auto set_stream = [&](int s, int j, int64_t row) {
     rows[s] = reinterpret_cast<const uint4*>(weight_row<T>(p.out[j].w, row, p.in));
     scale_rows[s] = scale_row<T>(p, j, row);
@@ -212,7 +328,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
       set_stream(r, o.output, o.row);
     }
   }
-  // A batch of loads: 16 bytes of weights per (unroll, stream), and for int8 their group's scale.
+  // A batch of loads: 16 bytes of weights per (unroll, stream), and for codes their group's scale.
   struct Batch {
     uint4 w[kUnroll][kStreams];
     float scale[kQ ? kUnroll : 1][kStreams];
@@ -238,26 +354,26 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
       if (i >= nvec) break;
-      float xs[kVec];
+      if constexpr (kQ) {
+        const StagedCodes x = staged_codes(staged, p.in);
+        const float x_scale = x.scale[kVec == 32 ? i : i >> 1];
 #pragma unroll
-      for (int k = 0; k < kVec / 4; ++k) {
-        const float4 v =
-            kNorm ? x4[int64_t(i) * (kVec / 4) + k] : __ldg(x4 + int64_t(i) * (kVec / 4) + k);
-        xs[4 * k] = v.x;
-        xs[4 * k + 1] = v.y;
-        xs[4 * k + 2] = v.z;
-        xs[4 * k + 3] = v.w;
-      }
+        for (int s = 0; s < kStreams; ++s)
+          acc[s] = fmaf(float(dot_codes<T>(b.w[u][s], x, i)) * x_scale, b.scale[u][s], acc[s]);
+      } else {
+        float xs[kVec];
 #pragma unroll
-      for (int s = 0; s < kStreams; ++s) {
-        float ws[kVec];
-        if constexpr (kQ) {
-          unpack_codes16(b.w[u][s], ws);
-          float part = 0.f;
+        for (int k = 0; k < kVec / 4; ++k) {
+          const float4 v =
+              kNorm ? x4[int64_t(i) * (kVec / 4) + k] : __ldg(x4 + int64_t(i) * (kVec / 4) + k);
+          xs[4 * k] = v.x;
+          xs[4 * k + 1] = v.y;
+          xs[4 * k + 2] = v.z;
+          xs[4 * k + 3] = v.w;
+        }
 #pragma unroll
-          for (int k = 0; k < kVec; ++k) part = fmaf(ws[k], xs[k], part);
-          acc[s] = fmaf(b.scale[u][s], part, acc[s]);
-        } else {
+        for (int s = 0; s < kStreams; ++s) {
+          float ws[kVec];
           unpack16<T>(b.w[u][s], ws);
 #pragma unroll
           for (int k = 0; k < kVec; ++k) acc[s] = fmaf(ws[k], xs[k], acc[s]);
@@ -273,7 +389,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   grid_dependency_wait();
   if (p.early_trigger) allow_dependent_launch();
   float scale = 1.f;
-  if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
+  if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
+  else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
   if constexpr (kPipeline) {
     Batch next;
     for (; base < nvec; base += step) {
@@ -418,11 +535,15 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   }
   bool vec = p.in % kVec == 0 && aligned16(p.x) && (p.norm == nullptr || aligned16(p.norm));
   for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
-  if constexpr (kIsInt8<DT>) {  // the vector path needs groups of 16 << group_shift codes
-    vec = vec && p.group >= 16 && (p.group & (p.group - 1)) == 0;
-    p.group_shift = vec ? __builtin_ctz(unsigned(p.group)) - 4 : 0;
+  if constexpr (kIsQuantized<DT>) {
+    // The vector path needs whole input blocks, groups of kVec << group_shift codes, and room
+    // for the staged codes in the 48 KB a block gets without opting in.
+    vec = vec && p.in % 32 == 0 && p.group >= kVec && (p.group & (p.group - 1)) == 0 &&
+          staged_codes_bytes(p.in) <= (48 << 10);
+    p.group_shift = vec ? __builtin_ctz(unsigned(p.group)) - __builtin_ctz(unsigned(kVec)) : 0;
   }
-  const size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
+  size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
+  if (kIsQuantized<DT> && vec) shared = staged_codes_bytes(p.in);
   p.early_trigger = pdl_mode() == 2;
   if (vec) {
     launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
@@ -533,22 +654,24 @@ void gemm(const GemmInput& x, const void* w, const float* bias, float* y, int n,
   gemm_products<T>(x, w, y, n, k, out, out, beta, ctx);
 }
 
-// ---- int8 weights, n > 1: dequantized to fp16 in chunks of rows, then tensor-core GEMMs ----
+// ---- quantized weights, n > 1: dequantized to fp16 in chunks of rows, then tensor-core GEMMs ----
 
-// Rows of int8 weights expanded per prefill GEMM: a chunk of at most this many weights keeps the
+// Rows of quantized weights expanded per prefill GEMM: a chunk of at most this many weights keeps the
 // fp16 copy to 64 MB whatever the matrix (a 128k-row classifier too).
 constexpr int64_t kDequantChunk = int64_t(32) << 20;
 
-template <class S>
-__global__ void dequantize_kernel(const int8_t* q, const S* scales, int64_t count, int in,
-                                  int group, __half* out) {
+// Codes Q (Int8Codes or Q4Codes of device scale types).
+template <class Q>
+__global__ void dequantize_kernel(const char* codes, const typename Q::Scale* scales, int64_t count,
+                                  int in, int group, __half* out) {
   grid_dependency_wait();
   allow_dependent_launch();
   const int groups = in / group;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / in;
-    out[i] = __float2half_rn(dequantized(q + row * in, scales + row * groups, i - row * in, group));
+    const auto* row_codes = reinterpret_cast<const typename Q::Code*>(weight_row<Q>(codes, row, in));
+    out[i] = __float2half_rn(dequantized(row_codes, scales + row * groups, i - row * in, group));
   }
 }
 
@@ -558,24 +681,24 @@ inline size_t dequant_chunk_bytes(int rows, int in) {
   return size_t(std::min<int64_t>(rows, dequant_chunk_rows(in))) * in * sizeof(__half);
 }
 
-// y [n, out] = x w^T (+ bias) (or y += the same) for int8 w with scales S; x holds the fp16
-// parts of the input; `chunk` has dequant_chunk_bytes(out, k).
-template <class S>
-void gemm_int8(const GemmInput& x, const Weight& w, const float* bias, float* y, int n, int k,
-               int out, bool accumulate, __half* chunk, const DeviceContext& ctx) {
+// y [n, out] = x w^T (+ bias) (or y += the same) for w of codes Q (device scale type); x holds
+// the fp16 parts of the input; `chunk` has dequant_chunk_bytes(out, k).
+template <class Q>
+void gemm_quantized(const GemmInput& x, const Weight& w, const float* bias, float* y, int n, int k,
+                    int out, bool accumulate, __half* chunk, const DeviceContext& ctx) {
   cudaStream_t stream = stream_of(ctx);
   const float beta = start_output(bias, y, n, out, accumulate, stream);
-  const auto* q = static_cast<const int8_t*>(w.values.raw_data());
-  using DS = DeviceType<S>;
-  const auto* scales = static_cast<const DS*>(w.scales.raw_data());
+  const void* codes = w.values.raw_data();
+  const auto* scales = static_cast<const typename Q::Scale*>(w.scales.raw_data());
   const int group = int(w.group()), groups = k / group;
   const int64_t step = dequant_chunk_rows(k);
   for (int64_t r0 = 0; r0 < out; r0 += step) {
     const int rows = int(std::min<int64_t>(step, out - r0));
     const int64_t count = int64_t(rows) * k;
     constexpr int kThreads = 256;
-    launch(dequantize_kernel<DS>, unsigned(std::min<int64_t>(blocks_for(count, kThreads), 8192)),
-           kThreads, 0, stream, q + r0 * k, scales + r0 * groups, count, k, group, chunk);
+    launch(dequantize_kernel<Q>, unsigned(std::min<int64_t>(blocks_for(count, kThreads), 8192)),
+           kThreads, 0, stream, weight_row<Q>(codes, r0, k), scales + r0 * groups, count, k, group,
+           chunk);
     gemm_products<f16>(x, chunk, y + r0, n, k, rows, out, beta, ctx);
   }
 }
@@ -595,12 +718,19 @@ template <>
 struct DeviceTypeOf<Int8Codes<f16>> {
   using type = Int8Codes<__half>;
 };
+template <>
+struct DeviceTypeOf<Q4Codes<f16>> {
+  using type = Q4Codes<__half>;
+};
 
-// Runs f(Int8Codes<S>{}) with S the scale type of int8 weight w (float or f16).
+// Runs f(C<S>{}) for quantized weight w: C is Int8Codes or Q4Codes by its dtype, S its scales'
+// type (float or f16).
 template <class F>
-decltype(auto) with_int8_codes(const Weight& w, F&& f) {
-  if (w.scales.dtype() == DType::kF16) return f(Int8Codes<f16>{});
-  return f(Int8Codes<float>{});
+decltype(auto) with_codes(const Weight& w, F&& f) {
+  const bool half = w.scales.dtype() == DType::kF16;
+  if (w.dtype() == DType::kQ4) return half ? f(Q4Codes<f16>{}) : f(Q4Codes<float>{});
+  KUIPER_CHECK(w.dtype() == DType::kI8, "cuda: no kernel for quantized ", dtype_name(w.dtype()));
+  return half ? f(Int8Codes<f16>{}) : f(Int8Codes<float>{});
 }
 
 }  // namespace kuiper::kernels::cuda

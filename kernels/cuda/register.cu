@@ -23,9 +23,11 @@ void register_cuda_kernels(Registry& r) {
   register_typed<float>(r);
   register_typed<f16>(r);
   register_typed<bf16>(r);
-  r.embedding.add(Device::kCUDA, DType::kI8, cuda::embedding_int8);
-  r.matmul.add(Device::kCUDA, DType::kI8, cuda::matmul_int8);
-  r.gated_matmul.add(Device::kCUDA, DType::kI8, cuda::gated_matmul_int8);
+  for (DType t : {DType::kI8, DType::kQ4}) {  // group-quantized codes
+    r.embedding.add(Device::kCUDA, t, cuda::embedding_quantized);
+    r.matmul.add(Device::kCUDA, t, cuda::matmul_quantized);
+    r.gated_matmul.add(Device::kCUDA, t, cuda::gated_matmul_quantized);
+  }
   // fp32 activations only.
   constexpr Device kCUDA = Device::kCUDA;
   r.rmsnorm.add(kCUDA, DType::kF32, cuda::rmsnorm);

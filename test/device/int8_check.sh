@@ -22,7 +22,7 @@ case $part in
       --random "$big" --dtype int8 --group-size 64 -q > "$out/export-8b.log" 2>&1 < /dev/null &
     step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1
     step memcheck-int8 "$b/run" compute-sanitizer --tool memcheck --leak-check full \
-      kuiper_cuda_tests --gtest_brief=1 --gtest_filter='CudaInt8*'
+      kuiper_cuda_tests --gtest_brief=1 --gtest_filter='CudaQuantized*'
     step golden-llama2 "$b/run" kuiper_tests --gtest_brief=1 \
       --gtest_filter='*cuda_llama2*:*LlamaModelOnDevice*/cuda:Int8*'
     step perplexity "$b/run" kuiper_perplexity_tests --gtest_brief=1 --gtest_filter='*cuda*'
