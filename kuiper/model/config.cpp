@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kuiper/base/error.h"
+#include "kuiper/tensor/weight.h"
 
 namespace kuiper {
 
@@ -26,6 +27,8 @@ void ModelConfig::validate() const {
                "unsupported weight dtype ", dtype_name(dtype));
   KUIPER_CHECK((dtype != DType::kI8 && dtype != DType::kQ4) || group_size > 0, dtype_name(dtype),
                " weights need a positive group_size, got ", group_size);
+  KUIPER_CHECK(dtype != DType::kQ4 || group_size % kQ4Block == 0, "q4 weights need a group size "
+               "that is a multiple of ", kQ4Block, ", got ", group_size);
   KUIPER_CHECK(bos_id < vocab_size, "bos id ", bos_id, " outside the vocabulary of ", vocab_size);
   for (int32_t id : eos_ids)
     KUIPER_CHECK(id >= 0 && id < vocab_size, "eos id ", id, " outside the vocabulary of ",
