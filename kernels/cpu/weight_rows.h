@@ -8,6 +8,7 @@
 // with_weight_rows() dispatches on the weight's storage once per call, so matmul, gated_matmul
 // and embedding are each written once for every weight format.
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/vec.h"
@@ -99,6 +100,32 @@ struct Int8Input {
   }
 };
 
+#ifdef KUIPER_CPU_AVX2
+// The scales of 8 consecutive 32-value blocks, from s (their first group's scale) for groups of
+// 32 << shift values (shift 0..3): 8 >> shift scales loaded, each repeated 1 << shift times.
+template <class S>
+inline __m256 group_scales8(const S* s, int shift) {
+  __m256 v;
+  if constexpr (std::is_same_v<S, f16>) {
+    __m128i h;
+    switch (shift) {
+      case 0: h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)); break;
+      case 1: h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)); break;
+      case 2: h = _mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(s)); break;
+      default: h = _mm_cvtsi32_si128(s[0].bits); break;
+    }
+    v = _mm256_cvtph_ps(h);
+  } else {
+    alignas(32) float f[8] = {};
+    for (int j = 0; j < (8 >> shift); ++j) f[j] = s[j];
+    v = _mm256_load_ps(f);
+  }
+  if (shift == 0) return v;
+  const __m256i lane = _mm256_srli_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), shift);
+  return _mm256_permutevar8x32_ps(v, lane);
+}
+#endif
+
 // sum_k x[k] * (u[k] - 8) * scale[k / group] for q4 codes u in blocks of 32 (weight.h); integer
 // products of the codes and x's int8 values per block, scaled by both blocks' scales; the code
 // offset 8 is taken off once at the end through x's block sums.
@@ -108,25 +135,42 @@ inline float dot_q4(const Int8Input::Row& x, const uint8_t* q, const S* scale, i
   const int64_t blocks = n / 32, per_group = group / 32;
   float offset = 0.f;  // sum over blocks of the weight scale times x's block sum
 #ifdef KUIPER_CPU_AVX2
-  if ((per_group & (per_group - 1)) == 0) {
+  if ((per_group & (per_group - 1)) == 0 && per_group <= 8) {
     const int shift = __builtin_ctzll(uint64_t(per_group));
     const __m128i low4 = _mm_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b = 0; b < blocks; ++b) {
-      if ((b & 3) == 0) _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes, _MM_HINT_T0);
+    // The products of block b's codes with x's values, as 8 fp32 partial sums.
+    auto block_products = [&](int64_t b) {
       const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
       const __m256i codes =
           _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low4), _mm_and_si128(raw, low4));
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + 32 * b));
       // unsigned codes (<= 15) times signed values: pair sums fit int16 without saturating.
-      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
+      return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones));
+    };
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offsets = _mm256_setzero_ps();
+    int64_t b = 0;
+    // 8 blocks at a time: their 8 scale products in one vector, each broadcast by a permute,
+    // and the offset's share in one FMA.
+    for (; b + 8 <= blocks; b += 8) {
+      _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes + 64, _MM_HINT_T0);
+      const __m256 ws = group_scales8(scale + (b >> shift), shift);
+      const __m256 both = _mm256_mul_ps(ws, _mm256_loadu_ps(x.scale + b));
+      offsets = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x.sum + b), offsets);
+#define KUIPER_Q4_BLOCK(j)                                                                      \
+  acc[(j) & 1] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(both, _mm256_set1_epi32(j)),       \
+                                 block_products(b + (j)), acc[(j) & 1])
+      KUIPER_Q4_BLOCK(0); KUIPER_Q4_BLOCK(1); KUIPER_Q4_BLOCK(2); KUIPER_Q4_BLOCK(3);
+      KUIPER_Q4_BLOCK(4); KUIPER_Q4_BLOCK(5); KUIPER_Q4_BLOCK(6); KUIPER_Q4_BLOCK(7);
+#undef KUIPER_Q4_BLOCK
+    }
+    for (; b < blocks; ++b) {
       const float w_scale = to_float(scale[b >> shift]);
-      acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(w_scale * x.scale[b]), _mm256_cvtepi32_ps(sums),
-                                   acc[b & 1]);
+      acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(w_scale * x.scale[b]), block_products(b), acc[b & 1]);
       offset += w_scale * x.sum[b];
     }
-    return hsum(_mm256_add_ps(acc[0], acc[1])) - 8.f * offset;
+    return hsum(_mm256_add_ps(acc[0], acc[1])) - 8.f * (offset + hsum(offsets));
   }
 #endif
   float sum = 0.f;

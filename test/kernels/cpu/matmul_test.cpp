@@ -79,7 +79,9 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kQ4, 3, 384, {29}, false, true, true, 128},
                       MatmulCase{DType::kQ4, 8, 96, {33, 7}, true, false, true, 96, DType::kF16},
                       MatmulCase{DType::kQ4, 33, 192, {300, 20, 20}, true, true, false, 64, DType::kF16},
-                      MatmulCase{DType::kQ4, 9, 256, {513}, false, false, true, 32}));
+                      MatmulCase{DType::kQ4, 9, 256, {513}, false, false, true, 32},
+                      MatmulCase{DType::kQ4, 1, 512, {40}, true, true, false, 128, DType::kF16},
+                      MatmulCase{DType::kQ4, 2, 1024, {17}, false, false, true, 256, DType::kF16}));
 
 TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4}) {
