@@ -6,10 +6,11 @@
 namespace kuiper::kernels::cpu {
 
 Int8Input Int8Input::of(const float* xs, int64_t n, int64_t k) {
-  KUIPER_CHECK(k % kBlock == 0, "cpu: int8 inputs come in blocks of ", kBlock, ", got ", k, " values");
-  const int64_t blocks = k / kBlock;
   Int8Input in;
   in.k = k;
+  in.xs = xs;
+  if (k % kBlock != 0) return in;  // no whole blocks: readers take the fp32 values
+  const int64_t blocks = k / kBlock;
   in.q.resize(size_t(n * k));
   in.scale.resize(size_t(n * blocks));
   in.sum.resize(size_t(n * blocks));

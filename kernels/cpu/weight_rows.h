@@ -1,10 +1,10 @@
 #pragma once
 // The rows of a weight matrix as the CPU kernels read them: a dot product of one row with a
 // position (its Input: fp32, or quantized once per call), and rows expanded to fp32 (for SGEMM
-// tiles and embedding lookups). Float weights widen in registers; int8 codes widen in registers
-// too and each group's partial sum is scaled once, so their activations stay fp32. q4 codes
-// take integer dot products with activations quantized to int8 per block of 32, as llama.cpp's
-// Q4_0 does (one maddubs a 32-value block instead of four widen-and-FMA steps).
+// tiles and embedding lookups). Float weights widen in registers against fp32 activations. int8
+// and q4 codes take integer dot products with the activations quantized to int8 per block of 32,
+// as llama.cpp's Q8_0 and Q4_0 do (one maddubs a 32-value block instead of four widen-and-FMA
+// steps); int8 groups that split those blocks (16, 24) widen in registers instead.
 // with_weight_rows() dispatches on the weight's storage once per call, so matmul, gated_matmul
 // and embedding are each written once for every weight format.
 #include <cstdint>
@@ -89,14 +89,17 @@ struct Int8Input {
     const int8_t* q;
     const float* scale;  // per block
     const float* sum;    // per block: scale * sum(q), the share of a constant code offset
+    const float* x;      // the fp32 values, for groups that split blocks
   };
   std::vector<int8_t> q;
   std::vector<float> scale, sum;
+  const float* xs = nullptr;
   int64_t k = 0;
 
   static Int8Input of(const float* xs, int64_t n, int64_t k);
   Row at(int64_t pos) const {
-    return {q.data() + pos * k, scale.data() + pos * (k / kBlock), sum.data() + pos * (k / kBlock)};
+    return {q.data() + pos * k, scale.data() + pos * (k / kBlock), sum.data() + pos * (k / kBlock),
+            xs + pos * k};
   }
 };
 
@@ -126,6 +129,45 @@ inline __m256 group_scales8(const S* s, int shift) {
 }
 #endif
 
+#ifdef KUIPER_CPU_AVX2
+// sum over the 32-value blocks b of a row of w(b) * x.scale[b] * products(b) (8 fp32 partial
+// sums of block b's integer products), less offset * sum_b w(b) * x.sum[b] (a constant code
+// offset), with w(b) = scale[b >> shift] the weight group's scale. 8 blocks at a time: their 8
+// scale products in one vector, each broadcast by a permute, the offset's share in one FMA.
+template <class S, class Products>
+inline float scaled_blocks(const Int8Input::Row& x, const S* scale, int64_t blocks, int shift,
+                           float offset, const char* codes, int64_t block_bytes, Products products) {
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offsets = _mm256_setzero_ps();
+  float tail_offsets = 0.f;
+  int64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) {
+    for (int64_t line = 0; line < 8 * block_bytes; line += 64)
+      _mm_prefetch(codes + b * block_bytes + line + kPrefetchBytes, _MM_HINT_T0);
+    const __m256 ws = group_scales8(scale + (b >> shift), shift);
+    const __m256 both = _mm256_mul_ps(ws, _mm256_loadu_ps(x.scale + b));
+    offsets = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x.sum + b), offsets);
+#define KUIPER_BLOCK(j)                                                                        \
+  acc[(j) & 1] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(both, _mm256_set1_epi32(j)),       \
+                                 products(b + (j)), acc[(j) & 1])
+    KUIPER_BLOCK(0); KUIPER_BLOCK(1); KUIPER_BLOCK(2); KUIPER_BLOCK(3);
+    KUIPER_BLOCK(4); KUIPER_BLOCK(5); KUIPER_BLOCK(6); KUIPER_BLOCK(7);
+#undef KUIPER_BLOCK
+  }
+  for (; b < blocks; ++b) {
+    const float w = to_float(scale[b >> shift]);
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(w * x.scale[b]), products(b), acc[b & 1]);
+    tail_offsets += w * x.sum[b];
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) - offset * (tail_offsets + hsum(offsets));
+}
+#endif
+
+// Whether groups of `group` values are 1, 2, 4 or 8 whole blocks of 32 (the vector loops).
+inline bool whole_blocks(int64_t group) {
+  const int64_t per = group / 32;
+  return group % 32 == 0 && per <= 8 && (per & (per - 1)) == 0;
+}
+
 // sum_k x[k] * (u[k] - 8) * scale[k / group] for q4 codes u in blocks of 32 (weight.h); integer
 // products of the codes and x's int8 values per block, scaled by both blocks' scales; the code
 // offset 8 is taken off once at the end through x's block sums.
@@ -133,47 +175,22 @@ template <class S>
 inline float dot_q4(const Int8Input::Row& x, const uint8_t* q, const S* scale, int64_t n,
                     int64_t group) {
   const int64_t blocks = n / 32, per_group = group / 32;
-  float offset = 0.f;  // sum over blocks of the weight scale times x's block sum
 #ifdef KUIPER_CPU_AVX2
-  if ((per_group & (per_group - 1)) == 0 && per_group <= 8) {
-    const int shift = __builtin_ctzll(uint64_t(per_group));
+  if (whole_blocks(group)) {
     const __m128i low4 = _mm_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
-    // The products of block b's codes with x's values, as 8 fp32 partial sums.
-    auto block_products = [&](int64_t b) {
+    return scaled_blocks(x, scale, blocks, __builtin_ctzll(uint64_t(per_group)), 8.f,
+                         reinterpret_cast<const char*>(q), 16, [&](int64_t b) {
       const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
       const __m256i codes =
           _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), low4), _mm_and_si128(raw, low4));
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + 32 * b));
       // unsigned codes (<= 15) times signed values: pair sums fit int16 without saturating.
       return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones));
-    };
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offsets = _mm256_setzero_ps();
-    int64_t b = 0;
-    // 8 blocks at a time: their 8 scale products in one vector, each broadcast by a permute,
-    // and the offset's share in one FMA.
-    for (; b + 8 <= blocks; b += 8) {
-      _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(q + 16 * b) + kPrefetchBytes + 64, _MM_HINT_T0);
-      const __m256 ws = group_scales8(scale + (b >> shift), shift);
-      const __m256 both = _mm256_mul_ps(ws, _mm256_loadu_ps(x.scale + b));
-      offsets = _mm256_fmadd_ps(ws, _mm256_loadu_ps(x.sum + b), offsets);
-#define KUIPER_Q4_BLOCK(j)                                                                      \
-  acc[(j) & 1] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(both, _mm256_set1_epi32(j)),       \
-                                 block_products(b + (j)), acc[(j) & 1])
-      KUIPER_Q4_BLOCK(0); KUIPER_Q4_BLOCK(1); KUIPER_Q4_BLOCK(2); KUIPER_Q4_BLOCK(3);
-      KUIPER_Q4_BLOCK(4); KUIPER_Q4_BLOCK(5); KUIPER_Q4_BLOCK(6); KUIPER_Q4_BLOCK(7);
-#undef KUIPER_Q4_BLOCK
-    }
-    for (; b < blocks; ++b) {
-      const float w_scale = to_float(scale[b >> shift]);
-      acc[b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(w_scale * x.scale[b]), block_products(b), acc[b & 1]);
-      offset += w_scale * x.sum[b];
-    }
-    return hsum(_mm256_add_ps(acc[0], acc[1])) - 8.f * (offset + hsum(offsets));
+    });
   }
 #endif
-  float sum = 0.f;
+  float sum = 0.f, offset = 0.f;
   for (int64_t b = 0; b < blocks; ++b) {
     int32_t dot = 0;
     for (int64_t j = 0; j < 16; ++j) {
@@ -185,6 +202,34 @@ inline float dot_q4(const Int8Input::Row& x, const uint8_t* q, const S* scale, i
     offset += w_scale * x.sum[b];
   }
   return sum - 8.f * offset;
+}
+
+// sum_k x[k] * q[k] * scale[k / group] for int8 codes q, groups of 1, 2, 4 or 8 blocks of 32
+// (whole_blocks): integer products with x's int8 values per block, as dot_q4.
+template <class S>
+inline float dot_i8(const Int8Input::Row& x, const int8_t* q, const S* scale, int64_t n,
+                    int64_t group) {
+  const int64_t blocks = n / 32, per_group = group / 32;
+#ifdef KUIPER_CPU_AVX2
+  const __m256i ones = _mm256_set1_epi16(1);
+  return scaled_blocks(x, scale, blocks, __builtin_ctzll(uint64_t(per_group)), 0.f,
+                       reinterpret_cast<const char*>(q), 32, [&](int64_t b) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + 32 * b));
+    // maddubs takes unsigned x signed bytes: |w| times x with w's sign (|codes| <= 127, so the
+    // pair sums fit int16).
+    const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xq, w));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+  });
+#else
+  float sum = 0.f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    int32_t dot = 0;
+    for (int64_t j = 0; j < 32; ++j) dot += int32_t(q[32 * b + j]) * x.q[32 * b + j];
+    sum += to_float(scale[b / per_group]) * x.scale[b] * float(dot);
+  }
+  return sum;
+#endif
 }
 
 // Rows of a float matrix [rows, cols] stored as T.
@@ -202,7 +247,7 @@ struct FloatRows {
 // Rows of int8 codes [rows, cols] with scales S [rows, cols / group].
 template <class S>
 struct Int8Rows {
-  using Input = FloatInput;
+  using Input = Int8Input;
   const int8_t* q;
   const S* scales;
   int64_t cols, group;
@@ -213,7 +258,10 @@ struct Int8Rows {
   }
 
   const S* scales_of(int64_t r) const { return scales + r * (cols / group); }
-  float dot(const float* x, int64_t r) const { return dot_q8(x, q + r * cols, scales_of(r), cols, group); }
+  float dot(const Int8Input::Row& x, int64_t r) const {
+    if (!whole_blocks(group)) return dot_q8(x.x, q + r * cols, scales_of(r), cols, group);
+    return dot_i8(x, q + r * cols, scales_of(r), cols, group);
+  }
   void expand(int64_t r0, int64_t rows, float* dst) const {
     for (int64_t r = r0; r < r0 + rows; ++r) {
       const S* s = scales_of(r);

@@ -14,10 +14,16 @@ struct MatmulCase {
 
 class CpuMatmul : public ::testing::TestWithParam<MatmulCase> {};
 
-// The input as the kernel multiplies it: q4 weights decoding a few positions (up to 8, where
-// matmul.cpp goes row by row) take x rounded to int8 blocks; GEMM tiles take it as it is.
-Tensor reference_input(DType dtype, int64_t n, const Tensor& x) {
-  return dtype == DType::kQ4 && n <= 8 ? reference::int8_blocks(x) : x;
+// The input as the kernel multiplies it: q4 and int8 weights decoding a few positions (up to 8,
+// where matmul.cpp goes row by row) take x rounded to int8 blocks, unless int8 groups split
+// those blocks; GEMM tiles take it as it is.
+// (weight_rows.h is not included here: its inline SIMD code must be compiled with the
+// library's flags only.)
+Tensor reference_input(DType dtype, int64_t n, int64_t group, const Tensor& x) {
+  const int64_t blocks = group / 32;  // kernels/cpu/weight_rows.h whole_blocks()
+  const bool whole_blocks = group % 32 == 0 && blocks <= 8 && (blocks & (blocks - 1)) == 0;
+  const bool integer = dtype == DType::kQ4 || (dtype == DType::kI8 && whole_blocks);
+  return integer && n <= 8 ? reference::int8_blocks(x) : x;
 }
 
 TEST_P(CpuMatmul, MatchesReference) {
@@ -29,7 +35,8 @@ TEST_P(CpuMatmul, MatchesReference) {
     norm = Tensor(DType::kF32, {c.in});
     fill_uniform(norm, rng);
   }
-  const Tensor xn = reference_input(c.dtype, c.n, c.norm ? reference::rmsnorm(x, norm, 1e-5f) : x);
+  const Tensor xn =
+      reference_input(c.dtype, c.n, c.group, c.norm ? reference::rmsnorm(x, norm, 1e-5f) : x);
   std::vector<kernels::MatmulOutput> outs;
   std::vector<Tensor> expected;
   for (int64_t rows : c.outs) {
@@ -93,7 +100,7 @@ TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
       const Weight w_gate = random_weight(dtype, hidden, in, rng, group, DType::kF16);
       const Weight w_up = random_weight(dtype, hidden, in, rng, group, DType::kF16);
       for (const Tensor* t : {&x, &norm}) fill_uniform(*t, rng);
-      const Tensor xn = reference_input(dtype, n, reference::rmsnorm(x, norm, 1e-6f));
+      const Tensor xn = reference_input(dtype, n, group, reference::rmsnorm(x, norm, 1e-6f));
       const Tensor expected = reference::silu_times(reference::matmul(xn, w_gate, {}),
                                                     reference::matmul(xn, w_up, {}));
       kernels::registry().gated_matmul.find(Device::kCPU, dtype)({x, norm, 1e-6f}, w_gate, w_up, y,
