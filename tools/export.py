@@ -5,6 +5,9 @@
   python3 tools/export.py OUT.bin --meta-llama META_DIR [--dtype ...] [--legacy]
   python3 tools/export.py OUT.bin --random CONFIG_JSON  [--dtype ...] [--seed N]
 
+Chunks of rows are converted on --threads N threads (default: the CPUs this process may use) and
+written in order: the file is the same whatever N.
+
 --dtype int8 stores every matrix as int8 codes with one scale per group of --group-size (32, 64 or
 128; default 64) values along each row, the scales in --scale-dtype (fp16 or fp32; default fp16).
 --dtype q4 stores wq, wk, wv, wo, w1, w2, w3 as 4-bit codes with one fp16 scale per group of
@@ -412,6 +415,8 @@ def parse_args(argv):
     p.add_argument("--chat-template", choices=CHAT_TEMPLATES + ("none",),
                    help="override the detected chat template")
     p.add_argument("--max-seq-len", type=int, help="override max_seq_len (default: the checkpoint's)")
+    p.add_argument("--threads", type=int, metavar="N", help="threads reading, converting and quantizing "
+                   "chunks of rows (default: the CPUs this process may use); the file does not depend on it")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
     return p.parse_args(argv)
 
@@ -429,6 +434,8 @@ def main(argv=None) -> int:
                               f"with q4), not {args.dtype}")
         if args.max_seq_len is not None and args.max_seq_len <= 0:
             raise ExportError("--max-seq-len must be positive")
+        if args.threads is not None and args.threads <= 0:
+            raise ExportError("--threads must be positive")
         if args.hf:
             config, tensors = hf_model(args.hf, args)
         elif args.meta_llama:
@@ -436,9 +443,10 @@ def main(argv=None) -> int:
         else:
             config, tensors = random_model(args.random, args)
         if args.legacy:
-            write_legacy(args.out, config, tensors, show_progress=not args.quiet)
+            write_legacy(args.out, config, tensors, show_progress=not args.quiet, threads=args.threads)
         else:
-            write_kuiper(args.out, config, tensors, show_progress=not args.quiet, scale_dtype=scale_dtype(args))
+            write_kuiper(args.out, config, tensors, show_progress=not args.quiet, scale_dtype=scale_dtype(args),
+                         threads=args.threads)
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
