@@ -49,6 +49,19 @@ inline float hsum(__m256 v) {
 // core short of DRAM bandwidth, most of all for 16-bit weights (8 GB/s without, 12 with).
 constexpr int kPrefetchBytes = 4096;
 
+// Asks for every cache line of the 32 weights at w (fp32: two lines), 32 such steps ahead for
+// fp32 and 16 for 16-bit weights: on the Zen 3 VM single-thread TinyLlama decode read fp32 at
+// 13.5 GB/s prefetching every other line, 16 GB/s with every line, and fp16 went from ~6.2 to
+// ~7.4 tokens/s with 1 KB ahead instead of 4 KB (2 KB: ~6.3).
+template <class T>
+inline void prefetch32(const T* w) {
+#ifdef KUIPER_CPU_AVX2
+  constexpr int kAhead = sizeof(T) == 4 ? kPrefetchBytes : kPrefetchBytes / 4;
+  for (size_t line = 0; line < 32 * sizeof(T); line += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(w) + line + kAhead, _MM_HINT_T0);
+#endif
+}
+
 // sum_k x[k] * w[k], accumulated in fp32.
 template <class T>
 inline float dot(const float* x, const T* w, int64_t n) {
@@ -57,7 +70,7 @@ inline float dot(const float* x, const T* w, int64_t n) {
 #if defined(KUIPER_CPU_AVX512)
   __m512 b0 = _mm512_setzero_ps(), b1 = b0;
   for (; k + 32 <= n; k += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+    prefetch32(w + k);
     b0 = _mm512_fmadd_ps(load16(x + k), load16(w + k), b0);
     b1 = _mm512_fmadd_ps(load16(x + k + 16), load16(w + k + 16), b1);
   }
@@ -67,7 +80,7 @@ inline float dot(const float* x, const T* w, int64_t n) {
   // Four independent accumulators keep the FMA pipes busy while loads are in flight.
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (; k + 32 <= n; k += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+    prefetch32(w + k);
     a0 = _mm256_fmadd_ps(load8(x + k), load8(w + k), a0);
     a1 = _mm256_fmadd_ps(load8(x + k + 8), load8(w + k + 8), a1);
     a2 = _mm256_fmadd_ps(load8(x + k + 16), load8(w + k + 16), a2);
