@@ -6,7 +6,9 @@
 #          random TinyLlama-1.1B-shaped fp16, int8 and q4 models, with a GEMV-variant sweep for
 #          the quantized ones; Llama-3.1-8B-shaped q4 and int8 models are exported meanwhile
 #   bench8b: the Llama-3.1-8B-shaped benchmarks (after tests, on the same warm machine)
-#   quant_check.sh BUNDLE DATA OUT [tests|bench8b]
+#   all: tests (without the quality runs; the GEMV variants swept plain and gated apart) and
+#        bench8b, in one call
+#   quant_check.sh BUNDLE DATA OUT [tests|bench8b|all]
 set -uo pipefail
 part=${4:-tests}
 source "$(dirname "$0")/common.sh"
@@ -27,8 +29,22 @@ export_big() {  # export_big NAME ARGS...: in the background, once per machine
       mv /tmp/big-$name.tmp /tmp/big-$name.bin" > "$out/export-big-$name.log" 2>&1 < /dev/null &
   }
 }
+sweep() {  # sweep MODEL: the plain GEMV variants with the gated default, then the gated ones
+  local m=$1 v
+  for v in 0 1 2 3 4 5; do
+    r=$(KUIPER_CUDA_GEMV=$v "$b/run" llama_bench /tmp/$m.bin --device cuda --prompt 16 --decode 128 \
+      --repeat 2 2>&1 | grep '^decode')
+    echo "$m plain variant $v: $r" | tee -a "$out/sweep.txt"
+  done
+  for v in 0 1 2 3 4 5; do
+    r=$(KUIPER_CUDA_GEMV_GATED=$v "$b/run" llama_bench /tmp/$m.bin --device cuda --prompt 16 \
+      --decode 128 --repeat 2 2>&1 | grep '^decode')
+    echo "$m gated variant $v: $r" | tee -a "$out/sweep.txt"
+  done
+}
+[ "$part" = all ] && SKIP_QUALITY=1 SWEEP=split
 case $part in
-  tests)
+  tests|all)
     export_big q4 --dtype q4 --group-size 32
     export_big int8 --dtype int8 --group-size 64
     step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1 ${CUDA_TESTS:+--gtest_filter=$CUDA_TESTS}
@@ -42,7 +58,12 @@ case $part in
       bench $m-short /tmp/$m.bin --prompt 16 --decode 256 --repeat 3
       bench $m-512 /tmp/$m.bin --prompt 512 --decode 256 --repeat 3
     done
+    if [ "${SWEEP:-}" = split ]; then
+      sweep tiny-q4-g32
+      sweep tiny-int8-g64
+    fi
     for m in tiny-int8-g64 tiny-q4-g32; do
+      [ -z "${SWEEP:-}" ] || break
       for v in 0 1 2 3 4 5; do
         r=$(KUIPER_CUDA_GEMV=$v KUIPER_CUDA_GEMV_GATED=$v "$b/run" llama_bench /tmp/$m.bin \
           --device cuda --prompt 16 --decode 128 --repeat 2 2>&1 | grep '^decode')
@@ -51,8 +72,8 @@ case $part in
     done
     [ -n "${SKIP_QUALITY:-}" ] || step quality env KUIPER_RUN="$b/run" KUIPER_BIN_DIR="$b/bin" QUALITY_DIR=/tmp/quality \
       STEP_TAIL=12 "$root/bench/quant_quality.sh" cuda --dtype:q4:--group-size:32 --dtype:int8:--group-size:32
-    ;;
-  bench8b)
+    ;;&
+  bench8b|all)
     for name in q4 int8; do
       for i in $(seq 1 60); do [ -f /tmp/big-$name.bin ] && break; sleep 5; done
       cat "$out/export-big-$name.log" 2>/dev/null
