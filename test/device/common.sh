@@ -1,4 +1,4 @@
-# Sourced by the GPU-machine scripts (gpu_check.sh, int8_check.sh, int8_sweep.sh):
+# Sourced by the GPU-machine scripts (gpu_check.sh, quant_check.sh, int8_sweep.sh):
 #   unpack_bundle BUNDLE_ARCHIVE DATA_ARCHIVE OUT_DIR
 # unpacks a device-bundle into $b and a share of the test data into $shared (over what a warm
 # machine kept from an earlier call), points the tests at them, and prints the GPU. Then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the GPU machine, after int8_check.sh: TinyLlama-shaped int8 decode with every GEMV variant
+# On the GPU machine, after quant_check.sh: TinyLlama-shaped int8 decode with every GEMV variant
 # (KUIPER_CUDA_GEMV / KUIPER_CUDA_GEMV_GATED), then the Llama-3.1-8B-shaped int8 benchmark.
 #   int8_sweep.sh BUNDLE DATA OUT
 set -uo pipefail

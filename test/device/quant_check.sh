@@ -2,7 +2,7 @@
 # On the GPU machine, for int8 and q4 weights (issues 8 and 9): unpack a device-bundle and the
 # llama2 share of the test data, then
 #   tests: the CUDA kernel tests (the quantized ones again under compute-sanitizer), llama2's
-#          int8 and q4 quality on CUDA (bench/quant_quality.sh), and the decode benchmark of
+#          CUDA golden and perplexity tests, llama2's int8 and q4 quality on CUDA (bench/quant_quality.sh), and the decode benchmark of
 #          random TinyLlama-1.1B-shaped fp16, int8 and q4 models, with a GEMV-variant sweep for
 #          the quantized ones; Llama-3.1-8B-shaped q4 and int8 models are exported meanwhile
 #   bench8b: the Llama-3.1-8B-shaped benchmarks (after tests, on the same warm machine)
@@ -50,6 +50,9 @@ case $part in
     step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1 ${CUDA_TESTS:+--gtest_filter=$CUDA_TESTS}
     step memcheck-quantized "$b/run" compute-sanitizer --tool memcheck --leak-check full \
       kuiper_cuda_tests --gtest_brief=1 --gtest_filter='CudaQuantized*'
+    step golden-llama2 "$b/run" kuiper_tests --gtest_brief=1 \
+      --gtest_filter='*cuda_llama2*:*LlamaModelOnDevice*/cuda'
+    step perplexity "$b/run" kuiper_perplexity_tests --gtest_brief=1 --gtest_filter='*cuda*'
     [ -f /tmp/tiny-q4-g32.bin ] || step export-tiny sh -c "
       python3 $root/tools/export.py /tmp/tiny-fp16.bin --random $tiny --dtype fp16 -q &&
       python3 $root/tools/export.py /tmp/tiny-int8-g64.bin --random $tiny --dtype int8 --group-size 64 -q &&

@@ -294,13 +294,14 @@ TEST(Int8Files, KuiperLLamaRowsNotMultipleOfGroupAreRefused) {
   }
 }
 
+// llama_infer generating one token from `model` with llama2-kjv's tokenizer.
+CommandResult infer(const std::filesystem::path& model) {
+  const std::string tokenizer = (shared_dir() / "models/llama2-kjv/tokenizer.model").string();
+  return run_command(llama_infer() + " " + model.string() + " " + tokenizer + " -n 1 -p 'And God said'");
+}
+
 TEST(Int8Files, BadInputIsOneClearLine) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
-  const std::string tokenizer = (shared_dir() / "models/llama2-kjv/tokenizer.model").string();
-  const auto infer = [&](const std::filesystem::path& model) {
-    return run_command(llama_infer() + " " + model.string() + " " + tokenizer +
-                       " -n 1 -p 'And God said'");
-  };
   const auto ours = exported_model(kOursInt8);
   const std::string ours_bytes = slurp(ours);
   expect_clear_error(infer(write_file("int8_half.bin", ours_bytes.substr(0, ours_bytes.size() / 2))),
@@ -443,11 +444,6 @@ TEST(Q4Files, GreedyStaysWithFp32OnGolden) {
 // reader knows, a q4 matrix without scales.
 TEST(Q4Files, BadInputIsOneClearLine) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
-  const std::string tokenizer = (shared_dir() / "models/llama2-kjv/tokenizer.model").string();
-  const auto infer = [&](const std::filesystem::path& model) {
-    return run_command(llama_infer() + " " + model.string() + " " + tokenizer +
-                       " -n 1 -p 'And God said'");
-  };
   const auto q4 = exported_model(kLlama2 + " --dtype q4 --group-size 32");
   const std::string bytes = slurp(q4);
   expect_clear_error(infer(write_file("q4_short.bin", bytes.substr(0, bytes.size() - 100))),
