@@ -161,7 +161,7 @@ int gemv_default_variant(DType dtype, bool gated) {
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
   // int8, q4: r4u2w4 (test/device/int8_sweep.sh).
-  if (dtype == DType::kI8 || dtype == DType::kQ4) return 4;
+  if (is_quantized(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }
 

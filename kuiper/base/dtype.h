@@ -29,6 +29,9 @@ constexpr size_t storage_bytes(DType t, int64_t count) {
   return (size_t(count) * size_t(dtype_bits(t)) + 7) / 8;
 }
 
+// Whether t holds group-quantized codes (int8, q4), which a weight pairs with group scales.
+constexpr bool is_quantized(DType t) { return t == DType::kI8 || t == DType::kQ4; }
+
 // Names as the model file and the command line spell them.
 constexpr std::string_view dtype_name(DType t) {
   switch (t) {

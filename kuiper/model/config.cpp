@@ -23,9 +23,9 @@ void ModelConfig::validate() const {
                " kv heads");
   KUIPER_CHECK(head_dim % 2 == 0, "head_dim must be even for rotary embeddings, got ", head_dim);
   KUIPER_CHECK(dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16 ||
-                   dtype == DType::kI8 || dtype == DType::kQ4,
+                   is_quantized(dtype),
                "unsupported weight dtype ", dtype_name(dtype));
-  KUIPER_CHECK((dtype != DType::kI8 && dtype != DType::kQ4) || group_size > 0, dtype_name(dtype),
+  KUIPER_CHECK(!is_quantized(dtype) || group_size > 0, dtype_name(dtype),
                " weights need a positive group_size, got ", group_size);
   KUIPER_CHECK(dtype != DType::kQ4 || group_size % kQ4Block == 0, "q4 weights need a group size "
                "that is a multiple of ", kQ4Block, ", got ", group_size);

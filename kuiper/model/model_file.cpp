@@ -335,7 +335,7 @@ void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t of
 
 Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
   Tensor values = tensor(name, shape);
-  if (values.dtype() != DType::kI8 && values.dtype() != DType::kQ4) return values;
+  if (!is_quantized(values.dtype())) return values;
   const std::string scales_name = std::string(name) + ".scales";
   const auto it = tensors_.find(scales_name);
   KUIPER_CHECK(it != tensors_.end(), "model file ", path().string(), ": ", dtype_name(values.dtype()),

@@ -22,8 +22,7 @@ void check_weight(const Weight& w, std::string_view what) {
     return;
   }
   const Tensor& s = w.scales;
-  KUIPER_CHECK(w.dtype() == DType::kI8 || w.dtype() == DType::kQ4, what, ": scales given for ",
-               w.values.describe());
+  KUIPER_CHECK(is_quantized(w.dtype()), what, ": scales given for ", w.values.describe());
   KUIPER_CHECK(s.ndim() == 2 && s.dim(0) == w.rows() && s.dim(1) > 0 &&
                    w.cols() % s.dim(1) == 0 && s.device() == w.values.device(),
                what, ": scales ", s.describe(), " do not fit the values ", w.values.describe(),
