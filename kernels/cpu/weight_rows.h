@@ -72,7 +72,7 @@ inline float dot_q8(const float* x, const int8_t* q, const S* scale, int64_t n, 
   return sum;
 }
 
-// The positions of a call, fp32 [n, k], as the float and int8 readers take them.
+// The positions of a call, fp32 [n, k], as the float readers take them.
 struct FloatInput {
   const float* xs;
   int64_t k;
@@ -98,6 +98,7 @@ struct Int8Input {
 
   static Int8Input of(const float* xs, int64_t n, int64_t k);
   Row at(int64_t pos) const {
+    if (q.empty()) return {nullptr, nullptr, nullptr, xs + pos * k};  // no whole blocks
     return {q.data() + pos * k, scale.data() + pos * (k / kBlock), sum.data() + pos * (k / kBlock),
             xs + pos * k};
   }
@@ -167,6 +168,20 @@ inline float scaled_blocks(const Int8Input::Row& x, const S* scale, int64_t bloc
 }
 #endif
 
+// scaled_blocks without SIMD, for any group of whole blocks: block_dot(b) is block b's integer
+// dot product.
+template <class S, class BlockDot>
+inline float scaled_blocks_scalar(const Int8Input::Row& x, const S* scale, int64_t blocks,
+                                  int64_t per_group, float offset, BlockDot block_dot) {
+  float sum = 0.f, offsets = 0.f;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float w = to_float(scale[b / per_group]);
+    sum += w * x.scale[b] * float(block_dot(b));
+    offsets += w * x.sum[b];
+  }
+  return sum - offset * offsets;
+}
+
 // Whether groups of `group` values are 1, 2, 4 or 8 whole blocks of 32 (the vector loops).
 inline bool whole_blocks(int64_t group) {
   const int64_t per = group / 32;
@@ -195,18 +210,14 @@ inline float dot_q4(const Int8Input::Row& x, const uint8_t* q, const S* scale, i
     });
   }
 #endif
-  float sum = 0.f, offset = 0.f;
-  for (int64_t b = 0; b < blocks; ++b) {
+  return scaled_blocks_scalar(x, scale, blocks, per_group, 8.f, [&](int64_t b) {
     int32_t dot = 0;
     for (int64_t j = 0; j < 16; ++j) {
       dot += int32_t(q[16 * b + j] & 15) * x.q[32 * b + j];
       dot += int32_t(q[16 * b + j] >> 4) * x.q[32 * b + j + 16];
     }
-    const float w_scale = to_float(scale[b / per_group]);
-    sum += w_scale * x.scale[b] * float(dot);
-    offset += w_scale * x.sum[b];
-  }
-  return sum - 8.f * offset;
+    return dot;
+  });
 }
 
 // sum_k x[k] * q[k] * scale[k / group] for int8 codes q, groups of 1, 2, 4 or 8 blocks of 32
@@ -227,13 +238,11 @@ inline float dot_i8(const Int8Input::Row& x, const int8_t* q, const S* scale, in
     return _mm256_madd_epi16(products, ones);
   });
 #else
-  float sum = 0.f;
-  for (int64_t b = 0; b < blocks; ++b) {
+  return scaled_blocks_scalar(x, scale, blocks, per_group, 0.f, [&](int64_t b) {
     int32_t dot = 0;
     for (int64_t j = 0; j < 32; ++j) dot += int32_t(q[32 * b + j]) * x.q[32 * b + j];
-    sum += to_float(scale[b / per_group]) * x.scale[b] * float(dot);
-  }
-  return sum;
+    return dot;
+  });
 #endif
 }
 
