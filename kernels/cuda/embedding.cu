@@ -1,27 +1,28 @@
 // out[i, :] = table[tokens[i], :] widened to fp32. One block per token. The token id is read on
 // the device (it changes every decoding step); an id outside the table cannot throw there, so
 // its row comes out as NaN, which the next layers carry through to the logits.
+#include "kernels/cuda/codes.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace kuiper::kernels::cuda {
 namespace {
 
-// Element d of table row `id` as fp32: a float table, or codes C (int8_t, or uint8_t for q4's
-// packed pairs) with one scale of type S per `group` values of a row.
+// Element d of table row `id` as fp32: a float table, or codes Q (Int8Codes or Q4Codes of a
+// device scale type) with one scale per `group` values of a row.
 template <class T>
 struct FloatTable {
   const T* table;
   __device__ float operator()(int64_t id, int dim, int d) const { return to_f32(table[id * dim + d]); }
 };
-template <class C, class S>
+template <class Q>
 struct CodesTable {
-  const C* codes;
-  const S* scales;
+  const void* codes;
+  const typename Q::Scale* scales;
   int group;
   __device__ float operator()(int64_t id, int dim, int d) const {
-    constexpr int kPerByte = std::is_same_v<C, int8_t> ? 1 : 2;
-    return dequantized(codes + id * (dim / kPerByte), scales + id * (dim / group), d, group);
+    return dequantized(reinterpret_cast<const typename Q::Code*>(weight_row<Q>(codes, id, dim)),
+                       scales + id * (dim / group), d, group);
   }
 };
 
@@ -69,19 +70,14 @@ void embedding_quantized(const Tensor& tokens, const Weight& table, const Tensor
                          const DeviceContext& ctx) {
   const auto [n, dim] = check_embedding(tokens, table, out, table.dtype());
   if (n == 0) return;
-  const int group = int(table.group());
-  auto run = [&]<class C, class S>(const C* codes, const S* scales) {
-    launch(embedding_kernel<CodesTable<C, S>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
-           tokens.data<int32_t>(), CodesTable<C, S>{codes, scales, group}, out.data<float>(),
-           table.rows(), int(dim));
-  };
-  auto with_scales = [&]<class C>(const C* codes) {
-    if (table.scales.dtype() == DType::kF16)
-      run(codes, static_cast<const __half*>(table.scales.raw_data()));
-    else run(codes, table.scales.data<float>());
-  };
-  if (table.dtype() == DType::kQ4) with_scales(static_cast<const uint8_t*>(table.values.raw_data()));
-  else with_scales(static_cast<const int8_t*>(table.values.raw_data()));
+  with_codes(table, [&]<class Q>(Q) {
+    using DQ = DeviceType<Q>;
+    const CodesTable<DQ> codes{table.values.raw_data(),
+                               static_cast<const typename DQ::Scale*>(table.scales.raw_data()),
+                               int(table.group())};
+    launch(embedding_kernel<CodesTable<DQ>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
+           tokens.data<int32_t>(), codes, out.data<float>(), table.rows(), int(dim));
+  });
 }
 
 template void embedding<float>(const Tensor&, const Weight&, const Tensor&, const DeviceContext&);
