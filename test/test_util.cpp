@@ -98,7 +98,7 @@ float element(const Tensor& t, int64_t i) {
     case DType::kBF16: return to_float(t.span<bf16>()[i]);
     case DType::kI32: return float(t.span<int32_t>()[i]);
     case DType::kI8: return float(t.span<int8_t>()[i]);
-    case DType::kQ4: break;  // packed codes: weight_element() reads them
+    default: break;  // packed codes and blocks: weight_element() reads them
   }
   return NAN;
 }
