@@ -858,6 +858,7 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
                  rows.row_seqs.data<int32_t>(),
                  rows.seq_starts.data<int32_t>(),
                  rows.block_tables.data<int32_t>(),
+                 int(s.n),
                  int(s.n_seqs),
                  int(s.max_blocks),
                  cache.block_size,
@@ -865,7 +866,7 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
                  0};
   const int64_t max_keys = std::min<int64_t>(rows.max_positions, s.max_blocks * cache.block_size);
   if constexpr (sizeof(T) == 2) {
-    if (prefill_supported(shape, s.n)) {
+    if (prefill_supported(shape, s.n) && aligned16(k) && aligned16(v)) {  // 16-byte copies
       keys.chunk_rows = kPrefillChunkRows;
       launch_paged_prefill(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
     }

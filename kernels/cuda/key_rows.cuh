@@ -38,19 +38,23 @@ struct PagedKeys {
   const int32_t* row_seqs;
   const int32_t* seq_starts;
   const int32_t* block_tables;
-  int n_seqs, max_blocks, block_size, num_blocks;
-  // Rows of sequences with at least this many rows in the batch are another kernel's (the
-  // tensor-core prefill); 0: every row is this kernel's.
+  int n_rows, n_seqs, max_blocks, block_size, num_blocks;
+  // Sequences with at least this many rows in the batch are prefill chunks, another kernel's
+  // (the tensor-core prefill); 0: every row is this kernel's.
   int chunk_rows;
 
-  // Sequence s's rows in the batch, from seq_starts.
-  __device__ __forceinline__ int rows_in(int s) const { return seq_starts[s + 1] - seq_starts[s]; }
+  // Whether sequence s is a prefill chunk: chunk_rows rows or more, all of them in the batch.
+  __device__ __forceinline__ bool is_chunk(int s) const {
+    if (chunk_rows <= 0) return false;
+    const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
+    return rows >= chunk_rows && start >= 0 && start <= n_rows - rows;
+  }
   // As ContiguousKeys::length, 0 also for a row of no sequence or past its block table; -1 for a
-  // row that another kernel serves.
+  // row of a prefill chunk (another kernel's).
   __device__ __forceinline__ int length(int row) const {
     const int32_t s = row_seqs[row];
     if (s < 0 || s >= n_seqs) return 0;
-    if (chunk_rows > 0 && rows_in(s) >= chunk_rows) return -1;
+    if (is_chunk(s)) return -1;
     const int32_t pos = positions[row];
     return pos >= 0 && pos < max_blocks * block_size ? pos + 1 : 0;
   }

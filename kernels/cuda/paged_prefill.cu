@@ -27,7 +27,7 @@ constexpr int kSlots = 16 * kWarps;  // query slots a block
 constexpr int kKeys = 64;            // keys a tile
 
 struct PrefillParams {
-  int n, n_heads, group;
+  int n_heads, group;
   float scale_log2;  // log2(e) / sqrt(head_dim)
 };
 
@@ -97,9 +97,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int s0 = 0; s0 < keys.n_seqs && !found; s0 += 32) {
       const int s = s0 + lane;
       int rows = 0, tiles = 0;
-      if (s < keys.n_seqs) {
-        rows = min(max(keys.rows_in(s), 0), p.n);
-        if (rows >= keys.chunk_rows) tiles = (rows * G + kSlots - 1) / kSlots;
+      if (s < keys.n_seqs && keys.is_chunk(s)) {
+        rows = keys.seq_starts[s + 1] - keys.seq_starts[s];
+        tiles = (rows * G + kSlots - 1) / kSlots;
       }
       int upto = tiles;  // inclusive prefix sum over the lanes
 #pragma unroll
@@ -307,7 +307,7 @@ void launch_paged_prefill(const float* q, const CT* k_cache, const CT* v_cache,
                           const PagedKeys& keys, const AttentionShape& shape, int64_t n, float* out,
                           const DeviceContext& ctx) {
   const int G = shape.n_heads / shape.n_kv_heads;
-  const PrefillParams p{int(n), shape.n_heads, G,
+  const PrefillParams p{shape.n_heads, G,
                         float(1.4426950408889634 / std::sqrt(double(shape.head_dim)))};
   // Tiles: each chunk's slots in tiles of 64, at most one part-filled tile a chunk.
   const int64_t chunks = std::min<int64_t>(keys.n_seqs, n / keys.chunk_rows);

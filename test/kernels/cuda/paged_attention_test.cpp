@@ -162,7 +162,9 @@ TEST(CudaPagedRopeStore, MatchesTheCpuKernel) {
         EXPECT_TRUE(std::isnan(element(k_got, r * kw))) << "row " << r;
         continue;
       }
-      EXPECT_LT(max_rel_diff(k_got.rows(r, r + 1), b.cache.k.rows(r, r + 1)), 1e-6f) << "row " << r;
+      // The rotation may round differently (FMA contraction): one ulp of the cache's type.
+      const float ulp = type == DType::kF32 ? 1e-6f : type == DType::kF16 ? 1e-3f : 8e-3f;
+      EXPECT_LT(max_rel_diff(k_got.rows(r, r + 1), b.cache.k.rows(r, r + 1)), ulp) << "row " << r;
       EXPECT_EQ(max_rel_diff(v_got.rows(r, r + 1), b.cache.v.rows(r, r + 1)), 0.f) << "row " << r;
     }
   }
