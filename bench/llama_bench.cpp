@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kuiper/base/error.h"
+#include "kuiper/engine/engine.h"
 #include "kuiper/model/llama_model.h"
 #ifdef KUIPER_WITH_CUDA
 #include "kuiper/base/cuda/allocator.h"
@@ -27,6 +28,8 @@ struct BenchOptions {
   int decode = 64;
   int repeat = 3;
   bool mmap = true;
+  int parallel = 0;  // > 0: that many sequences at once through the engine
+  DType kv_dtype = DType::kF32;
 };
 
 BenchOptions parse(int argc, char** argv) {
@@ -43,12 +46,18 @@ BenchOptions parse(int argc, char** argv) {
     else if (a == "--decode") o.decode = std::stoi(value());
     else if (a == "--repeat") o.repeat = std::stoi(value());
     else if (a == "--no-mmap") o.mmap = false;
+    else if (a == "--parallel") o.parallel = std::stoi(value());
+    else if (a == "--kv-type") {
+      const auto t = dtype_from_name(value());
+      KUIPER_CHECK(t.has_value(), "--kv-type takes fp32, fp16 or bf16");
+      o.kv_dtype = *t;
+    }
     else if (!a.starts_with("-") && o.model.empty()) o.model = a;
     else fail("unknown argument '", a, "'");
   }
   KUIPER_CHECK(!o.model.empty(),
                "usage: llama_bench MODEL [--device cpu|cuda] [-t N] [--prompt N] [--decode N] "
-               "[--repeat N] [--no-mmap]");
+               "[--repeat N] [--no-mmap] [--parallel N] [--kv-type fp32|fp16|bf16]");
   return o;
 }
 
@@ -59,6 +68,74 @@ double seconds(std::chrono::steady_clock::time_point since) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(p / 100.0 * double(v.size())))];
+}
+
+std::vector<int32_t> random_prompt(int n, int vocab, std::mt19937& rng) {
+  std::vector<int32_t> prompt(static_cast<size_t>(n));
+  for (int32_t& t : prompt) t = int32_t(rng() % uint32_t(vocab));
+  return prompt;
+}
+
+// --parallel N: N requests of `prompt` random tokens submitted at once to the engine, each
+// generating `decode` tokens (end-of-sequence ignored), as llama.cpp's llama-batched-bench
+// runs them. Decode figures count from the moment every sequence has its first token.
+void run_parallel(const BenchOptions& o, LlamaModel& model) {
+  const int n = o.parallel;
+  std::mt19937 rng(1);
+  struct Timing {
+    std::chrono::steady_clock::time_point first, last;
+    int tokens = 0;
+  };
+  std::vector<double> aggregate, ttft_ms, per_seq;
+  size_t peak_blocks = 0;
+  for (int r = 0; r <= o.repeat; ++r) {  // round 0 warms up (pages, graphs of every size)
+    engine::Engine eng(model, {.max_running = n, .token_budget = model.max_batch()});
+    std::vector<Timing> t(static_cast<size_t>(n));
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      engine::Request q;
+      q.prompt = random_prompt(o.prompt, model.config().vocab_size, rng);
+      q.params.max_tokens = o.decode;
+      q.params.ignore_eos = true;
+      q.on_update = [&t, i](const engine::Update& u) {
+        const auto now = std::chrono::steady_clock::now();
+        if (t[size_t(i)].tokens == 0) t[size_t(i)].first = now;
+        t[size_t(i)].tokens += int(u.tokens.size());
+        t[size_t(i)].last = now;
+      };
+      eng.submit(std::move(q));
+    }
+    while (eng.step()) peak_blocks = std::max(peak_blocks, size_t(eng.stats().kv_blocks_used));
+    if (r == 0) continue;
+    auto all_first = t[0].first, all_last = t[0].last;
+    int decoded = 0;
+    for (const Timing& s : t) {
+      all_first = std::max(all_first, s.first);
+      all_last = std::max(all_last, s.last);
+      decoded += s.tokens - 1;
+      ttft_ms.push_back(std::chrono::duration<double, std::milli>(s.first - start).count());
+    }
+    const double decode_s = std::chrono::duration<double>(all_last - all_first).count();
+    aggregate.push_back(decoded / decode_s);
+    for (const Timing& s : t)
+      per_seq.push_back((s.tokens - 1) /
+                        std::chrono::duration<double>(s.last - s.first).count());
+  }
+  const double kv_mib = double(peak_blocks) * model.kv_block_size() *
+                        double(model.kv_bytes_per_token()) / (1 << 20);
+  std::printf("parallel %d sequences x (%d prompt + %d new tokens), kv %s\n", n, o.prompt, o.decode,
+              std::string(dtype_name(model.kv_dtype())).c_str());
+  std::printf("decode   aggregate %.1f tokens/s; per sequence median %.1f tokens/s\n",
+              median(aggregate), median(per_seq));
+  std::printf("ttft     median %.2f ms, p99 %.2f ms (all %d submitted at once)\n",
+              median(ttft_ms), percentile(ttft_ms, 99), n);
+  std::printf("kv       peak %zu blocks of %d, %.1f MiB (%.1f KiB per token)\n", peak_blocks,
+              model.kv_block_size(), kv_mib, double(model.kv_bytes_per_token()) / 1024);
 }
 
 #ifdef KUIPER_WITH_CUDA
@@ -87,6 +164,12 @@ int run(int argc, char** argv) {
   mo.context = o.prompt + o.decode;
   mo.max_batch = std::max(o.prompt, 1);
   mo.mmap = o.mmap;
+  mo.kv_dtype = o.kv_dtype;
+  if (o.parallel > 0) {
+    mo.max_sequences = o.parallel;
+    mo.max_batch = std::max(512, o.parallel);
+    mo.kv_blocks = o.parallel * ((mo.context + mo.kv_block_size - 1) / mo.kv_block_size);
+  }
   const auto load_start = std::chrono::steady_clock::now();
   auto model = LlamaModel::load(o.model, mo);
   const double load_s = seconds(load_start);
@@ -100,9 +183,12 @@ int run(int argc, char** argv) {
   if (o.device == Device::kCPU) std::printf(", %d threads", kernels::cpu::threads());
   std::printf("; loaded in %.2f s; weights read per token %.1f MB\n", load_s, weight_bytes / 1e6);
 
+  if (o.parallel > 0) {
+    run_parallel(o, *model);
+    return 0;
+  }
   std::mt19937 rng(1);
-  std::vector<int32_t> prompt(size_t(o.prompt));
-  for (int32_t& t : prompt) t = int32_t(rng() % uint32_t(c.vocab_size));
+  const std::vector<int32_t> prompt = random_prompt(o.prompt, c.vocab_size, rng);
 
   // Warm-up: page in the mapped weights, build kernels' caches, capture graphs.
   int32_t next = model->forward_greedy(prompt, 0);

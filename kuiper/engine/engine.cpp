@@ -54,10 +54,10 @@ struct Sequence {
 
 using SequencePtr = std::unique_ptr<Sequence>;
 
-// Until the model takes several sequences a pass (paged attention), one runs at a time.
-EngineOptions with_one_running(EngineOptions o) {
-  o.max_running = 1;
-  o.token_budget = std::max(o.token_budget, 1);
+// The model bounds what one step may hold.
+EngineOptions fitted(EngineOptions o, const LlamaModel& m) {
+  o.max_running = std::min(o.max_running, m.max_sequences());
+  o.token_budget = std::min(o.token_budget, m.max_batch());
   return o;
 }
 
@@ -67,7 +67,7 @@ int blocks_for(int tokens, int block_size) { return (tokens + block_size - 1) / 
 
 struct Engine::State {
   LlamaModel& model;
-  const Tokenizer& tokenizer;
+  const Tokenizer* tokenizer;  // null: no text
   EngineOptions options;
   BlockPool pool;
   int block_size;
@@ -88,16 +88,16 @@ struct Engine::State {
   EngineStats stats;
   Tensor next_ids;  // int32 [max_running] on the model's device: greedy picks
 
-  State(LlamaModel& m, const Tokenizer& t, const EngineOptions& o)
+  State(LlamaModel& m, const Tokenizer* t, const EngineOptions& o)
       : model(m),
         tokenizer(t),
-        options(with_one_running(o)),
+        options(fitted(o, m)),
         pool(m.kv_blocks()),
         block_size(m.kv_block_size()),
         max_tokens(std::min(m.context(), m.kv_blocks() * m.kv_block_size())),
         next_ids(DType::kI32, {std::max(o.max_running, 1)}, m.device()) {
-    KUIPER_CHECK(o.max_running > 0, "the engine must run at least one sequence");
-    KUIPER_CHECK(o.token_budget >= o.max_running,
+    KUIPER_CHECK(options.max_running > 0, "the engine must run at least one sequence");
+    KUIPER_CHECK(options.token_budget >= options.max_running,
                  "the token budget must cover one decode row per running sequence");
   }
 
@@ -198,7 +198,7 @@ bool Engine::State::run_step() {
   if (!reserve_decode_blocks()) return false;
   std::vector<SequenceChunk> chunks;
   std::vector<Sequence*> fed, sampled;
-  int budget = std::min(options.token_budget, model.max_batch());
+  int budget = options.token_budget;
   auto feed = [&](Sequence& s, int n) {
     const bool last = n == s.uncached();
     chunks.push_back({std::span(s.tokens).subspan(size_t(s.cached), size_t(n)), s.cached,
@@ -247,11 +247,13 @@ void Engine::State::advance(Sequence& s, int32_t next) {
   s.tokens.push_back(next);
   s.update.tokens.push_back(next);
   ++stats.generated_tokens;
-  const bool stop_id = model.config().is_eos(next) ||
+  const bool stop_id = (!p.ignore_eos && model.config().is_eos(next)) ||
                        std::find(p.stop_ids.begin(), p.stop_ids.end(), next) != p.stop_ids.end();
   bool stop_string = false;
-  if (!stop_id && next < tokenizer.vocab_size()) {
-    s.update.text += s.stop_text.push(s.utf8.push(tokenizer.decode_token(next)));
+  // A model's vocabulary may be larger than its tokenizer's (Qwen2.5 pads it): such ids print
+  // nothing.
+  if (!stop_id && tokenizer && next < tokenizer->vocab_size()) {
+    s.update.text += s.stop_text.push(s.utf8.push(tokenizer->decode_token(next)));
     stop_string = s.stop_text.stopped();
   }
   if (stop_id || stop_string) return finish(s, FinishReason::kStop);
@@ -273,7 +275,12 @@ void Engine::State::publish() {
 }
 
 Engine::Engine(LlamaModel& model, const Tokenizer& tokenizer, const EngineOptions& options)
-    : state_(std::make_unique<State>(model, tokenizer, options)) {
+    : state_(std::make_unique<State>(model, &tokenizer, options)) {
+  state_->publish();
+}
+
+Engine::Engine(LlamaModel& model, const EngineOptions& options)
+    : state_(std::make_unique<State>(model, nullptr, options)) {
   state_->publish();
 }
 
@@ -372,6 +379,9 @@ EngineStats Engine::stats() const {
 
 int Engine::max_sequence_tokens() const { return state_->max_tokens; }
 const LlamaModel& Engine::model() const { return state_->model; }
-const Tokenizer& Engine::tokenizer() const { return state_->tokenizer; }
+const Tokenizer& Engine::tokenizer() const {
+  KUIPER_CHECK(state_->tokenizer, "this engine has no tokenizer");
+  return *state_->tokenizer;
+}
 
 }  // namespace kuiper::engine

@@ -23,6 +23,7 @@ struct GenerationParams {
   std::vector<int32_t> stop_ids;
   // Generation ends when the text contains one of these; the text ends before the match.
   std::vector<std::string> stop_strings;
+  bool ignore_eos = false;  // generate max_tokens whatever comes (benchmarks)
 };
 
 enum class FinishReason { kStop, kLength, kCancelled, kError };
@@ -80,6 +81,8 @@ struct EngineStats {
 class Engine {
  public:
   Engine(LlamaModel& model, const Tokenizer& tokenizer, const EngineOptions& options = {});
+  // Without a tokenizer updates carry token ids only, no text (benchmarks of random models).
+  explicit Engine(LlamaModel& model, const EngineOptions& options = {});
   ~Engine();
 
   // Thread-safe. Throws Refused when the request can never run (empty prompt, prompt plus one

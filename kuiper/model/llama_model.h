@@ -1,6 +1,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <span>
 #include <unordered_map>
@@ -22,6 +23,8 @@ struct ModelOptions {
   bool mmap = true;         // map the weights (false: read them into private memory)
   int kv_block_size = 16;   // positions per KV cache block
   int kv_blocks = 0;        // blocks in the KV pool; 0: enough for one sequence of `context`
+  DType kv_dtype = DType::kF32;  // of the KV cache: fp32, fp16 or bf16
+  int max_sequences = 64;   // sequences one batched forward pass may hold
 };
 
 // One sequence's share of a batched forward pass: its tokens at positions [start, start + n),
@@ -50,8 +53,10 @@ class LlamaModel {
   Device device() const { return ctx_.device(); }
   const DeviceContext& device_context() const { return ctx_; }
 
-  // Feeds tokens at positions [pos, pos + n): fills the KV cache there and returns fp32 logits on
-  // the host, [1, vocab] for the last position, or [n, vocab] with all_positions.
+  // One sequence at positions [pos, pos + n) in the cache's first blocks (a batch of one for
+  // forward_batch): fills the KV cache there and returns fp32 logits on the host, [1, vocab] for
+  // the last position, or [n, vocab] with all_positions. Longer inputs run in chunks of
+  // max_batch().
   Tensor forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions = false);
   // Feeds tokens like forward() and returns the most likely next token; the argmax runs on the
   // device, so only the id crosses to the host.
@@ -62,8 +67,12 @@ class LlamaModel {
   // next forward call. At most max_batch() tokens in all.
   Tensor forward_batch(std::span<const SequenceChunk> chunks);
   int max_batch() const { return batch_; }
+  int max_sequences() const { return max_seqs_; }
   int kv_block_size() const { return kv_block_size_; }
   int kv_blocks() const { return kv_blocks_; }
+  DType kv_dtype() const { return k_cache_.front().dtype(); }
+  // Bytes the KV cache holds per cached token (keys and values of every layer).
+  size_t kv_bytes_per_token() const;
 
   // Bytes of weights one decoding step reads (every matrix once, plus the norms).
   size_t weight_bytes_per_token() const;
@@ -74,28 +83,25 @@ class LlamaModel {
 
   Tensor place(const Tensor& host_tensor);
   Weight place(const Weight& host_weight);
-  void check_fits(int64_t n, int32_t pos) const;
-  // Uploads tokens (at most max_batch) and their positions, then runs the network on them; leaves
-  // the last block's output (the residual stream) in rows [0, n) of the activations.
-  void run_batch(std::span<const int32_t> tokens, int32_t pos);
-  // One position through the network and the classifier into row 0 of the logits. On CUDA the
-  // whole step is replayed from a graph; only the token and position are uploaded.
-  void decode(int32_t token, int32_t pos);
+  void check_chunks(std::span<const SequenceChunk> chunks) const;
+  // Uploads the batch's tokens and row index (padded to `rows` rows of `seqs` sequences for a
+  // recorded decode step) and returns the activations that view them.
+  Activations stage(std::span<const SequenceChunk> chunks, int64_t rows, int64_t seqs);
   // Device work only: the embedding and every block.
   void compute(const Activations& a) const;
   void run_block(const Block& b, int l, const Activations& a) const;
-  // Feeds tokens (decode step or chunked prefill) and returns the device logits of the last one.
-  Tensor last_logits(std::span<const int32_t> tokens, int32_t pos);
   // Logits (final norm, then classifier) of residual-stream rows [first, first + count), into
   // the device logits buffer.
   Tensor classify(int64_t first, int64_t count);
+  // The single-sequence entry: chunks of at most max_batch() tokens in the pool's first blocks;
+  // returns the device logits of the last token.
+  SequenceChunk identity_chunk(std::span<const int32_t> tokens, int32_t pos, bool logits) const;
+  Tensor last_logits(std::span<const int32_t> tokens, int32_t pos);
 
   ModelFile file_;
   DeviceContext ctx_;
   int context_;
   int batch_;
-  int kv_block_size_;
-  int kv_blocks_;
   std::unordered_map<const void*, Tensor> placed_;  // host weight -> its copy on the device
 
   std::unique_ptr<EmbeddingLayer> embedding_;
@@ -104,13 +110,19 @@ class LlamaModel {
   std::unique_ptr<RopeStoreLayer> rope_store_;
   std::unique_ptr<AttentionLayer> attention_;
 
-  std::vector<Tensor> k_cache_, v_cache_;  // per layer, [context, kv_dim]
+  std::vector<Tensor> k_cache_, v_cache_;  // per layer, [(kv_blocks + 1) * block_size, kv_dim]
+  int max_seqs_;
+  int kv_block_size_;
+  int kv_blocks_;        // for sequences; one more block takes the padding rows of decode graphs
+  int max_table_;        // entries of a block table: blocks of a context-long sequence
   std::unique_ptr<Activations> act_;
-  std::unique_ptr<Activations> step_act_;  // one position, tokens/positions viewing step_
-  Tensor step_;                            // int32 [2]: a decode step's token and position
+  Tensor index_;                        // int32 on the device: a batch's tokens and row index
+  std::vector<int32_t> staging_;        // the same on the host
+  std::vector<int32_t> identity_table_;  // blocks 0, 1, ...: the single-sequence entry's
   bool use_graphs_;
-  int eager_steps_ = 0;
-  std::unique_ptr<CudaGraph> decode_graph_;
+  // Decode steps (every sequence feeds one token) replay a graph per padded row count.
+  std::map<int64_t, std::unique_ptr<CudaGraph>> decode_graphs_;
+  std::map<int64_t, int> eager_steps_;
 };
 
 }  // namespace kuiper

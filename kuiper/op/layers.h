@@ -50,27 +50,41 @@ class GatedMatmulLayer final : public Layer {
   ProjectionOptions options_;
 };
 
-// {q [n, heads * head_dim], k, v [n, kv_heads * head_dim], positions int32 [n]}
-//   -> {q, k_cache, v_cache [max_seq, kv_heads * head_dim]}:
-// rotary embedding of q (in place) and k, and the batch's keys and values stored in the cache.
+// The device tensors that place a ragged batch's rows in their sequences and in the paged KV
+// cache (kernels::BatchRows, which says what each holds).
+struct BatchIndex {
+  Tensor positions, slots, row_seqs, seq_starts, block_tables;
+};
+
+// Rotary embedding of q (in place) and k, and the batch's keys and values stored in the cache at
+// the rows' slots: q [n, heads * head_dim], k, v [n, kv_heads * head_dim]; caches
+// [blocks * block_size, kv_heads * head_dim].
 class RopeStoreLayer final : public Layer {
  public:
-  RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim);
+  RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim, int block_size);
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BatchIndex& rows,
+               const Tensor& k_cache, const Tensor& v_cache, const DeviceContext& ctx) const;
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
   int head_dim_;
+  int block_size_;
 };
 
-// {q [n, n_heads * head_dim], k_cache, v_cache [max_seq, n_kv_heads * head_dim], positions [n]}
-//   -> {out [n, n_heads * head_dim]}
+// Causal attention of each row over its sequence's cached positions, read through its block
+// table: q, out [n, n_heads * head_dim]. `max_positions` bounds every position + 1 (it sizes the
+// kernels' work split, and must hold for every replay of a recorded CUDA graph).
 class AttentionLayer final : public Layer {
  public:
-  AttentionLayer(std::string name, kernels::AttentionShape shape);
+  AttentionLayer(std::string name, kernels::AttentionShape shape, int block_size, int max_positions);
+  void forward(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const BatchIndex& rows,
+               const Tensor& out, const DeviceContext& ctx) const;
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
   kernels::AttentionShape shape_;
+  int block_size_;
+  int max_positions_;
 };
 
 }  // namespace kuiper

@@ -2,28 +2,34 @@
 
 namespace kuiper {
 
-RopeStoreLayer::RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim)
-    : Layer(LayerType::kRopeStore, std::move(name), 4, 3, {std::move(cos_sin)}),
-      head_dim_(head_dim) {
+RopeStoreLayer::RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim, int block_size)
+    : Layer(LayerType::kRopeStore, std::move(name), 8, 3, {std::move(cos_sin)}),
+      head_dim_(head_dim),
+      block_size_(block_size) {
   KUIPER_CHECK(head_dim % 2 == 0, this->name(), ": head_dim must be even, got ", head_dim);
+  KUIPER_CHECK(block_size > 0, this->name(), ": KV block size must be positive");
   expect_shape(weights_[0], {weights_[0].dim(0), head_dim / 2, 2}, "cos/sin table");
 }
 
+void RopeStoreLayer::forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                             const BatchIndex& rows, const Tensor& k_cache, const Tensor& v_cache,
+                             const DeviceContext& ctx) const {
+  Layer::forward({q, k, v, rows.positions, rows.slots, rows.row_seqs, rows.seq_starts,
+                  rows.block_tables},
+                 {q, k_cache, v_cache}, ctx);
+}
+
 void RopeStoreLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
-  const Tensor &q = in[0], &k = in[1], &v = in[2], &positions = in[3];
-  const Tensor &k_cache = out[1], &v_cache = out[2];
-  const int64_t n = q.dim(0);
+  const Tensor &q = in[0], &k = in[1], &v = in[2];
+  const kernels::BatchRows rows{in[3], in[4], in[5], in[6], in[7], int(weights_[0].dim(0))};
+  const kernels::PagedCache cache{out[1], out[2], block_size_};
   KUIPER_CHECK(out[0].raw_data() == q.raw_data(), name(), " rotates the queries in place");
   KUIPER_CHECK(q.ndim() == 2 && q.dim(1) % head_dim_ == 0, name(), ": queries ", q.describe(),
                " are not [n, heads * ", head_dim_, "]");
-  KUIPER_CHECK(k_cache.ndim() == 2 && k_cache.dim(1) % head_dim_ == 0, name(), ": key cache ",
-               k_cache.describe(), " is not [max_seq, kv_heads * ", head_dim_, "]");
-  expect_shape(k, {n, k_cache.dim(1)}, "keys");
+  expect_shape(k, {q.dim(0), cache.k.dim(-1)}, "keys");
   expect_shape(v, k.shape(), "values");
-  expect_shape(v_cache, k_cache.shape(), "value cache");
-  expect_shape(positions, {n}, "positions");
-  kernels::registry().rope_store.find(ctx.device(), k_cache.dtype())(
-      q, k, v, positions, weights_[0], head_dim_, k_cache, v_cache, ctx);
+  kernels::registry().paged_rope_store.find(ctx.device(), cache.k.dtype())(
+      q, k, v, rows, weights_[0], head_dim_, cache, ctx);
 }
 
 }  // namespace kuiper

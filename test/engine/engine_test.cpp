@@ -133,6 +133,7 @@ TEST_P(EngineGolden, APoolTooSmallForAllPreemptsAndStillGivesTheGreedyIds) {
   for (size_t i = 0; i < cases.size(); ++i) engine.submit(request_for(cases[i], got[i]));
   engine.run_until_idle();
   for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(got[i].tokens, cases[i].expected) << i;
+  EXPECT_GT(engine.stats().preemptions, 0);
   EXPECT_EQ(engine.stats().kv_blocks_used, 0);
 }
 
@@ -144,10 +145,10 @@ TEST_P(EngineGolden, CancellingFreesTheBlocksAndTheOthersGoOn) {
   std::vector<Received> got(cases.size());
   std::vector<RequestId> ids;
   for (size_t i = 0; i < cases.size(); ++i) ids.push_back(engine.submit(request_for(cases[i], got[i])));
+  engine.cancel(ids.back());  // before it ever runs
   engine.step();
   engine.step();
-  engine.cancel(ids[0]);
-  engine.cancel(ids.back());
+  engine.cancel(ids[0]);  // while it decodes
   engine.run_until_idle();
   EXPECT_EQ(got[0].reason, FinishReason::kCancelled);
   EXPECT_EQ(got.back().reason, FinishReason::kCancelled);
