@@ -30,7 +30,7 @@ std::vector<PagedCase> cases() {
   std::vector<PagedCase> all;
   for (const AttentionShape& shape :
        {AttentionShape{4, 4, 64}, AttentionShape{6, 2, 48}, AttentionShape{8, 4, 128},
-        AttentionShape{8, 1, 128}, AttentionShape{16, 2, 64}})
+        AttentionShape{8, 1, 128}, AttentionShape{16, 2, 64}, AttentionShape{16, 4, 128}})
     for (int bs : {16, 32})
       for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) all.push_back({shape, bs, t});
   return all;

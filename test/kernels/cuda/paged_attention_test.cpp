@@ -48,8 +48,9 @@ Tensor cuda_attention(const PagedBatch& b, const AttentionShape& shape, DType ty
   return to_cpu(out);
 }
 
-const AttentionShape kShapes[] = {{4, 4, 64}, {6, 2, 48}, {8, 4, 128}, {8, 1, 128},
-                                  {16, 2, 64}, {28, 4, 64}};
+// GQA ratios 1, 3, 2, 8, 8, 7 and 4.
+const AttentionShape kShapes[] = {{4, 4, 64},  {6, 2, 48},  {8, 4, 128}, {8, 1, 128},
+                                  {16, 2, 64}, {28, 4, 64}, {16, 4, 128}};
 
 std::string describe(const AttentionShape& s, int bs, DType t) {
   return std::string(dtype_name(t)) + " heads " + std::to_string(s.n_heads) + "/" +
