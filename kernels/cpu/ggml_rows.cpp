@@ -31,8 +31,8 @@ float Q4KRows::dot(const Int8Input::Row& x, int64_t r) const {
   const __m256i ones = _mm256_set1_epi16(1);
   return scaled_blocks(x, w, n, [&](int64_t b) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.codes(b)));
-    const __m256i codes = (b & 1) ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)
-                                  : _mm256_and_si256(raw, low4);
+    // Low nibbles for even sub-blocks, high for odd: a shift by 0 or 4, no branch.
+    const __m256i codes = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi64_si128(4 * (b & 1))), low4);
     const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + 32 * b));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
   });
@@ -84,7 +84,7 @@ float Q6KRows::dot(const Int8Input::Row& x, int64_t r) const {
     const __m256i ql = _mm256_loadu_si256(
         reinterpret_cast<const __m256i*>(s.ql + 64 * half + 32 * (quarter & 1)));
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.qh + 32 * half));
-    const __m256i low = _mm256_and_si256(quarter >= 2 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+    const __m256i low = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi64_si128(4 * (quarter >> 1))), low4);
     const __m256i high =
         _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi64_si128(2 * quarter)), three);
     // codes - 32 in [-32, 31]; as in dot_bytes, |w| times x with w's sign.

@@ -110,9 +110,13 @@ struct Blocks32 {
   float min(int64_t b) const { return float(kOffset) * scale(b); }
 #ifdef KUIPER_CPU_AVX2
   void load8(int64_t b, __m256& scales, __m256& mins) const {
-    uint16_t d[8];
-    for (int j = 0; j < 8; ++j) std::memcpy(&d[j], row + (b + j) * kBytes, 2);
-    scales = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
+    // Inserted one by one: 8 stores and a 16-byte load of them would stall store forwarding.
+    auto d = [&](int j) {
+      uint16_t h;
+      std::memcpy(&h, row + (b + j) * kBytes, 2);
+      return short(h);
+    };
+    scales = _mm256_cvtph_ps(_mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7)));
     if constexpr (kMins) mins = _mm256_mul_ps(scales, _mm256_set1_ps(float(kOffset)));
   }
 #endif
