@@ -15,7 +15,13 @@
 //  5. With --attention-sweep: decoding attention alone (22 layers, us a step) at positions 16 to
 //     2000, and the whole fp16 step at 512 and 2000, for each kernel configuration
 //     (kernels/cuda/attention.h: the split kernel, the cluster kernel's sizes and warps).
-// Usage: gemv_bench [--quick] [--model-only] [--attention-sweep] [--dtype fp16|fp32|bf16].
+//  6. With --cpu (no GPU needed): the CPU decode GEMV (the registered matmul, n = 1) on
+//     TinyLlama's w1 and w2 shapes, at 1 thread and at every thread, for fp16, our int8 (g32)
+//     and q4 (g32) and ggml's q8_0, q4_0, q4_k and q6_k: GB/s of weights (and scales) streamed,
+//     over copies that together are larger than the last-level cache (--dtype: that one only).
+// Usage: gemv_bench [--quick] [--model-only] [--attention-sweep] [--cpu]
+//                   [--dtype fp16|fp32|bf16|int8|q4|q8_0|q4_0|q4_k|q6_k].
+// int8 and q4 take groups of 32 with fp16 scales; ggml's blocks random codes with scales of 0.01.
 // Times are medians of repeated event-timed runs. In the environment, KUIPER_CUDA_PDL=0 turns
 // programmatic dependent launch off (2: the GEMV allows the next launch before its main loop),
 // KUIPER_CUDA_GEMV=<i> picks the GEMV variant the model uses (KUIPER_CUDA_GEMV_GATED: for
@@ -26,7 +32,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -34,19 +42,21 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemv.h"
 #include "kernels/kernels.h"
 #include "kuiper/base/cuda/allocator.h"
 #include "kuiper/base/cuda/check.h"
 #include "kuiper/base/device_context.h"
+#include "kuiper/base/ggml_blocks.h"
 
 namespace {
 
 using namespace kuiper;
 using kernels::registry;
 
-bool quick = false, model_only = false, attention_sweep = false;
+bool quick = false, model_only = false, attention_sweep = false, cpu = false;
 
 // Median milliseconds per call of fn, timed with events over `calls` back-to-back calls.
 double time_ms(const DeviceContext& ctx, int calls, const std::function<void(int)>& fn) {
@@ -97,6 +107,55 @@ void fill_random(const Tensor& t, float scale, const DeviceContext& ctx) {
     KUIPER_CUDA_CHECK(cudaMemcpy(dst + off, host.data(), std::min(host.size(), t.bytes() - off),
                                  cudaMemcpyHostToDevice));
   ctx.synchronize();
+}
+
+// Values in groups of 32 with fp16 scales (int8, q4), and the scales of ggml's blocks.
+constexpr int64_t kBenchGroup = 32;
+constexpr float kBenchScale = 0.01f;
+
+// A random weight [rows, cols] of any dtype on `device`: float values uniform in [-0.02, 0.02),
+// codes random bytes with scales of kBenchScale (int8, q4: fp16 scales, a tensor of their own;
+// ggml's blocks: in the blocks).
+Weight bench_weight(DType dtype, int64_t rows, int64_t cols, Device device,
+                    const DeviceContext& ctx) {
+  std::mt19937 rng(11);
+  if (dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16) {
+    Tensor t(dtype, {rows, cols}, device);
+    if (device == Device::kCUDA) {
+      fill_random(t, 0.02f, ctx);
+      return t;
+    }
+    std::uniform_real_distribution<float> dist(-0.02f, 0.02f);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float v = dist(rng);
+      if (dtype == DType::kF32) t.span<float>()[size_t(i)] = v;
+      else if (dtype == DType::kF16) t.span<f16>()[size_t(i)] = to_f16(v);
+      else t.span<bf16>()[size_t(i)] = to_bf16(v);
+    }
+    return t;
+  }
+  Tensor values(dtype, {rows, cols});
+  auto* bytes = static_cast<uint8_t*>(values.raw_data());
+  for (size_t i = 0; i < values.bytes(); i += 4) {
+    const uint32_t r = rng();
+    std::memcpy(bytes + i, &r, std::min<size_t>(4, values.bytes() - i));
+  }
+  if (dtype == DType::kI8)  // codes in [-127, 127], as the format allows
+    for (int8_t& v : values.span<int8_t>()) v = std::max<int8_t>(v, -127);
+  const f16 scale = to_f16(kBenchScale);
+  if (is_ggml_block(dtype)) {
+    const size_t stride = size_t(block_bytes(dtype));
+    const size_t at = dtype == DType::kQ6_K ? offsetof(BlockQ6_K, d) : 0;
+    for (size_t b = 0; b < values.bytes(); b += stride) {
+      std::memcpy(bytes + b + at, &scale, sizeof scale);
+      if (dtype == DType::kQ4_K) std::memcpy(bytes + b + 2, &scale, sizeof scale);  // dmin
+    }
+    return device == Device::kCUDA ? values.to(Device::kCUDA) : values;
+  }
+  Tensor scales(DType::kF16, {rows, cols / kBenchGroup});
+  for (f16& v : scales.span<f16>()) v = scale;
+  if (device == Device::kCPU) return {values, scales};
+  return {values.to(Device::kCUDA), scales.to(Device::kCUDA)};
 }
 
 double copy_bandwidth(const DeviceContext& ctx) {
@@ -173,12 +232,13 @@ void gemv_sweep(const DeviceContext& ctx, const std::vector<DType>& dtypes) {
     for (const MatrixShape& s : shapes) {
       int64_t rows = 0;
       for (int64_t o : s.outs) rows += o;
-      const size_t bytes = storage_bytes(dtype, rows * s.in);
+      size_t bytes = storage_bytes(dtype, rows * s.in);
+      if (is_quantized(dtype)) bytes += size_t(rows * s.in / kBenchGroup) * sizeof(f16);
       // Enough copies that together they are 4-5x an H100/H200's L2: each call reads from HBM.
       const int copies = int(std::max<size_t>(2, (size_t(256) << 20) / bytes + 1));
-      std::vector<std::vector<Tensor>> ws(static_cast<size_t>(copies));
+      std::vector<std::vector<Weight>> ws(static_cast<size_t>(copies));
       for (auto& c : ws)
-        for (int64_t o : s.outs) c.push_back(random_tensor(dtype, {o, s.in}, 0.05f, ctx));
+        for (int64_t o : s.outs) c.push_back(bench_weight(dtype, o, s.in, Device::kCUDA, ctx));
       const Tensor x = random_tensor(DType::kF32, {1, s.in}, 1.f, ctx);
       const Tensor norm = random_tensor(DType::kF32, {s.in}, 1.f, ctx);
       std::vector<Tensor> ys;
@@ -215,12 +275,14 @@ struct TinyLlama {
                            kHeadDim = 64, kVocab = 32000, kMaxSeq = 2048;
   static constexpr float kEps = 1e-5f;
   struct Layer {
-    Tensor attn_norm, ffn_norm, wq, wk, wv, wo, w1, w2, w3, k_cache, v_cache;
+    Tensor attn_norm, ffn_norm;
+    Weight wq, wk, wv, wo, w1, w2, w3;
+    Tensor k_cache, v_cache;
   };
 
   TinyLlama(DType wtype, const DeviceContext& ctx) : wtype(wtype) {
     auto weight = [&](int64_t out, int64_t in) {
-      return random_tensor(wtype, {out, in}, 0.02f, ctx);
+      return bench_weight(wtype, out, in, Device::kCUDA, ctx);
     };
     auto norm = [&] { return random_tensor(DType::kF32, {kDim}, 1.f, ctx); };
     for (int l = 0; l < kLayers; ++l) {
@@ -246,7 +308,7 @@ struct TinyLlama {
   size_t decode_weight_bytes() const {
     size_t b = classifier.bytes();
     for (const Layer& L : layers)
-      for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) b += t->bytes();
+      for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w1, &L.w2, &L.w3}) b += w->bytes();
     return b;
   }
 
@@ -308,7 +370,9 @@ struct TinyLlama {
 
   DType wtype;
   std::vector<Layer> layers;
-  Tensor final_norm, classifier, cos_sin;
+  Tensor final_norm;
+  Weight classifier;
+  Tensor cos_sin;
 };
 
 void set_positions(const Tensor& positions, int32_t first, const DeviceContext& ctx) {
@@ -408,18 +472,84 @@ void model_bench(DType wtype, const DeviceContext& ctx, double copy_gbs) {
               double(n) * 1e3 / ms);
 }
 
+// The CPU decode GEMV (registered matmul, n = 1) of TinyLlama's w1 and w2 shapes per dtype, at
+// 1 thread and at every thread: GB/s of weight bytes (scales included) streamed.
+void cpu_sweep(const std::vector<DType>& dtypes) {
+  const DeviceContext& ctx = DeviceContext::cpu();
+  const int all_threads = kernels::cpu::threads();
+  struct MatrixShape {
+    const char* name;
+    int64_t out, in;
+  };
+  const MatrixShape shapes[] = {{"w1 5632x2048", 5632, 2048}, {"w2 2048x5632", 2048, 5632}};
+  std::printf("== CPU decode GEMV (matmul, n = 1), weights streamed (GB/s; int8/q4 in groups of "
+              "32 with fp16 scales)\n%-6s %-14s %8s %10s %10s\n", "dtype", "shape", "MB",
+              "1 thread", std::to_string(all_threads).append(" threads").c_str());
+  for (DType dtype : dtypes)
+    for (const MatrixShape& s : shapes) {
+      // Copies that together are ~256 MB, far more than a last-level cache.
+      const Weight one = bench_weight(dtype, s.out, s.in, Device::kCPU, ctx);
+      const size_t bytes = one.bytes();
+      const int copies = int(std::max<size_t>(2, (size_t(256) << 20) / bytes + 1));
+      std::vector<Weight> ws{one};
+      for (int c = 1; c < copies; ++c) ws.push_back(bench_weight(dtype, s.out, s.in, Device::kCPU, ctx));
+      Tensor x(DType::kF32, {1, s.in}), y(DType::kF32, {1, s.out});
+      for (float& v : x.span<float>()) v = 0.5f;
+      const auto matmul = registry().matmul.find(Device::kCPU, dtype);
+      std::printf("%-6s %-14s %8.2f", std::string(dtype_name(dtype)).c_str(), s.name,
+                  double(bytes) / 1e6);
+      for (int t : {1, all_threads}) {
+        kernels::cpu::set_threads(t);
+        const int calls = quick ? 2 * copies : 6 * copies;
+        std::vector<double> runs;
+        for (int rep = 0; rep < (quick ? 3 : 7); ++rep) {
+          const auto start = std::chrono::steady_clock::now();
+          for (int i = 0; i < calls; ++i) {
+            const MatmulOutput o[] = {{ws[size_t(i % copies)], Tensor(), y}};
+            matmul({x, Tensor(), 0.f}, std::span(o), false, ctx);
+          }
+          runs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+                         calls);
+        }
+        std::sort(runs.begin(), runs.end());
+        std::printf(" %10.1f", double(bytes) / runs[runs.size() / 2] / 1e9);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  kernels::cpu::set_threads(all_threads);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<DType> dtypes = {DType::kF16, DType::kF32, DType::kBF16};
+  bool dtype_given = false;
   for (int i = 1; i < argc; ++i) {
     quick = quick || std::strcmp(argv[i], "--quick") == 0;
     model_only = model_only || std::strcmp(argv[i], "--model-only") == 0;
     attention_sweep = attention_sweep || std::strcmp(argv[i], "--attention-sweep") == 0;
+    cpu = cpu || std::strcmp(argv[i], "--cpu") == 0;
     if (std::strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
-      const std::string d = argv[++i];
-      dtypes = {d == "fp32" ? DType::kF32 : d == "bf16" ? DType::kBF16 : DType::kF16};
+      const auto d = dtype_from_name(argv[++i]);
+      if (!d || *d == DType::kI32) {
+        std::fprintf(stderr, "gemv_bench: unknown --dtype %s\n", argv[i]);
+        return 1;
+      }
+      dtypes = {*d};
+      dtype_given = true;
     }
+  }
+  if (cpu) {
+    try {
+      cpu_sweep(dtype_given ? dtypes
+                            : std::vector{DType::kF16, DType::kI8, DType::kQ4, DType::kQ8_0,
+                                          DType::kQ4_0, DType::kQ4_K, DType::kQ6_K});
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "gemv_bench: %s\n", e.what());
+      return 1;
+    }
+    return 0;
   }
   try {
     const DeviceContext ctx(Device::kCUDA);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -60,8 +61,107 @@ void fill_uniform(const Tensor& t, std::mt19937& rng, float lo, float hi) {
   }
 }
 
+namespace {
+
+// ggml's blocks of a random weight: random bytes, then each fp16 scale field set to a value
+// uniform in [lo, 10 lo) (random bits would include NaNs and infinities), lo = 0.002 for Q8_0
+// and Q4_0, 0.0002 for Q4_K's d and dmin (times 6-bit sub-scales) and 0.0001 for Q6_K's d
+// (times int8 sub-scales), so that values stay within a few units like the int8 weights'.
+// Every code, packed 6-bit scale and minimum (Q4_K) and int8 sub-scale (Q6_K) keeps its random
+// bits, so every value the formats allow appears, -128 among Q8_0's codes and Q6_K's
+// sub-scales too.
+Weight random_blocks(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng) {
+  Tensor values(dtype, {rows, cols});
+  auto* bytes = static_cast<uint8_t*>(values.raw_data());
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t i = 0; i < values.bytes(); ++i) bytes[i] = uint8_t(byte(rng));
+  const float lo = dtype == DType::kQ4_K ? 2e-4f : dtype == DType::kQ6_K ? 1e-4f : 2e-3f;
+  std::uniform_real_distribution<float> scale(lo, 10 * lo);
+  auto set_scale = [&](uint8_t* at) {
+    const f16 h = to_f16(scale(rng));
+    std::memcpy(at, &h, sizeof h);
+  };
+  const size_t stride = size_t(block_bytes(dtype));
+  for (size_t b = 0; b < values.bytes(); b += stride) {
+    switch (dtype) {
+      case DType::kQ8_0:
+      case DType::kQ4_0: set_scale(bytes + b); break;
+      case DType::kQ4_K: set_scale(bytes + b), set_scale(bytes + b + 2); break;  // d, dmin
+      case DType::kQ6_K: set_scale(bytes + b + 208); break;
+      default: break;
+    }
+  }
+  return values;
+}
+
+// The values of one ggml block at `b` into out[0 .. block_values), as ggml's dequantize_row_*
+// loops compute them (ggml/src/ggml-quants.c), in double.
+void dequantize_block(DType dtype, const uint8_t* b, double* out) {
+  auto half_at = [](const uint8_t* p) {
+    f16 h;
+    std::memcpy(&h, p, sizeof h);
+    return double(to_float(h));
+  };
+  switch (dtype) {
+    case DType::kQ8_0: {
+      const double d = half_at(b);
+      for (int j = 0; j < 32; ++j) out[j] = d * double(int8_t(b[2 + j]));
+      return;
+    }
+    case DType::kQ4_0: {
+      const double d = half_at(b);
+      for (int j = 0; j < 16; ++j) {
+        out[j] = d * ((b[2 + j] & 0x0f) - 8);
+        out[j + 16] = d * ((b[2 + j] >> 4) - 8);
+      }
+      return;
+    }
+    case DType::kQ4_K: {  // d, dmin, scales[12], qs[128]
+      const double d = half_at(b), dmin = half_at(b + 2);
+      const uint8_t* scales = b + 4;
+      const uint8_t* q = b + 16;
+      auto scale_min = [&](int j, int& sc, int& m) {
+        if (j < 4) {
+          sc = scales[j] & 63;
+          m = scales[j + 4] & 63;
+        } else {
+          sc = (scales[j + 4] & 0x0f) | ((scales[j - 4] >> 6) << 4);
+          m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+        }
+      };
+      for (int j = 0, is = 0; j < 256; j += 64, is += 2, q += 32) {
+        int sc, m;
+        scale_min(is, sc, m);
+        for (int l = 0; l < 32; ++l) out[j + l] = d * sc * (q[l] & 0x0f) - dmin * m;
+        scale_min(is + 1, sc, m);
+        for (int l = 0; l < 32; ++l) out[j + 32 + l] = d * sc * (q[l] >> 4) - dmin * m;
+      }
+      return;
+    }
+    case DType::kQ6_K: {  // ql[128], qh[64], scales[16], d
+      const double d = half_at(b + 208);
+      const uint8_t *ql = b, *qh = b + 128;
+      const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+      for (int n = 0; n < 256; n += 128, ql += 64, qh += 32, sc += 8)
+        for (int l = 0; l < 32; ++l) {
+          const int is = l / 16;
+          out[n + l] = d * sc[is] * (((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+          out[n + l + 32] = d * sc[is + 2] * (((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+          out[n + l + 64] = d * sc[is + 4] * (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+          out[n + l + 96] = d * sc[is + 6] * (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        }
+      return;
+    }
+    default: break;
+  }
+  ADD_FAILURE() << "dequantize_block: " << dtype_name(dtype) << " is not a ggml block type";
+}
+
+}  // namespace
+
 Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group,
                      DType scale_dtype) {
+  if (is_ggml_block(dtype)) return random_blocks(dtype, rows, cols, rng);
   if (dtype != DType::kI8 && dtype != DType::kQ4) {
     Tensor w(dtype, {rows, cols});
     fill_uniform(w, rng);
@@ -78,6 +178,22 @@ Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng,
 }
 
 double weight_element(const Weight& w, int64_t r, int64_t c) {
+  if (is_ggml_block(w.dtype())) {
+    // The block dequantized whole, kept for the next call while its bytes are the same
+    // (references walk a row in order).
+    thread_local uint8_t cached[256];
+    thread_local double values[256];
+    const int64_t per = block_values(w.dtype());
+    const size_t bytes = size_t(block_bytes(w.dtype()));
+    const auto* block = static_cast<const uint8_t*>(w.values.raw_data()) +
+                        (r * (w.cols() / per) + c / per) * bytes;
+    if (std::memcmp(block, cached, bytes) != 0 || cached[255] != uint8_t(w.dtype())) {
+      dequantize_block(w.dtype(), block, values);
+      std::memcpy(cached, block, bytes);
+      cached[255] = uint8_t(w.dtype());  // blocks are at most 210 bytes
+    }
+    return values[c % per];
+  }
   double v = 0;
   if (w.dtype() == DType::kQ4) {  // block b of a row: byte j holds values 32b + j (low), + 16 (high)
     const auto* row = static_cast<const uint8_t*>(w.values.raw_data()) + r * w.cols() / 2;

@@ -33,10 +33,12 @@ std::filesystem::path scratch_dir();
 void fill_uniform(const Tensor& t, std::mt19937& rng, float lo = -1.f, float hi = 1.f);
 // A random weight [rows, cols] on the CPU: uniform in [-1, 1) for float dtypes; for int8, codes
 // uniform in [-127, 127], for q4 in [0, 15], with scales (fp32 or fp16, one per `group` values of a row) uniform in
-// [0.002, 0.02).
+// [0.002, 0.02); ggml's blocks random bytes but for their fp16 scales, which keep the values
+// within a few units (group and scale_dtype do not apply).
 Weight random_weight(DType dtype, int64_t rows, int64_t cols, std::mt19937& rng, int64_t group = 0,
                      DType scale_dtype = DType::kF32);
-// Element (r, c) of a CPU weight, dequantized, in double.
+// Element (r, c) of a CPU weight, dequantized, in double (ggml's blocks as ggml's dequantize_row_*
+// computes them).
 double weight_element(const Weight& w, int64_t r, int64_t c);
 // Element i of a CPU tensor of any float dtype, as float.
 float element(const Tensor& t, int64_t i);

@@ -4,8 +4,8 @@
 
 namespace kuiper::kernels::cpu {
 
-// embedding, matmul and gated_matmul accept fp32, fp16 and bf16 weights, and int8 and q4 with
-// group scales (weight_rows.h).
+// embedding, matmul and gated_matmul accept fp32, fp16 and bf16 weights, int8 and q4 with
+// group scales, and ggml's q8_0, q4_0, q4_k and q6_k blocks (weight_rows.h).
 EmbeddingFn embedding;
 MatmulFn matmul;
 GatedMatmulFn gated_matmul;

@@ -1,7 +1,7 @@
 // Projections of one input: y = norm(x) w^T (+ bias) (+ y). A few positions (decoding, short
 // chunks) stream every output's weights once in a single parallel loop, each weight row reused
-// for every position, 16-bit weights widened in registers, int8 and q4 codes multiplied with
-// the positions quantized to int8 (weight_rows.h). Many positions (prefill) split the
+// for every position, 16-bit weights widened in registers, int8 and q4 codes and ggml's blocks
+// multiplied with the positions quantized to int8 (weight_rows.h). Many positions (prefill) split the
 // output rows into tiles across threads; each thread runs OpenBLAS's SGEMM (through armadillo)
 // on its tile, expanding 16-bit or quantized weights into a cache-sized fp32 copy first. OpenBLAS itself stays
 // single-threaded: two thread pools spinning for the same cores make both crawl.

@@ -6,7 +6,8 @@ void register_cpu_kernels(Registry& r) {
   using namespace cpu;
   single_threaded_blas();
   constexpr Device kCPU = Device::kCPU;
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4}) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4, DType::kQ8_0,
+                  DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
     r.embedding.add(kCPU, t, embedding);
     r.matmul.add(kCPU, t, matmul);
     r.gated_matmul.add(kCPU, t, gated_matmul);

@@ -10,7 +10,7 @@ namespace kuiper::kernels::cuda {
 template <class T>
 void embedding(const Tensor& tokens, const Weight& table, const Tensor& out,
                const DeviceContext& ctx);
-// int8 or q4 tables with group scales (fp32 or fp16).
+// int8 or q4 tables with group scales (fp32 or fp16), or ggml's q8_0, q4_0, q4_k, q6_k blocks.
 EmbeddingFn embedding_quantized;
 // n == 1: a hand-written GEMV over all outputs in one launch; n > 1: cuBLAS (see matmul.cu).
 template <class T>
@@ -19,8 +19,8 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
 template <class T>
 void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
                   const DeviceContext& ctx);
-// int8 or q4 weights with group scales: integer GEMV over the codes (n == 1), fp16 dequantized
-// chunks for tensor-core GEMMs (n > 1).
+// int8 or q4 weights with group scales, or ggml's blocks: integer GEMV over the codes (n == 1),
+// fp16 dequantized chunks for tensor-core GEMMs (n > 1).
 MatmulFn matmul_quantized;
 GatedMatmulFn gated_matmul_quantized;
 // T: the cache's type.

@@ -1,15 +1,15 @@
 // out[i, :] = table[tokens[i], :] widened to fp32. One block per token. The token id is read on
 // the device (it changes every decoding step); an id outside the table cannot throw there, so
 // its row comes out as NaN, which the next layers carry through to the logits.
-#include "kernels/cuda/codes.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/ggml_blocks.cuh"
 
 namespace kuiper::kernels::cuda {
 namespace {
 
 // Element d of table row `id` as fp32: a float table, or codes Q (Int8Codes or Q4Codes of a
-// device scale type) with one scale per `group` values of a row.
+// device scale type with one scale per `group` values of a row, or a ggml block type).
 template <class T>
 struct FloatTable {
   const T* table;
@@ -18,11 +18,11 @@ struct FloatTable {
 template <class Q>
 struct CodesTable {
   const void* codes;
-  const typename Q::Scale* scales;
+  const void* scales;  // null for ggml blocks
   int group;
   __device__ float operator()(int64_t id, int dim, int d) const {
-    return dequantized(reinterpret_cast<const typename Q::Code*>(weight_row<Q>(codes, id, dim)),
-                       scales + id * (dim / group), d, group);
+    return weight_value<Q>(weight_row<Q>(codes, id, dim), scale_row_of<Q>(scales, id, dim, group),
+                           d, group);
   }
 };
 
@@ -73,7 +73,7 @@ void embedding_quantized(const Tensor& tokens, const Weight& table, const Tensor
   with_codes(table, [&]<class Q>(Q) {
     using DQ = DeviceType<Q>;
     const CodesTable<DQ> codes{table.values.raw_data(),
-                               static_cast<const typename DQ::Scale*>(table.scales.raw_data()),
+                               table.quantized() ? table.scales.raw_data() : nullptr,
                                int(table.group())};
     launch(embedding_kernel<CodesTable<DQ>>, unsigned(n), threads_for(dim), 0, stream_of(ctx),
            tokens.data<int32_t>(), codes, out.data<float>(), table.rows(), int(dim));

@@ -57,6 +57,10 @@ void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w
     case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, g, ctx);
     case DType::kI8:
     case DType::kQ4:
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_K:
+    case DType::kQ6_K:
       return with_codes(w_gate, [&]<class Q>(Q) {
         gated_gemv<Q>(variant, in, w_gate, w_up, y, g, ctx);
       });

@@ -1,5 +1,6 @@
 // Projections of one input: for each output, y = norm(x) w^T (+ bias), or y += the same.
-// Activations fp32, weights fp32/fp16/bf16, or int8/q4 codes with group scales. The GEMV kernels and cuBLAS helpers live in
+// Activations fp32, weights fp32/fp16/bf16, int8/q4 codes with group scales, or ggml's q8_0,
+// q4_0, q4_k and q6_k blocks (ggml_blocks.cuh). The GEMV kernels and cuBLAS helpers live in
 // matmul.cuh, shared with gated_matmul.cu.
 //
 // n == 1 (decoding) is a GEMV that must stream the weights at close to the memory bandwidth: it
@@ -131,6 +132,10 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
     case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx);
     case DType::kI8:
     case DType::kQ4:
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_K:
+    case DType::kQ6_K:
       return with_codes(outs[0].weight, [&]<class Q>(Q) {
         gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx);
       });
@@ -160,8 +165,8 @@ int gemv_default_variant(DType dtype, bool gated) {
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
-  // int8, q4: r4u2w4 (test/device/int8_sweep.sh).
-  if (is_quantized(dtype)) return 4;
+  // int8, q4: r4u2w4 (test/device/int8_sweep.sh); ggml's blocks the same until measured.
+  if (is_quantized(dtype) || is_ggml_block(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }
 
@@ -189,7 +194,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   }
 }
 
-// Quantized weights (int8, q4): the GEMV reads codes and scales directly; prefill dequantizes
+// Quantized weights (int8, q4, ggml's blocks): the GEMV reads codes and scales directly; prefill dequantizes
 // chunks of rows to fp16 for tensor-core GEMMs over the input's two fp16 parts (as for 16-bit
 // weights).
 void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,

@@ -3,10 +3,10 @@
 // and cuBLAS GEMMs for many (prefill). See matmul.cu for the design.
 #include <climits>
 
-#include "kernels/cuda/codes.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/ggml_blocks.cuh"
 
 namespace kuiper::kernels::cuda {
 
@@ -26,17 +26,6 @@ struct GemvOutput {
   const void* scales;  // quantized weights: [rows, in / group] of the scale type; else null
 };
 
-// Weight k of a row (quantized: its code times its group's scale), for the scalar kernels.
-template <class T>
-__device__ __forceinline__ float weight_at(const char* row, const void* scale_row, int k, int group) {
-  if constexpr (kIsQuantized<T>) {
-    return dequantized(reinterpret_cast<const typename T::Code*>(row),
-                       static_cast<const typename T::Scale*>(scale_row), k, group);
-  } else {
-    return to_f32(reinterpret_cast<const T*>(row)[k]);
-  }
-}
-
 // One launch: the outputs' rows one after another form `rows` virtual rows (gated: out[0] is the
 // gate, out[1] the up projection, and `rows` their common row count; y is out[0].y).
 struct GemvParams {
@@ -55,12 +44,10 @@ struct GemvParams {
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
 };
 
-// Output j's row of scales for weight row `row` (quantized weights; null for float ones).
+// Output j's row of scales for weight row `row` (codes with group scales; else null).
 template <class T>
 __device__ __forceinline__ const void* scale_row(const GemvParams& p, int j, int64_t row) {
-  if constexpr (kIsQuantized<T>)
-    return static_cast<const typename T::Scale*>(p.out[j].scales) + row * (p.in / p.group);
-  return nullptr;
+  return scale_row_of<T>(p.out[j].scales, row, p.in, p.group);
 }
 
 // The GEMV's view of one output: w's codes or values, its scales when quantized, bias and y
@@ -139,22 +126,6 @@ __device__ __forceinline__ float stage_input(const GemvParams& p, float* xs, flo
   return rsqrtf(block_sum(ss, scratch) / float(p.in) + p.eps);
 }
 
-// The input of quantized weights in shared memory (stage_codes): per block of 32 values, their
-// int8 codes q, the scale (max|x| / 127) and the sum of the codes.
-struct StagedCodes {
-  const int8_t* q;
-  const float* scale;
-  const int* sum;
-};
-__host__ __device__ constexpr size_t staged_codes_bytes(int in) {
-  return size_t(in) + size_t(in / 32) * (sizeof(float) + sizeof(int));
-}
-__device__ __forceinline__ StagedCodes staged_codes(const void* staged, int in) {
-  const auto* q = static_cast<const int8_t*>(staged);
-  const auto* scale = reinterpret_cast<const float*>(q + in);
-  return {q, scale, reinterpret_cast<const int*>(scale + in / 32)};
-}
-
 // The block quantizes x (times norm, with kNorm) into shared memory: each thread takes 8
 // consecutive values at a time (two 16-byte loads, kBatch such chunks in flight, while the
 // first weights are in flight too, so registers bound the blocks an SM holds), the 4 threads
@@ -231,39 +202,19 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
   return 1.f;
 }
 
-// The integer dot product of 16-byte load i of a row of codes with the staged input: 16 int8
-// codes (half an input block), or 32 q4 codes (a whole block, less 8 times the block's sum).
-template <class T>
-__device__ __forceinline__ int dot_codes(const uint4& w, const StagedCodes& x, int i) {
-  const int4* xq = reinterpret_cast<const int4*>(x.q);
-  if constexpr (T::kBits == 8) {
-    const int4 v = xq[i];
-    return __dp4a(int(w.x), v.x, __dp4a(int(w.y), v.y, __dp4a(int(w.z), v.z, __dp4a(int(w.w), v.w, 0))));
-  } else {
-    const int4 a = xq[2 * i], b = xq[2 * i + 1];
-    constexpr uint32_t kLow = 0x0f0f0f0fu;
-    int d = __dp4a(int(w.x & kLow), a.x, -8 * x.sum[i]);
-    d = __dp4a(int(w.y & kLow), a.y, d);
-    d = __dp4a(int(w.z & kLow), a.z, d);
-    d = __dp4a(int(w.w & kLow), a.w, d);
-    d = __dp4a(int((w.x >> 4) & kLow), b.x, d);
-    d = __dp4a(int((w.y >> 4) & kLow), b.y, d);
-    d = __dp4a(int((w.z >> 4) & kLow), b.z, d);
-    return __dp4a(int((w.w >> 4) & kLow), b.w, d);
-  }
-}
-
 // Each warp computes kRows virtual rows (gated: kRows rows of both matrices, 2 * kRows weight
 // streams); `split` warps of a block share each group of rows, dividing the row's 16-byte
 // vectors among them, and add their sums in shared memory. kPipeline: the next batch of loads is
 // issued before the current one is used. kNorm: the block first stages x * norm in shared memory,
 // and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end. Quantized weights:
-// the block always stages x as int8 codes (stage_codes) and takes integer dot products.
+// the block always stages x as int8 codes (stage_codes) and takes integer dot products; ggml's
+// block types (ggml_blocks.cuh) the same, through their own loads and dot products.
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
 __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
   constexpr bool kQ = kIsQuantized<T>;
+  constexpr bool kBlocks = kIsBlocks<T>;
   extern __shared__ float4 staged[];  // kNorm: the normalised input; kQ: its codes
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
@@ -276,10 +227,10 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   const int nvec = active ? p.in / kVec : 0;
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
-  const uint4* rows[kStreams];
-  const void* scale_rows[kStreams];  // quantized: each stream's row of scales
+  const char* rows[kStreams];
+  const void* scale_rows[kStreams];  // codes with group scales: each stream's row of scales
   auto set_stream = [&](int s, int j, int64_t row) {
-    rows[s] = reinterpret_cast<const uint4*>(weight_row<T>(p.out[j].w, row, p.in));
+    rows[s] = weight_row<T>(p.out[j].w, row, p.in);
     scale_rows[s] = scale_row<T>(p, j, row);
   };
 #pragma unroll
@@ -293,10 +244,11 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
       set_stream(r, o.output, o.row);
     }
   }
-  // A batch of loads: 16 bytes of weights per (unroll, stream), and for codes their group's scale.
+  // A batch of loads: 16 bytes of weights per (unroll, stream), and for codes their group's
+  // scale (ggml blocks: a load of their own, scales included).
   struct Batch {
-    uint4 w[kUnroll][kStreams];
-    float scale[kQ ? kUnroll : 1][kStreams];
+    typename LoadOf<T>::type w[kUnroll][kStreams];
+    float scale[kQ && !kBlocks ? kUnroll : 1][kStreams];
   };
   auto load = [&](Batch& b, int base) {
 #pragma unroll
@@ -304,11 +256,15 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
       const int i = base + u * stride;
 #pragma unroll
       for (int s = 0; s < kStreams; ++s) {
-        b.w[u][s] = i < nvec ? load_stream16(rows[s] + i) : uint4{};
-        if constexpr (kQ)
-          b.scale[u][s] = i < nvec ? to_f32(__ldg(static_cast<const typename T::Scale*>(
-                                         scale_rows[s]) + (i >> p.group_shift)))
-                                   : 0.f;
+        if constexpr (kBlocks) {
+          b.w[u][s] = i < nvec ? T::load(rows[s], i) : typename T::Load{};
+        } else {
+          b.w[u][s] = i < nvec ? load_stream16(reinterpret_cast<const uint4*>(rows[s]) + i) : uint4{};
+          if constexpr (kQ)
+            b.scale[u][s] = i < nvec ? to_f32(__ldg(static_cast<const typename T::Scale*>(
+                                           scale_rows[s]) + (i >> p.group_shift)))
+                                     : 0.f;
+        }
       }
     }
   };
@@ -319,7 +275,11 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
       if (i >= nvec) break;
-      if constexpr (kQ) {
+      if constexpr (kBlocks) {
+        const StagedCodes x = staged_codes(staged, p.in);
+#pragma unroll
+        for (int s = 0; s < kStreams; ++s) acc[s] += T::dot(b.w[u][s], x, i);
+      } else if constexpr (kQ) {
         const StagedCodes x = staged_codes(staged, p.in);
         const float x_scale = x.scale[kVec == 32 ? i : i >> 1];
 #pragma unroll
@@ -415,8 +375,8 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
     const void *sg = scale_row<T>(p, 0, v), *su = scale_row<T>(p, 1, v);
     float g = 0.f, u = 0.f;
     for (int k = lane; k < p.in; k += 32) {
-      g = fmaf(weight_at<T>(wg, sg, k, p.group), x[k], g);
-      u = fmaf(weight_at<T>(wu, su, k, p.group), x[k], u);
+      g = fmaf(weight_value<T>(wg, sg, k, p.group), x[k], g);
+      u = fmaf(weight_value<T>(wu, su, k, p.group), x[k], u);
     }
     g = warp_sum(g);
     u = warp_sum(u);
@@ -426,7 +386,7 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
     const char* w = weight_row<T>(p.out[o.output].w, o.row, p.in);
     const void* sr = scale_row<T>(p, o.output, o.row);
     float acc = 0.f;
-    for (int k = lane; k < p.in; k += 32) acc = fmaf(weight_at<T>(w, sr, k, p.group), x[k], acc);
+    for (int k = lane; k < p.in; k += 32) acc = fmaf(weight_value<T>(w, sr, k, p.group), x[k], acc);
     acc = warp_sum(acc);
     if (lane == 0) store_row(p, v, acc * scale);
   }
@@ -499,13 +459,22 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
     p.norm = nullptr;
   }
   bool vec = p.in % kVec == 0 && aligned16(p.x) && (p.norm == nullptr || aligned16(p.norm));
-  for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
-  if constexpr (kIsQuantized<DT>) {
+  if constexpr (kIsBlocks<DT>) {
+    // Whole blocks (check_weight), rows aligned for the type's loads, the staged codes in the
+    // 48 KB a block gets without opting in.
+    for (int j = 0; j < p.n_outputs; ++j)
+      vec = vec && reinterpret_cast<uintptr_t>(p.out[j].w) % DT::kAlign == 0;
+    vec = vec && staged_codes_bytes(p.in) <= (48 << 10);
+    p.group_shift = 0;
+  } else if constexpr (kIsQuantized<DT>) {
+    for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
     // The vector path needs whole input blocks, groups of kVec << group_shift codes, and room
     // for the staged codes in the 48 KB a block gets without opting in.
     vec = vec && p.in % 32 == 0 && p.group >= kVec && (p.group & (p.group - 1)) == 0 &&
           staged_codes_bytes(p.in) <= (48 << 10);
     p.group_shift = vec ? __builtin_ctz(unsigned(p.group)) - __builtin_ctz(unsigned(kVec)) : 0;
+  } else {
+    for (int j = 0; j < p.n_outputs; ++j) vec = vec && aligned16(p.out[j].w);
   }
   size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
   if (kIsQuantized<DT> && vec) shared = staged_codes_bytes(p.in);
@@ -625,18 +594,19 @@ void gemm(const GemmInput& x, const void* w, const float* bias, float* y, int n,
 // fp16 copy to 64 MB whatever the matrix (a 128k-row classifier too).
 constexpr int64_t kDequantChunk = int64_t(32) << 20;
 
-// Codes Q (Int8Codes or Q4Codes of device scale types).
+// Codes Q (Int8Codes or Q4Codes of device scale types, or a ggml block type): `count` values of
+// rows of `in` from `codes` (and their group scales from `scales`) to fp16.
 template <class Q>
-__global__ void dequantize_kernel(const char* codes, const typename Q::Scale* scales, int64_t count,
-                                  int in, int group, __half* out) {
+__global__ void dequantize_kernel(const char* codes, const void* scales, int64_t count, int in,
+                                  int group, __half* out) {
   grid_dependency_wait();
   allow_dependent_launch();
-  const int groups = in / group;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = i / in;
-    const auto* row_codes = reinterpret_cast<const typename Q::Code*>(weight_row<Q>(codes, row, in));
-    out[i] = __float2half_rn(dequantized(row_codes, scales + row * groups, i - row * in, group));
+    out[i] = __float2half_rn(weight_value<Q>(weight_row<Q>(codes, row, in),
+                                             scale_row_of<Q>(scales, row, in, group), i - row * in,
+                                             group));
   }
 }
 
@@ -646,7 +616,8 @@ inline size_t dequant_chunk_bytes(int rows, int in) {
   return size_t(std::min<int64_t>(rows, dequant_chunk_rows(in))) * in * sizeof(__half);
 }
 
-// y [n, out] = x w^T (+ bias) (or y += the same) for w of codes Q (device scale type); x holds
+// y [n, out] = x w^T (+ bias) (or y += the same) for w of codes Q (device scale type, or a ggml
+// block type); x holds
 // the fp16 parts of the input; `chunk` has dequant_chunk_bytes(out, k).
 template <class Q>
 void gemm_quantized(const GemmInput& x, const Weight& w, const float* bias, float* y, int n, int k,
@@ -654,15 +625,15 @@ void gemm_quantized(const GemmInput& x, const Weight& w, const float* bias, floa
   cudaStream_t stream = stream_of(ctx);
   const float beta = start_output(bias, y, n, out, accumulate, stream);
   const void* codes = w.values.raw_data();
-  const auto* scales = static_cast<const typename Q::Scale*>(w.scales.raw_data());
-  const int group = int(w.group()), groups = k / group;
+  const void* scales = w.quantized() ? w.scales.raw_data() : nullptr;
+  const int group = int(w.group());
   const int64_t step = dequant_chunk_rows(k);
   for (int64_t r0 = 0; r0 < out; r0 += step) {
     const int rows = int(std::min<int64_t>(step, out - r0));
     const int64_t count = int64_t(rows) * k;
     constexpr int kThreads = 256;
     launch(dequantize_kernel<Q>, unsigned(std::min<int64_t>(blocks_for(count, kThreads), 8192)),
-           kThreads, 0, stream, weight_row<Q>(codes, r0, k), scales + r0 * groups, count, k, group,
+           kThreads, 0, stream, weight_row<Q>(codes, r0, k), scale_row_of<Q>(scales, r0, k, group), count, k, group,
            chunk);
     gemm_products<f16>(x, chunk, y + r0, n, k, rows, out, beta, ctx);
   }

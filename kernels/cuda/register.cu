@@ -25,7 +25,8 @@ void register_cuda_kernels(Registry& r) {
   register_typed<float>(r);
   register_typed<f16>(r);
   register_typed<bf16>(r);
-  for (DType t : {DType::kI8, DType::kQ4}) {  // group-quantized codes
+  // group-quantized codes, and ggml's blocks
+  for (DType t : {DType::kI8, DType::kQ4, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
     r.embedding.add(Device::kCUDA, t, cuda::embedding_quantized);
     r.matmul.add(Device::kCUDA, t, cuda::matmul_quantized);
     r.gated_matmul.add(Device::kCUDA, t, cuda::gated_matmul_quantized);

@@ -16,9 +16,18 @@ bool same_storage(const Weight& a, const Weight& b) {
 void check_weight(const Weight& w, std::string_view what) {
   KUIPER_CHECK(!w.empty() && w.values.ndim() == 2, what, ": expected a 2-d weight, got ",
                w.empty() ? std::string("nothing") : w.values.describe());
+  if (is_ggml_block(w.dtype())) {
+    KUIPER_CHECK(!w.quantized(), what, ": ", w.values.describe(),
+                 " holds its scales in its blocks, but scales were given too");
+    KUIPER_CHECK(w.cols() % block_values(w.dtype()) == 0, what, ": ", w.values.describe(),
+                 " has rows of ", w.cols(), " values, not whole blocks of ",
+                 block_values(w.dtype()));
+    return;
+  }
   if (!w.quantized()) {
     KUIPER_CHECK(w.dtype() == DType::kF32 || w.dtype() == DType::kF16 || w.dtype() == DType::kBF16,
-                 what, ": ", w.values.describe(), " has no scales, so it must be fp32, fp16 or bf16");
+                 what, ": ", w.values.describe(),
+                 " has no scales, so it must be fp32, fp16, bf16 or one of ggml's block types");
     return;
   }
   const Tensor& s = w.scales;

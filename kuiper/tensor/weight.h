@@ -14,7 +14,9 @@ inline constexpr int64_t kQ4Block = 32;
 // blocks of kQ4Block, [rows, cols] codes either way) and one scale per `group` consecutive values
 // of a row in `scales` ([rows, cols / group], fp32 or fp16): w[r, c] = code(r, c) *
 // scales[r, c / group]. Group size and scale type are read off the tensors, so one kernel serves
-// every (group, scale dtype) pair. The registries are keyed by the values' dtype. Converts
+// every (group, scale dtype) pair. ggml's block types (q8_0, q4_0, q4_k, q6_k: kuiper/base/
+// ggml_blocks.h) are `values` alone too, [rows, cols] counting values, each row whole blocks
+// that carry their own scales. The registries are keyed by the values' dtype. Converts
 // implicitly from a float Tensor.
 struct Weight {
   Tensor values;
@@ -25,6 +27,7 @@ struct Weight {
   Weight(Tensor v, Tensor s) : values(std::move(v)), scales(std::move(s)) {}
 
   bool empty() const { return values.empty(); }
+  // Whether the codes come with a separate scales tensor (int8, q4; not ggml's blocks).
   bool quantized() const { return !scales.empty(); }
   DType dtype() const { return values.dtype(); }
   int64_t rows() const { return values.dim(0); }
@@ -42,7 +45,7 @@ struct Weight {
 bool same_storage(const Weight& a, const Weight& b);
 
 // Throws unless w is 2-d and, when quantized, its scales are [rows, cols / group] of fp32 or fp16
-// with a group that divides the rows exactly.
+// with a group that divides the rows exactly; rows of ggml blocks must be whole blocks.
 void check_weight(const Weight& w, std::string_view what);
 
 }  // namespace kuiper

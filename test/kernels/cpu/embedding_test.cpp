@@ -43,5 +43,23 @@ TEST(CpuEmbedding, DequantizesInt8AndQ4Rows) {
     }
 }
 
+TEST(CpuEmbedding, DequantizesGgmlBlocks) {
+  for (DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+    std::mt19937 rng(7);
+    const int64_t dim = 512;
+    const Weight table = random_weight(dtype, 51, dim, rng);
+    const Tensor tokens = Tensor(DType::kI32, {3});
+    Tensor out(DType::kF32, {3, dim});
+    const int32_t ids[] = {50, 0, 13};
+    std::copy(ids, ids + 3, tokens.span<int32_t>().begin());
+    kernels::registry().embedding.find(Device::kCPU, dtype)(tokens, table, out, DeviceContext::cpu());
+    for (int i = 0; i < 3; ++i)
+      for (int k = 0; k < dim; ++k)
+        ASSERT_NEAR(element(out, i * dim + k), weight_element(table, ids[i], k),
+                    4e-6 + 2e-6 * std::fabs(weight_element(table, ids[i], k)))
+            << dtype_name(dtype) << " " << k;  // Q4_K's minimums subtract in fp32
+  }
+}
+
 }  // namespace
 }  // namespace kuiper::test

@@ -14,7 +14,7 @@ struct MatmulCase {
 
 class CpuMatmul : public ::testing::TestWithParam<MatmulCase> {};
 
-// The input as the kernel multiplies it: q4 and int8 weights decoding a few positions (up to 8,
+// The input as the kernel multiplies it: q4, int8 and ggml's block weights decoding a few positions (up to 8,
 // where matmul.cpp goes row by row) take x rounded to int8 blocks, unless int8 groups split
 // those blocks; GEMM tiles take it as it is.
 // (weight_rows.h is not included here: its inline SIMD code must be compiled with the
@@ -22,7 +22,8 @@ class CpuMatmul : public ::testing::TestWithParam<MatmulCase> {};
 Tensor reference_input(DType dtype, int64_t n, int64_t group, const Tensor& x) {
   const int64_t blocks = group / 32;  // kernels/cpu/weight_rows.h whole_blocks()
   const bool whole_blocks = group % 32 == 0 && blocks <= 8 && (blocks & (blocks - 1)) == 0;
-  const bool integer = dtype == DType::kQ4 || (dtype == DType::kI8 && whole_blocks);
+  const bool integer =
+      dtype == DType::kQ4 || is_ggml_block(dtype) || (dtype == DType::kI8 && whole_blocks);
   return integer && n <= 8 ? reference::int8_blocks(x) : x;
 }
 
@@ -88,14 +89,32 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kQ4, 33, 192, {300, 20, 20}, true, true, false, 64, DType::kF16},
                       MatmulCase{DType::kQ4, 9, 256, {513}, false, false, true, 32},
                       MatmulCase{DType::kQ4, 1, 512, {40}, true, true, false, 128, DType::kF16},
-                      MatmulCase{DType::kQ4, 2, 1024, {17}, false, false, true, 256, DType::kF16}));
+                      MatmulCase{DType::kQ4, 2, 1024, {17}, false, false, true, 256, DType::kF16},
+                      // ggml's blocks: rows of 9 blocks of 32 (one past the 8-block step) or
+                      // 1-3 super-blocks of 256, odd row counts, decode rows and GEMM tiles.
+                      MatmulCase{DType::kQ8_0, 1, 288, {37, 5, 5}, true, true, false},
+                      MatmulCase{DType::kQ8_0, 3, 256, {29}, false, false, true},
+                      MatmulCase{DType::kQ8_0, 33, 192, {300, 20, 20}, true, true, false},
+                      MatmulCase{DType::kQ4_0, 1, 288, {37, 5, 5}, true, true, false},
+                      MatmulCase{DType::kQ4_0, 8, 256, {29}, false, false, true},
+                      MatmulCase{DType::kQ4_0, 17, 96, {131}, true, false, true},
+                      MatmulCase{DType::kQ4_K, 1, 256, {37, 5, 5}, true, true, false},
+                      MatmulCase{DType::kQ4_K, 1, 768, {768}, false, false, false},
+                      MatmulCase{DType::kQ4_K, 5, 512, {29}, false, true, true},
+                      MatmulCase{DType::kQ4_K, 33, 256, {300, 20, 20}, true, true, false},
+                      MatmulCase{DType::kQ6_K, 1, 256, {37, 5, 5}, true, true, false},
+                      MatmulCase{DType::kQ6_K, 1, 768, {768}, false, false, false},
+                      MatmulCase{DType::kQ6_K, 5, 512, {29}, false, true, true},
+                      MatmulCase{DType::kQ6_K, 33, 256, {300, 20, 20}, true, true, false}));
 
 TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4, DType::kQ8_0,
+                     DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
     for (int64_t n : {1, 6, 11}) {
       std::mt19937 rng(int(n) + int(dtype));
       const bool quantized = dtype == DType::kI8 || dtype == DType::kQ4;
-      const int64_t in = quantized ? 96 : 77, hidden = 301, group = quantized ? 32 : 0;
+      const int64_t in = block_values(dtype) == 256 ? 512 : quantized || is_ggml_block(dtype) ? 96 : 77;
+      const int64_t hidden = 301, group = quantized ? 32 : 0;
       Tensor x(DType::kF32, {n, in}), norm(DType::kF32, {in}), y(DType::kF32, {n, hidden});
       const Weight w_gate = random_weight(dtype, hidden, in, rng, group, DType::kF16);
       const Weight w_up = random_weight(dtype, hidden, in, rng, group, DType::kF16);

@@ -1,9 +1,10 @@
-// int8 and q4 weights with group scales on CUDA (matmul.cuh's integer GEMV and dequantized
-// prefill GEMMs, gated_matmul, embedding) against float64 references of the dequantized weights
-// (test/kernels/reference.h): every group size the formats allow plus groups the vector path
-// does not take (24, 96: the scalar kernel), fp32 and fp16 scales, odd row counts, several
-// outputs, norm prologue, biases, residual accumulate, n = 1 (every GEMV variant) and n > 1.
-// The integer GEMV multiplies the input rounded to int8 blocks; its reference takes the same.
+// int8 and q4 weights with group scales, and ggml's q8_0, q4_0, q4_k and q6_k blocks, on CUDA
+// (matmul.cuh's integer GEMV and dequantized prefill GEMMs, gated_matmul, embedding) against
+// float64 references of the dequantized weights (test/kernels/reference.h): every group size the
+// formats allow plus groups the vector path does not take (24, 96: the scalar kernel), fp32 and
+// fp16 scales, rows of 1 to 49 blocks, odd row counts, several outputs, norm prologue, biases,
+// residual accumulate, n = 1 (every GEMV variant) and n > 1. The integer GEMV multiplies the
+// input rounded to int8 blocks; its reference takes the same.
 #include <sstream>
 
 #include "kernels/cuda/gemv.h"
@@ -34,13 +35,31 @@ const QuantCase kCases[] = {
     {DType::kQ4, 288, 96, {33, 7}, DType::kF16},  // the scalar kernel
     {DType::kQ4, 5632, 128, {65}, DType::kF32},
     {DType::kQ4, 12352, 64, {9}, DType::kF16},
+    // ggml's blocks (no group, no scales tensor): 9 blocks of 32 a row, 8 and 22 super-blocks
+    // (TinyLlama's 2048 and 5632), and inputs too long to normalise in shared memory.
+    {DType::kQ8_0, 288, 0, {37, 5, 5}, DType::kF32},
+    {DType::kQ8_0, 2048, 0, {256, 64, 64}, DType::kF32},
+    {DType::kQ8_0, 5632, 0, {65}, DType::kF32},
+    {DType::kQ4_0, 288, 0, {37, 5, 5}, DType::kF32},
+    {DType::kQ4_0, 2048, 0, {256, 64, 64}, DType::kF32},
+    {DType::kQ4_0, 12352, 0, {9}, DType::kF32},
+    {DType::kQ4_K, 256, 0, {37, 5, 5}, DType::kF32},
+    {DType::kQ4_K, 2048, 0, {256, 64, 64}, DType::kF32},
+    {DType::kQ4_K, 5632, 0, {65}, DType::kF32},
+    {DType::kQ4_K, 12544, 0, {9}, DType::kF32},
+    {DType::kQ6_K, 256, 0, {37, 5, 5}, DType::kF32},
+    {DType::kQ6_K, 2048, 0, {256, 64, 64}, DType::kF32},
+    {DType::kQ6_K, 5632, 0, {65}, DType::kF32},
+    {DType::kQ6_K, 12544, 0, {9}, DType::kF32},
 };
-// Cases for the variant sweeps: both dtypes, several outputs, the scalar kernel.
-const QuantCase* const kSweepCases[] = {&kCases[1], &kCases[3], &kCases[4], &kCases[8], &kCases[10],
-                                        &kCases[11]};
+// Cases for the variant sweeps: every dtype, several outputs, the scalar kernel.
+const QuantCase* const kSweepCases[] = {&kCases[1],  &kCases[3],  &kCases[4],  &kCases[8],
+                                        &kCases[10], &kCases[11], &kCases[14], &kCases[18],
+                                        &kCases[20], &kCases[22], &kCases[24], &kCases[26]};
 
 // Whether the GEMV of a case takes integer dot products (matmul.cuh's vector path).
 bool integer_gemv(const QuantCase& c) {
+  if (is_ggml_block(c.dtype)) return true;  // whole blocks, aligned (cudaMalloc'd) rows
   const int64_t per_load = c.dtype == DType::kQ4 ? 32 : 16;
   return c.in % 32 == 0 && c.group >= per_load && (c.group & (c.group - 1)) == 0;
 }
@@ -68,12 +87,15 @@ Tensor kernel_input(const QuantCase& c, int64_t n, const Tensor& x, const Tensor
   return norm.empty() ? x : reference::rmsnorm(x, norm, 1e-5f);
 }
 
-Weight to_cuda(const Weight& w) { return {test::to_cuda(w.values), test::to_cuda(w.scales)}; }
+Weight to_cuda(const Weight& w) {
+  return {test::to_cuda(w.values), w.quantized() ? test::to_cuda(w.scales) : Tensor()};
+}
 
 std::string describe(const QuantCase& c, int64_t n, bool norm, bool bias, bool acc) {
   std::ostringstream s;
-  s << dtype_name(c.dtype) << " g" << c.group << " " << dtype_name(c.scale_dtype) << " scales, n " << n << " in "
-    << c.in << " outs";
+  s << dtype_name(c.dtype);
+  if (!is_ggml_block(c.dtype)) s << " g" << c.group << " " << dtype_name(c.scale_dtype) << " scales";
+  s << ", n " << n << " in " << c.in << " outs";
   for (int64_t o : c.outs) s << " " << o;
   s << (norm ? " norm" : "") << (bias ? " bias" : "") << (acc ? " accumulate" : "");
   return s.str();
@@ -142,7 +164,8 @@ TEST(CudaQuantized, GatedMatmulMatchesFloat64Reference) {
   std::mt19937 rng(93);
   const int variants = int(kernels::cuda::gemv_variants().size());
   for (const QuantCase& c : {kCases[0], kCases[1], kCases[4], kCases[5], kCases[7], kCases[11],
-                             kCases[12]})
+                             kCases[12], kCases[14], kCases[16], kCases[18], kCases[21], kCases[22],
+                             kCases[24], kCases[26]})
     for (int64_t n : {1, 5})
       for (int v = 0; v < (n == 1 ? variants : 1); ++v) {
         const int64_t hidden = c.outs[0];
@@ -181,6 +204,27 @@ TEST(CudaQuantized, EmbeddingDequantizesRows) {
       for (int k = 0; k < 96; ++k)
         ASSERT_FLOAT_EQ(element(got, i * 96 + k), float(weight_element(table, ids[i], k)))
             << dtype_name(dtype) << " " << k;
+  }
+}
+
+TEST(CudaQuantized, EmbeddingDequantizesGgmlBlocks) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(95);
+  for (DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
+    const int64_t dim = 768;
+    const Weight table = random_weight(dtype, 51, dim, rng);
+    const Tensor tokens = ints_cpu({50, 0, 13, 13});
+    const Tensor out = poisoned_cuda(DType::kF32, {4, dim});
+    kernel_registry().embedding.find(Device::kCUDA, dtype)(test::to_cuda(tokens), to_cuda(table),
+                                                          out, cuda_ctx());
+    const Tensor got = to_cpu(out);
+    const int32_t ids[] = {50, 0, 13, 13};
+    for (int i = 0; i < 4; ++i)
+      for (int k = 0; k < dim; ++k) {
+        const double want = weight_element(table, ids[i], k);
+        ASSERT_NEAR(element(got, i * dim + k), want, 4e-6 + 2e-6 * std::fabs(want))
+            << dtype_name(dtype) << " " << k;  // Q4_K's minimums subtract in fp32
+      }
   }
 }
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/weight_rows.h"
+#include "kernels/cpu/int8_dot.h"
 
 #include <algorithm>
 #include <cmath>
