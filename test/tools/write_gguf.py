@@ -6,7 +6,8 @@ arrays), with the `gguf` package as the writer. For tests: needs numpy and gguf,
 transformers or sentencepiece.
 
   python3 test/tools/write_gguf.py OUT.gguf HF_DIR [--type f32|f16|q8_0]
-         [--drop KEY] [--set KEY=INT] [--arch NAME]   (damaged files for bad-input tests)
+         [--drop KEY] [--set KEY=INT] [--arch NAME] [--tensor-type NAME=TYPE]
+                                                     (damaged files for bad-input tests)
 """
 from __future__ import annotations
 
@@ -189,6 +190,8 @@ def main(argv=None) -> int:
     ap.add_argument("--drop", action="append", default=[], help="leave out this metadata key or tensor")
     ap.add_argument("--set", action="append", default=[], help="KEY=INT: a uint32 metadata value")
     ap.add_argument("--arch", help="write this general.architecture instead")
+    ap.add_argument("--tensor-type", action="append", default=[], metavar="NAME=TYPE",
+                    help="store tensor NAME as this ggml type (e.g. q4_1, which kuiper does not read)")
     a = ap.parse_args(argv)
 
     cfg = load_json(os.path.join(a.model_dir, "config.json"))
@@ -239,7 +242,12 @@ def main(argv=None) -> int:
             # convert_hf_to_gguf.py's permute(): HF's rotate-half rows into the interleaved order.
             perm = rotary_unpermute(n_heads if ".q_proj" in name else n_kv, head_dim)
         x = files[name].source(name, perm).full().astype(np.float32)
-        if x.ndim == 1 or a.type == "f32":
+        kind = dict(t.split("=") for t in a.tensor_type).get(target)
+        if kind:
+            qt = gguf.GGMLQuantizationType[kind.upper()]
+            q = gguf.quants.quantize(x, qt)
+            w.add_tensor(target, q, raw_shape=q.shape, raw_dtype=qt)
+        elif x.ndim == 1 or a.type == "f32":
             w.add_tensor(target, x)
         elif a.type == "f16":
             w.add_tensor(target, x.astype(np.float16))
