@@ -52,7 +52,9 @@ def test_layout_is_aligned_and_complete(models, exported):
         assert t["offset"] % 64 == 0
         ends.append(start + t["offset"] + int(np.prod(t["shape"])) * kf.ITEMSIZE[t["dtype"]])
         assert t["dtype"] == ("fp32" if len(t["shape"]) == 1 else header["config"]["dtype"])
-    assert len(data) == max(ends)
+    tok = header["tokenizer"]  # the embedded tokenizer.json, after the last tensor
+    assert tok["offset"] % 64 == 0 and start + tok["offset"] >= max(ends)
+    assert len(data) == start + tok["offset"] + tok["bytes"]
     names = [t["name"] for t in header["tensors"]]
     assert names[:10] == ["tok_embeddings", "layers.0.attention_norm", "layers.0.wq", "layers.0.wk",
                           "layers.0.wv", "layers.0.wo", "layers.0.bq", "layers.0.bk", "layers.0.bv",
@@ -201,6 +203,41 @@ def test_metadata_of_the_shared_models(models, exported):
                                   "high_freq_factor": 4.0, "original_max_position": 8192}
     assert (l3["bos_id"], l3["eos_ids"], l3["add_bos"], l3["chat_template"], l3["tokenizer_vocab_size"]) == \
         (128000, [128001, 128008, 128009], True, "llama3", 128256)
+
+
+def embedded_tokenizer(path):
+    data = path.read_bytes()
+    (hlen,) = struct.unpack("<Q", data[16:24])
+    header = json.loads(data[24:24 + hlen])
+    if "tokenizer" not in header:
+        return None, None
+    t, start = header["tokenizer"], -(-(24 + hlen) // 64) * 64
+    return t["kind"], data[start + t["offset"]:start + t["offset"] + t["bytes"]]
+
+
+@pytest.mark.parametrize("model,file,kind", [("llama2-kjv", "tokenizer.model", "sentencepiece"),
+                                             ("qwen2-kjv", "tokenizer.json", "tokenizer.json"),
+                                             ("llama3-kjv", "tokenizer.json", "tokenizer.json")])
+def test_tokenizer_is_embedded(models, exported, model, file, kind):
+    assert embedded_tokenizer(exported("--hf", models / model)) == (kind, (models / model / file).read_bytes())
+
+
+def test_tokenizer_embedding_choices(models, exported, tmp_path):
+    """An explicit --tokenizer is embedded; a sentencepiece model wins over a sentencepiece-style
+    tokenizer.json beside it; a folder without a tokenizer embeds none."""
+    spm = models / "llama2" / "tokenizer.model"
+    explicit = exported("--hf", models / "qwen2-kjv", "--tokenizer", spm)
+    assert embedded_tokenizer(explicit) == ("sentencepiece", spm.read_bytes())
+    d = tmp_path / "both"
+    shutil.copytree(models / "llama2-kjv", d)
+    (d / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "byte_fallback": True, "vocab": {}}}))
+    out = tmp_path / "both.bin"
+    assert run_export(out, "-q", "--hf", d).returncode == 0
+    assert embedded_tokenizer(out) == ("sentencepiece", spm.read_bytes())
+    (d / "tokenizer.model").unlink()
+    (d / "tokenizer.json").unlink()
+    assert run_export(out, "-q", "--hf", d).returncode == 0
+    assert embedded_tokenizer(out) == (None, None)
 
 
 def test_real_release_configs(models, tmp_path):
