@@ -73,11 +73,18 @@ class Cursor {
 // The fewest bytes a value of type t takes (for the array count check).
 size_t min_bytes(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-    case GgufType::kUint16: case GgufType::kInt16: return 2;
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
-    case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
-    case GgufType::kString: return 8;      // its length
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kBool: return 1;
+    case GgufType::kUint16:
+    case GgufType::kInt16: return 2;
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kFloat32: return 4;
+    case GgufType::kUint64:
+    case GgufType::kInt64:
+    case GgufType::kFloat64: return 8;
+    case GgufType::kString: return 8;     // its length
     case GgufType::kArray: return 4 + 8;  // element type and count
   }
   return 1;
@@ -215,7 +222,8 @@ GgufFile::GgufFile(std::span<const std::byte> bytes) {
     KUIPER_CHECK(type != nullptr, "tensor '", t.name, "' has unknown ggml type ", t.type);
     KUIPER_CHECK(t.dims[0] % type->block_values == 0, "tensor '", t.name, "': rows of ", t.dims[0],
                  " values are not whole ", type->name, " blocks of ", type->block_values);
-    const auto bytes_total = checked_mul(numel / uint64_t(type->block_values), uint64_t(type->block_bytes));
+    const auto bytes_total =
+        checked_mul(numel / uint64_t(type->block_values), uint64_t(type->block_bytes));
     KUIPER_CHECK(bytes_total.has_value(), "tensor '", t.name, "' is too large");
     t.bytes = size_t(*bytes_total);
     const auto offset = c.read<uint64_t>(t.name);
@@ -246,8 +254,8 @@ GgufFile::GgufFile(std::span<const std::byte> bytes) {
   std::sort(by_offset.begin(), by_offset.end(),
             [](const GgufTensor* a, const GgufTensor* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < by_offset.size(); ++i)
-    KUIPER_CHECK(by_offset[i - 1]->offset + by_offset[i - 1]->bytes <= by_offset[i]->offset,
-                 "tensors '", by_offset[i - 1]->name, "' and '", by_offset[i]->name, "' overlap");
+    KUIPER_CHECK(by_offset[i - 1]->offset + by_offset[i - 1]->bytes <= by_offset[i]->offset, "tensors '",
+                 by_offset[i - 1]->name, "' and '", by_offset[i]->name, "' overlap");
 }
 
 const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
@@ -343,10 +351,14 @@ std::vector<float> gguf_floats(const GgufArray& a, std::string_view key) {
   std::vector<float> out;
   out.reserve(a.items.size());
   for (const GgufValue& v : a.items) {
-    if (const auto* f = std::get_if<double>(&v.value)) out.push_back(float(*f));
-    else if (const auto* i = std::get_if<int64_t>(&v.value)) out.push_back(float(*i));
-    else if (const auto* u = std::get_if<uint64_t>(&v.value)) out.push_back(float(*u));
-    else fail("metadata '", key, "' is an array of ", gguf_type_name(a.type), ", expected numbers");
+    if (const auto* f = std::get_if<double>(&v.value))
+      out.push_back(float(*f));
+    else if (const auto* i = std::get_if<int64_t>(&v.value))
+      out.push_back(float(*i));
+    else if (const auto* u = std::get_if<uint64_t>(&v.value))
+      out.push_back(float(*u));
+    else
+      fail("metadata '", key, "' is an array of ", gguf_type_name(a.type), ", expected numbers");
   }
   return out;
 }

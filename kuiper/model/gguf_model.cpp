@@ -12,24 +12,35 @@ namespace kuiper {
 namespace {
 
 const std::map<std::string_view, std::string_view, std::less<>> kLayerNames = {
-    {"attention_norm", "attn_norm.weight"}, {"wq", "attn_q.weight"},   {"wk", "attn_k.weight"},
-    {"wv", "attn_v.weight"},                {"wo", "attn_output.weight"}, {"bq", "attn_q.bias"},
-    {"bk", "attn_k.bias"},                  {"bv", "attn_v.bias"},     {"ffn_norm", "ffn_norm.weight"},
-    {"w1", "ffn_gate.weight"},              {"w2", "ffn_down.weight"}, {"w3", "ffn_up.weight"},
+    {"attention_norm", "attn_norm.weight"},
+    {"wq", "attn_q.weight"},
+    {"wk", "attn_k.weight"},
+    {"wv", "attn_v.weight"},
+    {"wo", "attn_output.weight"},
+    {"bq", "attn_q.bias"},
+    {"bk", "attn_k.bias"},
+    {"bv", "attn_v.bias"},
+    {"ffn_norm", "ffn_norm.weight"},
+    {"w1", "ffn_gate.weight"},
+    {"w2", "ffn_down.weight"},
+    {"w3", "ffn_up.weight"},
 };
 
 // Spellings of tokens that end a turn or a document, which llama.cpp also treats as end of
 // generation (llama-vocab.cpp) whether or not a *_token_id key names them.
-constexpr std::string_view kEndOfGeneration[] = {"<|eot_id|>", "<|im_end|>", "<|end_of_text|>",
+constexpr std::string_view kEndOfGeneration[] = {"<|eot_id|>",    "<|im_end|>", "<|end_of_text|>",
                                                  "<|endoftext|>", "<|eom_id|>", "<end_of_turn>",
                                                  "</s>"};
-constexpr int64_t kControlToken = 3;  // tokenizer.ggml.token_type: sentencepiece's CONTROL
+// tokenizer.ggml.token_type: sentencepiece's CONTROL and UNUSED.
+constexpr int64_t kControlToken = 3, kUnusedToken = 5;
 
 // Our chat template names, found by the markers of the Jinja text (tools/checkpoints.py's
 // chat_template_name does the same for Hugging Face files).
 std::string chat_template_name(std::string_view jinja) {
   constexpr std::pair<std::string_view, std::string_view> kMarkers[] = {
-      {"<|im_start|>", "chatml"}, {"<|start_header_id|>", "llama3"}, {"<|user|>", "zephyr"},
+      {"<|im_start|>", "chatml"},
+      {"<|start_header_id|>", "llama3"},
+      {"<|user|>", "zephyr"},
       {"[INST]", "llama2"}};
   for (const auto& [marker, name] : kMarkers)
     if (jinja.find(marker) != std::string_view::npos) return std::string(name);
@@ -38,7 +49,8 @@ std::string chat_template_name(std::string_view jinja) {
 
 int positive_int(const GgufFile& f, const std::string& key) {
   const int64_t v = f.require_integer(key);
-  KUIPER_CHECK(v > 0 && v <= (int64_t(1) << 30), "GGUF metadata '", key, "' must be positive, found ", v);
+  KUIPER_CHECK(v > 0 && v <= (int64_t(1) << 30), "GGUF metadata '", key, "' must be positive, found ",
+               v);
   return int(v);
 }
 
@@ -106,10 +118,10 @@ ModelConfig gguf_model_config(const GgufFile& f, std::span<const std::byte> byte
   c.hidden_dim = positive_int(f, p + "feed_forward_length");
   c.n_layers = positive_int(f, p + "block_count");
   c.n_heads = positive_int(f, p + "attention.head_count");
-  c.n_kv_heads = f.find(p + "attention.head_count_kv") ? positive_int(f, p + "attention.head_count_kv")
-                                                        : c.n_heads;
+  c.n_kv_heads =
+      f.find(p + "attention.head_count_kv") ? positive_int(f, p + "attention.head_count_kv") : c.n_heads;
   c.head_dim = f.find(p + "attention.key_length") ? positive_int(f, p + "attention.key_length")
-                                                   : c.dim / c.n_heads;
+                                                  : c.dim / c.n_heads;
   if (f.find(p + "attention.value_length"))
     KUIPER_CHECK(positive_int(f, p + "attention.value_length") == c.head_dim, "GGUF metadata '", p,
                  "attention.value_length' differs from the key length ", c.head_dim, " (not supported)");
@@ -150,14 +162,21 @@ ModelConfig gguf_model_config(const GgufFile& f, std::span<const std::byte> byte
     if (std::find(c.eos_ids.begin(), c.eos_ids.end(), id) == c.eos_ids.end())
       c.eos_ids.push_back(int32_t(id));
   };
-  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-                          "tokenizer.ggml.eom_token_id"})
+  for (const char* key :
+       {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
     if (const int32_t id = token_id(f, key); id >= 0) add_eos(id);
   if (const GgufArray* tokens = f.array("tokenizer.ggml.tokens")) {
     const auto pieces = gguf_strings(*tokens, "tokenizer.ggml.tokens");
-    c.tokenizer_vocab_size = int(std::min<size_t>(pieces.size(), size_t(1) << 30));
     const GgufArray* types = f.array("tokenizer.ggml.token_type");
-    const auto kinds = types ? gguf_integers(*types, "tokenizer.ggml.token_type") : std::vector<int64_t>{};
+    const auto kinds =
+        types ? gguf_integers(*types, "tokenizer.ggml.token_type") : std::vector<int64_t>{};
+    // The size of the tokenizer the file was made from: llama.cpp's converter pads a byte-level
+    // BPE vocabulary to the embedding's rows with unused "[PAD<id>]" tokens, which the
+    // tokenizer.json it came from (and the one load_gguf_tokenizer builds) does not have.
+    size_t size = pieces.size();
+    if (tok_model == "gpt2")
+      while (size > 0 && size <= kinds.size() && kinds[size - 1] == kUnusedToken) --size;
+    c.tokenizer_vocab_size = int(std::min<size_t>(size, size_t(1) << 30));
     for (size_t id = 0; id < pieces.size() && id < kinds.size(); ++id)
       if (kinds[id] == kControlToken &&
           std::find(std::begin(kEndOfGeneration), std::end(kEndOfGeneration), pieces[id]) !=

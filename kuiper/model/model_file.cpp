@@ -136,10 +136,12 @@ void ModelFile::parse_kuiper() {
   if (header.contains("tokenizer") && !header.at("tokenizer").is_null()) {
     const auto& t = header.at("tokenizer");
     const auto offset = field<size_t>(t, "offset"), size = field<size_t>(t, "bytes");
-    KUIPER_CHECK(data_start <= bytes.size() && offset <= bytes.size() - data_start && size <= bytes.size() - data_start - offset,
+    const size_t data_bytes = bytes.size() - std::min(data_start, bytes.size());
+    KUIPER_CHECK(offset <= data_bytes && size <= data_bytes - offset,
                  "truncated: the embedded tokenizer ends at byte ", data_start + offset + size,
                  " but the file has ", bytes.size(), " bytes");
-    tokenizer_bytes_ = std::string_view(reinterpret_cast<const char*>(bytes.data()) + data_start + offset, size);
+    const char* begin = reinterpret_cast<const char*>(bytes.data()) + data_start + offset;
+    tokenizer_bytes_ = std::string_view(begin, size);
   }
 }
 

@@ -16,7 +16,14 @@ using nlohmann::json;
 constexpr const char* kName = "embedded in the GGUF file";
 
 // tokenizer.ggml.token_type, numbered as sentencepiece's SentencePiece.Type.
-enum TokenType : int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+enum TokenType : int64_t {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
+};
 
 struct Vocabulary {
   std::vector<std::string_view> tokens;
@@ -96,13 +103,13 @@ std::unique_ptr<Tokenizer> sentencepiece_tokenizer(const GgufFile& f) {
   ProtoWriter model;
   for (size_t id = 0; id < n; ++id) {
     const int64_t type = v.types[id];
-    KUIPER_CHECK(type >= kNormal && type <= kByte, "GGUF metadata 'tokenizer.ggml.token_type': token ", id,
-                 " has unknown type ", type);
+    KUIPER_CHECK(type >= kNormal && type <= kByte, "GGUF metadata 'tokenizer.ggml.token_type': token ",
+                 id, " has unknown type ", type);
     byte_fallback = byte_fallback || type == kByte;
     ProtoWriter piece;
     piece.bytes(1, v.tokens[id]);
     piece.fixed_float(2, scores[id]);
-    piece.integer(3, type == kUnknown && int64_t(id) != unk && unk >= 0 ? kNormal : type);
+    piece.integer(3, type);
     model.bytes(1, piece.str());
   }
   // TrainerSpec: a BPE model (llama's vocabularies are sentencepiece BPE, scored by merge rank),
@@ -139,16 +146,28 @@ json pre_tokenizer(std::string_view pre) {
   const auto split = [](const char* regex) {
     return json{{"type", "Sequence"},
                 {"pretokenizers",
-                 {{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}},
-                  {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}}}};
+                 {{{"type", "Split"},
+                   {"pattern", {{"Regex", regex}}},
+                   {"behavior", "Isolated"},
+                   {"invert", false}},
+                  {{"type", "ByteLevel"},
+                   {"add_prefix_space", false},
+                   {"trim_offsets", false},
+                   {"use_regex", false}}}}};
   };
   if (pre == "llama-bpe")
-    return split(R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)");
+    return split(
+        R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)");
   if (pre == "qwen2")
-    return split(R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)");
+    return split(
+        R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)");
   if (pre == "gpt2" || pre == "default")
-    return {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", true}};
-  fail("unsupported GGUF pre-tokenizer '", pre, "' in 'tokenizer.ggml.pre' (supported: llama-bpe, qwen2, gpt2)");
+    return {{"type", "ByteLevel"},
+            {"add_prefix_space", false},
+            {"trim_offsets", false},
+            {"use_regex", true}};
+  fail("unsupported GGUF pre-tokenizer '", pre,
+       "' in 'tokenizer.ggml.pre' (supported: llama-bpe, qwen2, gpt2)");
 }
 
 std::unique_ptr<Tokenizer> bpe_tokenizer(const GgufFile& f) {
@@ -160,10 +179,16 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const GgufFile& f) {
   json added = json::array();
   for (size_t id = 0; id < n; ++id) {
     const std::string token(v.tokens[id]);
+    if (v.types[id] == kUnused) continue;  // the converter's "[PAD<id>]" padding of the vocabulary
     if (v.types[id] == kControl || v.types[id] == kUserDefined) {
       // Added tokens, found in the text before anything else; control ones print nothing.
-      added.push_back({{"id", id}, {"content", token}, {"special", v.types[id] == kControl},
-                       {"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+      added.push_back({{"id", id},
+                       {"content", token},
+                       {"special", v.types[id] == kControl},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false}});
     } else {
       content.vocab.emplace_back(token, int64_t(id));
     }
@@ -187,7 +212,9 @@ std::unique_ptr<Tokenizer> bpe_tokenizer(const GgufFile& f) {
     const std::string bos_token(v.tokens[size_t(bos)]);
     doc["post_processor"] = {
         {"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", bos_token}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+        {"single",
+         {{{"SpecialToken", {{"id", bos_token}, {"type_id", 0}}}},
+          {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
         {"special_tokens", {{bos_token, {{"id", bos_token}, {"ids", {bos}}, {"tokens", {bos_token}}}}}}};
   }
   return make_bpe_tokenizer(content, kName);

@@ -92,9 +92,14 @@ TEST_P(GoldenCli, TokenizesAndGeneratesTheGoldenIds) {
   expect_golden_cli(device(), model(), exported.string());
 }
 
-// A GGUF file written the way llama.cpp's converter writes it, with its own tokenizer only.
+// A GGUF file written the way llama.cpp's converter writes it, with its own tokenizer and with
+// the checkpoint's given on the command line.
 TEST_P(GoldenCli, GgufFileWithItsOwnTokenizer) {
-  expect_golden_cli(device(), model(), gguf_model("{shared}/models/" + model() + "-kjv").string());
+  const auto gguf = gguf_model("{shared}/models/" + model() + "-kjv");
+  const auto tokenizer = shared_dir() / "models" / (model() + "-kjv") /
+                         (model() == "llama2" ? "tokenizer.model" : "tokenizer.json");
+  expect_golden_cli(device(), model(), gguf.string());
+  expect_golden_cli(device(), model(), gguf.string() + " " + tokenizer.string());
 }
 
 INSTANTIATE_TEST_SUITE_P(All, GoldenCli,

@@ -30,13 +30,18 @@ class GgufBuilder {
     ++n_kv_;
     return str(k).raw<uint32_t>(uint32_t(t));
   }
-  GgufBuilder& tensor(std::string_view name, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
+  GgufBuilder& tensor(std::string_view name, std::vector<uint64_t> dims, uint32_t type,
+                      uint64_t offset) {
     tensors_.push_back({std::string(name), std::move(dims), type, offset});
     return *this;
   }
-  std::vector<std::byte> bytes(uint32_t version = 3, size_t alignment = 32, size_t data_bytes = 0) const {
+  std::vector<std::byte> bytes(uint32_t version = 3, size_t alignment = 32,
+                               size_t data_bytes = 0) const {
     GgufBuilder out;
-    out.raw<uint32_t>(GgufFile::kMagic).raw<uint32_t>(version).raw<uint64_t>(tensors_.size()).raw<uint64_t>(n_kv_);
+    out.raw<uint32_t>(GgufFile::kMagic)
+        .raw<uint32_t>(version)
+        .raw<uint64_t>(tensors_.size())
+        .raw<uint64_t>(n_kv_);
     out.kv_.insert(out.kv_.end(), kv_.begin(), kv_.end());
     for (const auto& t : tensors_) {
       out.str(t.name).raw<uint32_t>(uint32_t(t.dims.size()));
@@ -74,7 +79,11 @@ GgufBuilder sample() {
   b.key("f64", GgufType::kFloat64).raw<double>(0.25);
   b.key("yes", GgufType::kBool).raw<uint8_t>(1);
   b.key("name", GgufType::kString).str("kjv");
-  b.key("words", GgufType::kArray).raw<uint32_t>(uint32_t(GgufType::kString)).raw<uint64_t>(2).str("a b").str("");
+  b.key("words", GgufType::kArray)
+      .raw<uint32_t>(uint32_t(GgufType::kString))
+      .raw<uint64_t>(2)
+      .str("a b")
+      .str("");
   b.key("nested", GgufType::kArray).raw<uint32_t>(uint32_t(GgufType::kArray)).raw<uint64_t>(1);
   b.raw<uint32_t>(uint32_t(GgufType::kInt16)).raw<uint64_t>(2).raw<int16_t>(-1).raw<int16_t>(7);
   b.tensor("a", {3, 2}, 0, 0);
@@ -111,7 +120,8 @@ TEST(GgufFile, ReadsEveryValueType) {
   EXPECT_EQ(gguf_strings(*f.array("words"), "words"), (std::vector<std::string_view>{"a b", ""}));
   const GgufArray& nested = *f.array("nested");
   ASSERT_EQ(nested.items.size(), 1u);
-  EXPECT_EQ(gguf_integers(std::get<GgufArray>(nested.items[0].value), "nested"), (std::vector<int64_t>{-1, 7}));
+  EXPECT_EQ(gguf_integers(std::get<GgufArray>(nested.items[0].value), "nested"),
+            (std::vector<int64_t>{-1, 7}));
   EXPECT_EQ(f.integer("absent"), std::nullopt);
   EXPECT_THROW(f.string("u8"), Error);
   EXPECT_THROW(f.integer("name"), Error);
@@ -170,14 +180,18 @@ TEST(GgufFile, DamageIsNamed) {
     for (int i = 0; i < 20; ++i) b.raw<uint32_t>(uint32_t(GgufType::kArray)).raw<uint64_t>(1);
     expect_error(b.bytes(), "nested deeper");
   }
-  expect_error(GgufBuilder().tensor("t", {4}, 0, 8).bytes(3, 32, 64), "not a multiple of the alignment 32");
+  expect_error(GgufBuilder().tensor("t", {4}, 0, 8).bytes(3, 32, 64),
+               "not a multiple of the alignment 32");
   expect_error(GgufBuilder().tensor("t", {4}, 99, 0).bytes(3, 32, 64), "unknown ggml type 99");
   expect_error(GgufBuilder().tensor("t", {48, 1}, 8, 0).bytes(3, 32, 64), "not whole Q8_0 blocks");
   expect_error(GgufBuilder().tensor("t", {4, 0}, 0, 0).bytes(3, 32, 64), "bad dimension 0");
-  expect_error(GgufBuilder().tensor("t", {1ull << 40, 1ull << 40}, 0, 0).bytes(3, 32, 64), "bad dimension");
+  expect_error(GgufBuilder().tensor("t", {1ull << 40, 1ull << 40}, 0, 0).bytes(3, 32, 64),
+               "bad dimension");
   expect_error(GgufBuilder().tensor("t", {1, 1, 1, 1, 1}, 0, 0).bytes(3, 32, 64), "5 dimensions");
-  expect_error(GgufBuilder().tensor("t", {16}, 0, 0).tensor("t", {4}, 0, 64).bytes(3, 32, 128), "'t' appears twice");
-  expect_error(GgufBuilder().tensor("t", {16}, 0, 0).tensor("u", {4}, 0, 32).bytes(3, 32, 128), "overlap");
+  expect_error(GgufBuilder().tensor("t", {16}, 0, 0).tensor("t", {4}, 0, 64).bytes(3, 32, 128),
+               "'t' appears twice");
+  expect_error(GgufBuilder().tensor("t", {16}, 0, 0).tensor("u", {4}, 0, 32).bytes(3, 32, 128),
+               "overlap");
   const std::vector<std::byte> not_gguf(16, std::byte{'x'});
   expect_error(not_gguf, "not a GGUF file");
 }

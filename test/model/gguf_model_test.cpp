@@ -62,10 +62,10 @@ TEST(GgufModel, ConfigMatchesTheExportedFile) {
     const auto bin = ModelFile::open(exported_model("--hf {shared}/models/" + model + "-kjv"));
     const ModelConfig &g = gguf.config(), &b = bin.config();
     EXPECT_EQ(g.architecture, b.architecture) << model;
-    EXPECT_EQ(std::tie(g.dim, g.hidden_dim, g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim, g.vocab_size,
-                       g.max_seq_len),
-              std::tie(b.dim, b.hidden_dim, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim, b.vocab_size,
-                       b.max_seq_len))
+    EXPECT_EQ(std::tie(g.dim, g.hidden_dim, g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim,
+                       g.vocab_size, g.max_seq_len),
+              std::tie(b.dim, b.hidden_dim, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim,
+                       b.vocab_size, b.max_seq_len))
         << model;
     EXPECT_EQ(g.rope_theta, b.rope_theta) << model;
     EXPECT_EQ(g.rope_scaling.enabled, b.rope_scaling.enabled) << model;
@@ -79,11 +79,13 @@ TEST(GgufModel, ConfigMatchesTheExportedFile) {
     EXPECT_EQ(g.dtype, DType::kF32) << model;
     // Llama's q/k rows are already interleaved in the file; Qwen2's are reordered at load. Either
     // way the tensors equal the exported ones, which are interleaved.
-    for (const std::string name : {"layers.1.wq", "layers.1.wk", "layers.1.wv", "layers.1.bq", "layers.1.bk"}) {
+    for (const std::string name :
+         {"layers.1.wq", "layers.1.wk", "layers.1.wv", "layers.1.bq", "layers.1.bk"}) {
       if (!bin.has(name)) continue;
       const int64_t rows = name.ends_with("q") ? b.q_dim() : b.kv_dim();
       const Shape shape = name[9] == 'b' ? Shape{rows} : Shape{rows, b.dim};
-      EXPECT_EQ(max_rel_diff(gguf.tensor(name, shape), bin.tensor(name, shape)), 0.f) << model << " " << name;
+      EXPECT_EQ(max_rel_diff(gguf.tensor(name, shape), bin.tensor(name, shape)), 0.f)
+          << model << " " << name;
     }
   }
 }
