@@ -39,9 +39,9 @@ std::vector<std::string_view> parse_command_line(std::span<char* const> args,
 }
 
 std::pair<std::string, std::string> model_and_tokenizer(std::span<const std::string_view> positional) {
-  KUIPER_CHECK(positional.size() == 2, "expected MODEL and TOKENIZER, got ", positional.size(),
-               " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
-  return {std::string(positional[0]), std::string(positional[1])};
+  KUIPER_CHECK(positional.size() == 1 || positional.size() == 2, "expected MODEL [TOKENIZER], got ",
+               positional.size(), " positional argument", positional.size() == 1 ? "" : "s", " (see --help)");
+  return {std::string(positional[0]), positional.size() == 2 ? std::string(positional[1]) : std::string()};
 }
 
 Device parse_device(std::string_view name) {

@@ -29,7 +29,8 @@ struct OptionTable {
 std::vector<std::string_view> parse_command_line(std::span<char* const> args,
                                                  const OptionTable& table);
 
-// MODEL and TOKENIZER, the positional arguments of every demo program; throws for another count.
+// MODEL and TOKENIZER, the positional arguments of every demo program; TOKENIZER may be left out
+// (then "": the model file's own tokenizer is used). Throws for another count.
 std::pair<std::string, std::string> model_and_tokenizer(std::span<const std::string_view> positional);
 
 // The whole of `text` as a number of type T; throws naming the option otherwise.

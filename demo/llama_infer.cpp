@@ -1,4 +1,4 @@
-// llama_infer MODEL TOKENIZER [options]: generate text, tokenize a prompt, or chat.
+// llama_infer MODEL [TOKENIZER] [options]: generate text, tokenize a prompt, or chat.
 #include <chrono>
 #include <cstdio>
 #include <iostream>

@@ -1,4 +1,4 @@
-// llama_perplexity MODEL TOKENIZER -f TEXT [options]: perplexity of a text, and the KL divergence
+// llama_perplexity MODEL [TOKENIZER] -f TEXT [options]: perplexity of a text, and the KL divergence
 // against a saved base run, the way llama.cpp's llama-perplexity measures them.
 #include <algorithm>
 #include <cerrno>
@@ -42,7 +42,7 @@ struct PplOptions {
 };
 
 std::string usage(const std::string& program) {
-  return "usage: " + program + R"( MODEL TOKENIZER -f TEXT [options]
+  return "usage: " + program + R"( MODEL [TOKENIZER] -f TEXT [options]
 
 Perplexity of a text file, like llama.cpp's llama-perplexity: the text is tokenized as one
 string (with BOS when the model adds one), cut into windows of -c tokens, each window fed on

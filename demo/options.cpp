@@ -7,10 +7,11 @@
 namespace kuiper::demo {
 
 std::string usage(const std::string& program) {
-  return "usage: " + program + R"( MODEL TOKENIZER [options]
+  return "usage: " + program + R"( MODEL [TOKENIZER] [options]
 
-Generates text with a Llama-family model (Llama 2/3, TinyLlama, Qwen2.5) converted by
-tools/export.py (or a llama2.c .bin). TOKENIZER is tokenizer.model or tokenizer.json.
+Generates text with a Llama-family model (Llama 2/3, TinyLlama, Qwen2.5): a GGUF file, a file
+converted by tools/export.py, or a llama2.c .bin. TOKENIZER is tokenizer.model or tokenizer.json;
+without it the model file's own tokenizer is used (GGUF files and export.py's files carry one).
 
   -p, --prompt TEXT    prompt (default: empty, the model starts from BOS)
   -n, --steps N        generate at most N new tokens (default 256)

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kuiper/model/embedded_tokenizer.h"
 
 namespace kuiper::demo {
 namespace {
@@ -14,6 +15,8 @@ namespace {
 void check_tokenizer_fits(const Tokenizer& tok, const ModelConfig& c, const Options& o) {
   const int n = tok.vocab_size();
   const auto mismatch = [&](auto... why) {
+    if (o.tokenizer_path.empty())
+      fail("model file ", o.model_path, ": its embedded tokenizer does not fit it: ", why...);
     fail("tokenizer ", o.tokenizer_path, " does not belong to model ", o.model_path, ": ", why...);
   };
   if (c.tokenizer_vocab_size > 0 && n != c.tokenizer_vocab_size)
@@ -32,12 +35,18 @@ Session open_session(const Options& o) {
   const auto start = std::chrono::steady_clock::now();
   if (o.threads > 0) kernels::cpu::set_threads(o.threads);
   Session s;
-  s.tokenizer = Tokenizer::load(o.tokenizer_path);
+  // A tokenizer given on the command line wins over the model file's (and is read first, so that
+  // a bad one is reported before the model is loaded).
+  if (!o.tokenizer_path.empty()) s.tokenizer = Tokenizer::load(o.tokenizer_path);
   ModelOptions mo;
   mo.device = o.device;
   mo.context = o.context;
   mo.mmap = !o.no_mmap;
   s.model = LlamaModel::load(o.model_path, mo);
+  if (!s.tokenizer) s.tokenizer = embedded_tokenizer(s.model->file());
+  KUIPER_CHECK(s.tokenizer != nullptr, "model file ", o.model_path,
+               " carries no tokenizer (a llama2.c file, or exported before export.py embedded one): "
+               "give its tokenizer.model or tokenizer.json after MODEL");
   check_tokenizer_fits(*s.tokenizer, s.model->config(), o);
   s.load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -293,13 +293,18 @@ CommandResult run_command(const std::string& command, const std::string& input) 
   return r;
 }
 
-std::filesystem::path legacy_int8_model(const std::string& format, const std::string& args) {
+namespace {
+
+// A file a test writer script makes from `args`, cached under the build folder by a key that
+// covers the arguments, the writer and the tools/*.py it imports (so edits never serve stale files).
+std::filesystem::path written_model(const std::string& writer_name, const std::string& command,
+                                    const std::string& prefix, const std::string& suffix,
+                                    const std::string& args) {
   std::string expanded = args;
   for (size_t at; (at = expanded.find("{shared}")) != std::string::npos;)
     expanded.replace(at, 8, shared_dir().string());
-  // As for exported_model: the key covers the writer and the tools/*.py it imports.
-  const auto writer = source_dir() / "test/tools/legacy_int8.py";
-  std::string key = "legacy_int8 " + format + " " + expanded;
+  const auto writer = source_dir() / "test/tools" / writer_name;
+  std::string key = writer_name + " " + command + " " + expanded;
   std::vector<std::filesystem::path> sources = {writer};
   for (const auto& entry : std::filesystem::directory_iterator(source_dir() / "tools"))
     if (entry.path().extension() == ".py") sources.push_back(entry.path());
@@ -312,14 +317,23 @@ std::filesystem::path legacy_int8_model(const std::string& format, const std::st
   }
   const auto dir = bin_dir().parent_path() / "test_models";
   std::filesystem::create_directories(dir);
-  const auto path = dir / (format + "_" + std::to_string(std::hash<std::string>{}(key)) + ".bin");
+  const auto path = dir / (prefix + "_" + std::to_string(std::hash<std::string>{}(key)) + suffix);
   if (!std::filesystem::exists(path)) {
-    const auto r = run_command("python3 " + writer.string() + " " + format + " " + path.string() +
-                               " " + expanded);
-    EXPECT_EQ(r.exit_code, 0) << "legacy_int8.py " << format << " " << expanded << " failed:\n"
-                              << r.err;
+    const auto r = run_command("python3 " + writer.string() + " " + command + (command.empty() ? "" : " ") +
+                               path.string() + " " + expanded);
+    EXPECT_EQ(r.exit_code, 0) << writer_name << " " << command << " " << expanded << " failed:\n" << r.err;
   }
   return path;
+}
+
+}  // namespace
+
+std::filesystem::path gguf_model(const std::string& args) {
+  return written_model("write_gguf.py", "", "gguf", ".gguf", args);
+}
+
+std::filesystem::path legacy_int8_model(const std::string& format, const std::string& args) {
+  return written_model("legacy_int8.py", format, format, ".bin", args);
 }
 
 }  // namespace kuiper::test

@@ -72,6 +72,10 @@ CommandResult run_command(const std::string& command, const std::string& input =
 // cached beside exported_model's files. Fails the calling test if the writer fails.
 std::filesystem::path legacy_int8_model(const std::string& format, const std::string& args);
 
+// A GGUF file written by test/tools/write_gguf.py from `args` (e.g. "{shared}/models/qwen2-kjv
+// --type f32"), cached beside exported_model's files. Fails the calling test if the writer fails.
+std::filesystem::path gguf_model(const std::string& args);
+
 }  // namespace kuiper::test
 
 // Skips the test, with a message naming the path, when the shared test data is missing.

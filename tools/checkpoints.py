@@ -336,6 +336,33 @@ def find_tokenizer(dirs, explicit: str | None, names=("tokenizer.json", "tokeniz
     return None
 
 
+def embeddable_tokenizer(dirs, explicit: str | None) -> str | None:
+    """The tokenizer file the runtime reads that export.py stores in the model file: a sentencepiece
+    tokenizer.model (also where a tokenizer.json beside it is sentencepiece-style, e.g. TinyLlama's,
+    which the runtime does not read), else a byte-level BPE tokenizer.json; Meta's tiktoken
+    tokenizer.model (Llama 3) is not one (None then)."""
+    candidates = [find_tokenizer(dirs, explicit)] if explicit else \
+        [find_tokenizer(dirs, None, names=(n,)) for n in ("tokenizer.model", "tokenizer.json")]
+    for path in candidates:
+        if path is None:
+            continue
+        if path.endswith(".json"):
+            model = (load_json(path).get("model") or {})
+            if model.get("type") == "BPE" and not model.get("byte_fallback"):
+                return path
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if TIKTOKEN_LINE.match(data.split(b"\n", 1)[0].strip()):
+            continue
+        try:
+            sentencepiece_size(data)
+        except (ValueError, IndexError):
+            continue
+        return path
+    return None
+
+
 CHAT_MARKERS = (("<|im_start|>", "chatml"), ("<|start_header_id|>", "llama3"), ("<|user|>", "zephyr"),
                 ("[INST]", "llama2"))
 CHAT_TEMPLATES = ("llama2", "zephyr", "llama3", "chatml")

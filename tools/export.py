@@ -29,7 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from checkpoints import (CHAT_TEMPLATES, chat_template_name, find_tokenizer, load_json,  # noqa: E402
+from checkpoints import (CHAT_TEMPLATES, chat_template_name, embeddable_tokenizer, find_tokenizer,  # noqa: E402
+                         load_json,
                          load_torch_checkpoint, open_safetensors_dir, tokenizer_file_facts)
 from kuiper_format import (DTYPES, GROUP_SIZES, SCALE_DTYPES, ConcatSource, ConstSource,  # noqa: E402
                            ExportError, RandomSource, chunk_rows, write_kuiper, write_legacy)
@@ -392,6 +393,22 @@ def random_model(config_path: str, args):
     return config, tensors
 
 
+def tokenizer_bytes(args) -> bytes | None:
+    """The bytes of the tokenizer file to embed (docs/model-format.md, "Embedded tokenizer"), from the
+    folders the metadata's tokenizer facts come from."""
+    if args.hf:
+        dirs = [args.hf]
+    elif args.meta_llama:
+        dirs = [args.meta_llama, os.path.dirname(os.path.abspath(args.meta_llama))]
+    else:
+        dirs = [os.path.dirname(os.path.abspath(args.random))]
+    path = embeddable_tokenizer(dirs, args.tokenizer)
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
 # ----------------------------------------------------------------------------------------------
 # CLI
 
@@ -446,7 +463,7 @@ def main(argv=None) -> int:
             write_legacy(args.out, config, tensors, show_progress=not args.quiet, threads=args.threads)
         else:
             write_kuiper(args.out, config, tensors, show_progress=not args.quiet, scale_dtype=scale_dtype(args),
-                         threads=args.threads)
+                         threads=args.threads, tokenizer=tokenizer_bytes(args))
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1

@@ -517,29 +517,42 @@ def file_entries(config: dict, tensors: list[tuple[str, Source]], scale_dtype: s
     return out
 
 
-def plan(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp16"):
-    """Header bytes (magic .. padding to the data start), {stored name: offset}, and the data size."""
+def tokenizer_kind(data: bytes) -> str:
+    """"tokenizer.json" for a JSON object, else "sentencepiece" (a tokenizer.model)."""
+    return "tokenizer.json" if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" else "sentencepiece"
+
+
+def plan(config: dict, tensors: list[tuple[str, Source]], scale_dtype: str = "fp16", tokenizer: bytes | None = None):
+    """Header bytes (magic .. padding to the data start), {stored name: offset}, and the data size;
+    the embedded tokenizer's bytes, if any, follow the tensors (offset under the name None)."""
     entries, offsets, off = [], {}, 0
     for name, dt, shape in file_entries(config, tensors, scale_dtype):
         off = -(-off // ALIGN) * ALIGN
         entries.append({"name": name, "dtype": dt, "shape": list(shape), "offset": off})
         offsets[name] = off
         off += tensor_nbytes(dt, shape)
-    header = json.dumps({"config": config, "tensors": entries}, separators=(",", ":")).encode()
+    head = {"config": config, "tensors": entries}
+    if tokenizer is not None:
+        off = -(-off // ALIGN) * ALIGN
+        head["tokenizer"] = {"kind": tokenizer_kind(tokenizer), "offset": off, "bytes": len(tokenizer)}
+        offsets[None] = off
+        off += len(tokenizer)
+    header = json.dumps(head, separators=(",", ":")).encode()
     pre = MAGIC + struct.pack("<II", VERSION, 0) + struct.pack("<Q", len(header)) + header
     pre += b"\0" * (-len(pre) % ALIGN)
     return pre, offsets, off
 
 
 def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], show_progress=True,
-                 scale_dtype: str = "fp16", threads: int | None = None) -> None:
+                 scale_dtype: str = "fp16", threads: int | None = None, tokenizer: bytes | None = None) -> None:
     """The kuiper file of `tensors` (float32 sources); with config dtype int8 the matrices are
     quantized in groups of config["group_size"], their scales stored as `scale_dtype`; with q4 the
     matrices are q4 and the embedding table and classifier int8, all scales fp16. The chunks are
-    converted by `threads` threads (default_threads() if None); the file is the same for any number."""
+    converted by `threads` threads (default_threads() if None); the file is the same for any number.
+    `tokenizer`: the bytes of a tokenizer.model or tokenizer.json to embed after the tensors."""
     if config["dtype"] == "q4":
         scale_dtype = "fp16"
-    pre, offsets, total = plan(config, tensors, scale_dtype)
+    pre, offsets, total = plan(config, tensors, scale_dtype, tokenizer)
     dtypes = [tensor_dtype(name, src.shape, config["dtype"]) for name, src in tensors]
     group = config.get("group_size")
 
@@ -576,6 +589,9 @@ def write_kuiper(path: str, config: dict, tensors: list[tuple[str, Source]], sho
                 if dt in ("int8", "q4"):  # the scales right after the codes
                     pad_to(offsets[name + SCALES_SUFFIX])
                     f.write(memoryview(np.ascontiguousarray(np.concatenate(scales, axis=0))).cast("B"))
+            if tokenizer is not None:
+                pad_to(offsets[None])
+                f.write(tokenizer)
         finally:
             for _, src in tensors:
                 src.close()

@@ -14,6 +14,9 @@ struct RopeScaling {
   float low_freq_factor = 1.f;
   float high_freq_factor = 4.f;
   int original_max_position = 8192;
+  // When not empty (GGUF's rope_freqs.weight): frequency j is divided by freq_factors[j] instead
+  // of by the rule above; head_dim / 2 entries.
+  std::vector<float> freq_factors;
 };
 
 // Everything the runtime needs to know about a model, read from its file (docs/model-format.md).

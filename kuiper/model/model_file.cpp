@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kuiper/base/error.h"
+#include "kuiper/model/gguf_file.h"
+#include "kuiper/model/gguf_model.h"
 
 namespace kuiper {
 namespace {
@@ -90,6 +92,8 @@ ModelFile ModelFile::open(const std::filesystem::path& path, FileBytes::Mode mod
     if (bytes.size() >= kMagic.size() &&
         std::memcmp(bytes.data(), kMagic.data(), kMagic.size()) == 0) {
       m.parse_kuiper();
+    } else if (GgufFile::is_gguf(bytes)) {
+      m.parse_gguf();
     } else {
       m.parse_llama2c();
     }
@@ -129,6 +133,86 @@ void ModelFile::parse_kuiper() {
     const auto dims = field<std::vector<int64_t>>(t, "shape");
     add_tensor(name, *dtype, Shape(std::span(dims)), data_start + field<size_t>(t, "offset"));
   }
+  if (header.contains("tokenizer") && !header.at("tokenizer").is_null()) {
+    const auto& t = header.at("tokenizer");
+    const auto offset = field<size_t>(t, "offset"), size = field<size_t>(t, "bytes");
+    const size_t data_bytes = bytes.size() - std::min(data_start, bytes.size());
+    KUIPER_CHECK(offset <= data_bytes && size <= data_bytes - offset,
+                 "truncated: the embedded tokenizer ends at byte ", data_start + offset + size,
+                 " but the file has ", bytes.size(), " bytes");
+    const char* begin = reinterpret_cast<const char*>(bytes.data()) + data_start + offset;
+    tokenizer_bytes_ = std::string_view(begin, size);
+  }
+}
+
+// llama.cpp's GGUF (docs/model-format.md, "GGUF"): the config from the metadata, our tensor
+// names from GGUF's, the tensors used in place (apart from Qwen2's reordered q/k rows).
+void ModelFile::parse_gguf() {
+  const auto bytes = file_->bytes();
+  gguf_ = std::make_shared<const GgufFile>(bytes);
+  const GgufFile& g = *gguf_;
+  format_ = "gguf v" + std::to_string(g.version());
+  config_ = gguf_model_config(g, bytes);
+  const ModelConfig& c = config_;
+  std::vector<std::string> names = {"tok_embeddings", "norm"};
+  if (!c.tied_embeddings) names.push_back("output");
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (const char* part : {"attention_norm", "wq", "wk", "wv", "wo", "bq", "bk", "bv", "ffn_norm",
+                             "w1", "w2", "w3"}) {
+      if (part[0] == 'b' && !c.attention_bias) continue;
+      names.push_back("layers." + std::to_string(l) + "." + part);
+    }
+  }
+  for (const std::string& name : names) {
+    const std::string gguf_name = gguf_tensor_name(name);
+    const GgufTensor* t = g.find_tensor(gguf_name);
+    KUIPER_CHECK(t != nullptr, "GGUF file lacks tensor '", gguf_name, "'");
+    const auto dtype = dtype_of_ggml(t->type);
+    KUIPER_CHECK(dtype.has_value(), "tensor '", gguf_name, "' has ggml type ", ggml_type(t->type)->name,
+                 ", which kuiper does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+    KUIPER_CHECK(t->dims.size() <= 2, "tensor '", gguf_name, "' has ", t->dims.size(), " dimensions");
+    KUIPER_CHECK(t->dims.size() == 2 || *dtype == DType::kF32, "tensor '", gguf_name, "' is ",
+                 ggml_type(t->type)->name, "; kuiper reads norms and biases in F32 only");
+    const std::vector<int64_t> dims(t->dims.rbegin(), t->dims.rend());  // GGUF lists rows last
+    add_tensor(name, *dtype, Shape(std::span(dims)), t->offset);
+  }
+  if (c.architecture == "qwen2") {
+    for (int l = 0; l < c.n_layers; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      add_rotary_reordered(p + "wq", c.n_heads);
+      add_rotary_reordered(p + "wk", c.n_kv_heads);
+      if (c.attention_bias) {
+        add_rotary_reordered(p + "bq", c.n_heads);
+        add_rotary_reordered(p + "bk", c.n_kv_heads);
+      }
+    }
+  }
+}
+
+// llama.cpp's converter permutes Llama's Hugging Face q/k rows into the interleaved rotary order
+// (pair j = dims 2j, 2j + 1 of a head) that our rope kernels take, but leaves Qwen2's in Hugging
+// Face's rotate-half order (pair j = dims j, j + head_dim / 2), which llama.cpp runs with
+// NeoX-style rope. So Qwen2's wq, wk, bq and bk are reordered here into a private copy, exactly
+// as tools/export.py reorders them: within each head, row 2j <- row j, row 2j + 1 <- row
+// j + head_dim / 2. A row of a block type holds whole blocks, so whole rows move for any dtype.
+void ModelFile::add_rotary_reordered(const std::string& name, int n_heads) {
+  Entry& e = tensors_.at(name);
+  const int64_t head_dim = config_.head_dim, rows = e.shape[0], half = head_dim / 2;
+  KUIPER_CHECK(rows == n_heads * head_dim, "tensor '", gguf_tensor_name(name), "' has ", rows,
+               " rows, expected ", n_heads, " heads of ", head_dim);
+  const size_t row_bytes = storage_bytes(e.dtype, e.shape.numel() / rows);
+  auto copy = Buffer::allocate(row_bytes * size_t(rows), Device::kCPU);
+  const auto* from = reinterpret_cast<const std::byte*>(buffer_->data()) + e.offset;
+  auto* to = static_cast<std::byte*>(copy->data());
+  for (int64_t h = 0; h < n_heads; ++h) {
+    for (int64_t j = 0; j < half; ++j) {
+      const int64_t base = h * head_dim;
+      std::memcpy(to + (base + 2 * j) * row_bytes, from + (base + j) * row_bytes, row_bytes);
+      std::memcpy(to + (base + 2 * j + 1) * row_bytes, from + (base + j + half) * row_bytes, row_bytes);
+    }
+  }
+  e.offset = 0;
+  e.copy = std::move(copy);
 }
 
 // The arrays of a headerless checkpoint, laid out one after another: llama2.c and KuiperLLama
@@ -349,7 +433,7 @@ Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
   KUIPER_CHECK(config_.group_size == 0 || group == config_.group_size, "model file ",
                path().string(), ": '", name, "' has groups of ", group, ", the header says ",
                config_.group_size);
-  Weight w(values, Tensor::view(buffer_, e.offset, e.dtype, e.shape));
+  Weight w(values, Tensor::view(e.copy ? e.copy : buffer_, e.offset, e.dtype, e.shape));
   check_weight(w, name);
   return w;
 }
@@ -360,7 +444,7 @@ Tensor ModelFile::tensor(std::string_view name, const Shape& shape) const {
   const Entry& e = it->second;
   KUIPER_CHECK(e.shape == shape, "model file ", path().string(), ": tensor '", name, "' has shape ",
                e.shape.str(), ", expected ", shape.str());
-  return Tensor::view(buffer_, e.offset, e.dtype, e.shape);
+  return Tensor::view(e.copy ? e.copy : buffer_, e.offset, e.dtype, e.shape);
 }
 
 }  // namespace kuiper

@@ -14,9 +14,10 @@
 namespace kuiper {
 
 class ArraySequence;
+class GgufFile;
 
 // A model file in memory (mapped by default), recognised by content: the project's own format
-// (docs/model-format.md), llama2.c's v0 checkpoints and its versioned (ak42) v1 fp32 and v2 int8
+// (docs/model-format.md), llama.cpp's GGUF (llama and qwen2), llama2.c's v0 checkpoints and its versioned (ak42) v1 fp32 and v2 int8
 // exports, and KuiperLLama's int8 export. Where the header leaves formats apart (llama2.c v0 and
 // KuiperLLama), the file size decides: a file must fit exactly one layout. Tensors are views into the mapping, so
 // nothing is read from disk until a kernel touches it.
@@ -36,14 +37,22 @@ class ModelFile {
   // The matrix `name` [rows, cols]: its values, and for int8 its scales (tensor `name.scales`).
   Weight weight(std::string_view name, const Shape& shape) const;
 
+  // The tokenizer the file carries: GGUF's tokenizer.ggml.* metadata (gguf() is then set), or a
+  // kuiper file's embedded tokenizer.model / tokenizer.json bytes (empty when it has none).
+  const GgufFile* gguf() const { return gguf_.get(); }
+  std::string_view tokenizer_bytes() const { return tokenizer_bytes_; }
+
  private:
   struct Entry {
     DType dtype;
     Shape shape;
-    size_t offset;  // from the start of the file
+    size_t offset;                   // from the start of the file, or of `copy`
+    std::shared_ptr<Buffer> copy{};  // a private copy (rows reordered at load); null: the file
   };
   void add_tensor(std::string name, DType dtype, Shape shape, size_t offset);
   void parse_kuiper();
+  void parse_gguf();
+  void add_rotary_reordered(const std::string& name, int n_heads);
   void parse_llama2c();
   void parse_llama2c_versioned();
   void add_sequence(const ArraySequence& seq);
@@ -52,6 +61,8 @@ class ModelFile {
   std::shared_ptr<Buffer> buffer_;  // the whole mapping, as a CPU buffer
   std::string format_;
   ModelConfig config_;
+  std::shared_ptr<const GgufFile> gguf_;
+  std::string_view tokenizer_bytes_;  // views file_
   std::map<std::string, Entry, std::less<>> tensors_;
 };
 

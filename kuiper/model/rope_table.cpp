@@ -28,7 +28,10 @@ Tensor make_rope_table(const ModelConfig& config, int max_seq_len) {
   for (int j = 0; j < half; ++j) {
     // Computed in fp32 as the reference implementations do, so angles match theirs bit for bit.
     const float f = 1.0f / std::pow(config.rope_theta, float(2 * j) / float(config.head_dim));
-    freqs[j] = config.rope_scaling.enabled ? scaled_frequency(f, config.rope_scaling) : f;
+    const RopeScaling& s = config.rope_scaling;
+    freqs[j] = !s.freq_factors.empty() ? f / s.freq_factors[size_t(j)]
+               : s.enabled             ? scaled_frequency(f, s)
+                                       : f;
   }
   Tensor table(DType::kF32, {max_seq_len, half, 2});
   float* t = table.data<float>();

@@ -250,8 +250,10 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& id
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(const std::filesystem::path& path) {
-  const std::string file = path.string();
-  const TokenizerJson content = read_tokenizer_json(path);
+  return make_bpe_tokenizer(read_tokenizer_json(path), path.string());
+}
+
+std::unique_ptr<Tokenizer> make_bpe_tokenizer(const TokenizerJson& content, const std::string& file) {
   try {
     return std::make_unique<BpeTokenizer>(content, file);
   } catch (const json::exception& e) {

@@ -3,6 +3,8 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 
 #include "kuiper/base/error.h"
 #include "kuiper/tokenizer/utf8.h"
@@ -12,10 +14,9 @@ namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::filesystem::path& path) {
-    const auto status = sp_.Load(path.string());
-    KUIPER_CHECK(status.ok(), "cannot load sentencepiece tokenizer ", path.string(), ": ",
-                 status.ToString());
+  SentencePieceTokenizer(std::string_view model_proto, const std::string& name) {
+    const auto status = sp_.LoadFromSerializedProto(model_proto);
+    KUIPER_CHECK(status.ok(), "cannot load sentencepiece tokenizer ", name, ": ", status.ToString());
     // Control pieces (<s>, </s>) written in a prompt or a chat template are matched as tokens,
     // the way Hugging Face's tokenizers treat them; sentencepiece alone would spell them out.
     for (int id = 0; id < sp_.GetPieceSize(); ++id) {
@@ -93,7 +94,16 @@ class SentencePieceTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path) {
-  return std::make_unique<SentencePieceTokenizer>(path);
+  std::ifstream file(path, std::ios::binary);
+  KUIPER_CHECK(file.good(), "cannot open tokenizer file ", path.string());
+  std::ostringstream bytes;
+  bytes << file.rdbuf();
+  KUIPER_CHECK(!file.bad(), "cannot read tokenizer file ", path.string());
+  return make_sentencepiece_tokenizer(bytes.view(), path.string());
+}
+
+std::unique_ptr<Tokenizer> make_sentencepiece_tokenizer(std::string_view model_proto, const std::string& name) {
+  return std::make_unique<SentencePieceTokenizer>(model_proto, name);
 }
 
 }  // namespace kuiper

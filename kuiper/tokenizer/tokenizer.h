@@ -19,6 +19,9 @@ class Tokenizer {
   // Chooses the implementation by the file's content. Throws kuiper::Error for a missing,
   // unreadable or unsupported file, naming it.
   static std::unique_ptr<Tokenizer> load(const std::filesystem::path& path);
+  // The same from a tokenizer.json's or tokenizer.model's bytes (e.g. embedded in a model file);
+  // `name` stands for the file in messages.
+  static std::unique_ptr<Tokenizer> from_bytes(std::string_view bytes, const std::string& name);
 
   // Text -> ids. The text must be valid UTF-8 (kuiper::Error otherwise, naming the byte offset).
   // Special tokens written in the text (e.g. "<|im_start|>") become their ids and are never split.

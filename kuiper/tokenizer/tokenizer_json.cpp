@@ -187,12 +187,15 @@ const json& sequence_steps(const json& spec, const char* list_key, std::string_v
 }
 
 TokenizerJson read_tokenizer_json(const std::filesystem::path& path) {
-  const std::string text = read_file(path);
+  return parse_tokenizer_json(read_file(path), path.string());
+}
+
+TokenizerJson parse_tokenizer_json(std::string_view text, std::string_view name) {
   TokenizerJson out;
   Reader reader(out);
   if (!json::sax_parse(text, &reader, json::input_format_t::json, /*strict=*/true)) {
-    KUIPER_CHECK(reader.layout_error().empty(), "tokenizer file ", path.string(), ": ", reader.layout_error());
-    fail("cannot parse tokenizer file ", path.string(), " as JSON: ", reader.syntax_error());
+    KUIPER_CHECK(reader.layout_error().empty(), "tokenizer file ", name, ": ", reader.layout_error());
+    fail("cannot parse tokenizer file ", name, " as JSON: ", reader.syntax_error());
   }
   return out;
 }

@@ -22,6 +22,8 @@ struct TokenizerJson {
 
 // Throws kuiper::Error naming the file when it cannot be read or is not well-formed JSON.
 TokenizerJson read_tokenizer_json(const std::filesystem::path& path);
+// The same from the file's text; `name` stands for the file in messages.
+TokenizerJson parse_tokenizer_json(std::string_view text, std::string_view name);
 
 // The "type" of a normalizer / pre-tokenizer / post-processor / decoder object ("" if none).
 std::string step_type(const nlohmann::json& spec);

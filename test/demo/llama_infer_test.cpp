@@ -1,6 +1,7 @@
 // llama_infer end to end: golden greedy generations through the command line, and every kind of
 // bad input ending in one clear line on stderr and a non-zero exit.
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "test/test_util.h"
@@ -51,31 +52,54 @@ INSTANTIATE_TEST_SUITE_P(Exports, Llama2Greedy,
                                            "--meta-llama {shared}/models/llama2-kjv-meta",
                                            "--hf {shared}/models/llama2-kjv --legacy"));
 
-// Every golden case through the command line, per device and model (CUDA skips without a GPU):
-// --tokenize prints the prompt ids and greedy generation gives the greedy ids.
-class GoldenCli : public ::testing::TestWithParam<std::tuple<Device, std::string>> {};
-
-TEST_P(GoldenCli, TokenizesAndGeneratesTheGoldenIds) {
-  const auto& [device, model] = GetParam();
-  KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  KUIPER_REQUIRE_SHARED("models/" + model + "-kjv");
-  if (device == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  const auto exported = exported_model("--hf {shared}/models/" + model + "-kjv");
-  const auto tokenizer = shared_dir() / "models" / (model + "-kjv") /
-                         (model == "llama2" ? "tokenizer.model" : "tokenizer.json");
+// Every golden case of `model` through the command line on `device` with MODEL_AND_TOKENIZER
+// (the tokenizer left out: the model file's own): --tokenize prints the prompt ids and greedy
+// generation gives the greedy ids.
+void expect_golden_cli(Device device, const std::string& model, const std::string& model_and_tokenizer) {
   for (const auto& [section, text_key] : {std::pair<std::string, std::string>{"prompts", "prompt"},
                                           {"raw", "text"}, {"chat", "rendered"}}) {
     if (!golden().at(model).contains(section)) continue;
     for (const auto& p : golden().at(model).at(section)) {
-      const std::string base = exported.string() + " " + tokenizer.string() + " --device " +
-                               std::string(device_name(device)) + " -p " +
-                               shell_quote(p.at(text_key).get<std::string>());
-      EXPECT_EQ(infer(base + " --tokenize").out, ids_line(p.at("prompt_ids"))) << p.at(text_key);
+      const std::string base = model_and_tokenizer + " --device " + std::string(device_name(device)) +
+                               " -p " + shell_quote(p.at(text_key).get<std::string>());
+      EXPECT_EQ(infer(base + " --tokenize").out, ids_line(p.at("prompt_ids")))
+          << model_and_tokenizer << ": " << p.at(text_key);
       const auto r = infer(base + " --temp 0 -n 96 --ids");
       EXPECT_EQ(r.exit_code, 0) << r.err;
-      EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << p.at(text_key);
+      EXPECT_EQ(r.out, ids_line(p.at("greedy_ids"))) << model_and_tokenizer << ": " << p.at(text_key);
     }
   }
+}
+
+// Per device and model (CUDA skips without a GPU).
+class GoldenCli : public ::testing::TestWithParam<std::tuple<Device, std::string>> {
+ protected:
+  void SetUp() override {
+    KUIPER_REQUIRE_SHARED("models/golden_public.json");
+    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
+    if (device() == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+  Device device() const { return std::get<0>(GetParam()); }
+  const std::string& model() const { return std::get<1>(GetParam()); }
+};
+
+// An exported file with the tokenizer given, and with the one export.py embedded in it: the same.
+TEST_P(GoldenCli, TokenizesAndGeneratesTheGoldenIds) {
+  const auto exported = exported_model("--hf {shared}/models/" + model() + "-kjv");
+  const auto tokenizer = shared_dir() / "models" / (model() + "-kjv") /
+                         (model() == "llama2" ? "tokenizer.model" : "tokenizer.json");
+  expect_golden_cli(device(), model(), exported.string() + " " + tokenizer.string());
+  expect_golden_cli(device(), model(), exported.string());
+}
+
+// A GGUF file written the way llama.cpp's converter writes it, with its own tokenizer and with
+// the checkpoint's given on the command line.
+TEST_P(GoldenCli, GgufFileWithItsOwnTokenizer) {
+  const auto gguf = gguf_model("{shared}/models/" + model() + "-kjv");
+  const auto tokenizer = shared_dir() / "models" / (model() + "-kjv") /
+                         (model() == "llama2" ? "tokenizer.model" : "tokenizer.json");
+  expect_golden_cli(device(), model(), gguf.string());
+  expect_golden_cli(device(), model(), gguf.string() + " " + tokenizer.string());
 }
 
 INSTANTIATE_TEST_SUITE_P(All, GoldenCli,
@@ -153,6 +177,40 @@ TEST_F(BadInput, StepsBeyondTheContextStopWithANotice) {
       << "prompt of 6 tokens, 6 fed back, the last one printed: " << ids.out;
 }
 
+// llama2.c files (and kuiper files exported before tokenizers were embedded) need TOKENIZER.
+TEST_F(BadInput, ModelWithoutATokenizer) {
+  const auto legacy = exported_model("--hf {shared}/models/llama2-kjv --legacy").string();
+  expect_clear_error(infer(legacy + " -p hi"), "carries no tokenizer");
+  const auto r = infer(legacy + " " + tokenizer_ + " -p hi -n 2 --temp 0");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+// Damaged or unsupported GGUF files: one line naming the problem.
+TEST_F(BadInput, GgufFiles) {
+  const std::string llama2 = "{shared}/models/llama2-kjv";
+  expect_clear_error(infer(gguf_model(llama2 + " --arch gpt2").string() + " -p hi"),
+                     "unsupported GGUF architecture 'gpt2'");
+  expect_clear_error(infer(gguf_model(llama2 + " --drop llama.block_count").string() + " -p hi"),
+                     "GGUF metadata lacks 'llama.block_count'");
+  expect_clear_error(infer(gguf_model(llama2 + " --drop llama.attention.layer_norm_rms_epsilon").string()),
+                     "llama.attention.layer_norm_rms_epsilon");
+  expect_clear_error(infer(gguf_model(llama2 + " --drop blk.2.ffn_up.weight").string()),
+                     "lacks tensor 'blk.2.ffn_up.weight'");
+  expect_clear_error(infer(gguf_model(llama2 + " --tensor-type blk.0.ffn_down.weight=q4_1").string()),
+                     "tensor 'blk.0.ffn_down.weight' has ggml type Q4_1");
+  expect_clear_error(infer(gguf_model(llama2 + " --drop tokenizer.ggml.tokens").string() + " -p hi"),
+                     "tokenizer.ggml.tokens");
+
+  std::ifstream f(gguf_model(llama2), std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string v2 = good;
+  v2[4] = 2;
+  expect_clear_error(infer(write_file("v2.gguf", v2)), "GGUF version 2 is not supported");
+  expect_clear_error(infer(write_file("half.gguf", good.substr(0, good.size() / 2))), "truncated");
+  expect_clear_error(infer(write_file("head.gguf", good.substr(0, 4096))), "truncated");
+  expect_clear_error(infer(write_file("magic.gguf", good.substr(0, 6))), "truncated");
+}
+
 TEST_F(BadInput, InvalidUtf8Prompt) {
   expect_clear_error(infer(model_ + " " + tokenizer_ + " -p $(printf 'ab\\377cd')"), "UTF-8");
 }
@@ -162,7 +220,8 @@ TEST_F(BadInput, UnknownOptionsAndBadValues) {
   expect_clear_error(infer(model_ + " " + tokenizer_ + " -n many"), "-n");
   expect_clear_error(infer(model_ + " " + tokenizer_ + " --temp"), "--temp");
   expect_clear_error(infer(model_ + " " + tokenizer_ + " --device tpu"), "tpu");
-  expect_clear_error(infer(model_), "MODEL and TOKENIZER");
+  expect_clear_error(infer(""), "expected MODEL [TOKENIZER]");
+  expect_clear_error(infer(model_ + " " + tokenizer_ + " extra"), "expected MODEL [TOKENIZER]");
   expect_clear_error(infer(model_ + " " + tokenizer_ + " --top-p 0"), "top-p");
 }
 

@@ -52,7 +52,9 @@ def test_layout_is_aligned_and_complete(models, exported):
         assert t["offset"] % 64 == 0
         ends.append(start + t["offset"] + int(np.prod(t["shape"])) * kf.ITEMSIZE[t["dtype"]])
         assert t["dtype"] == ("fp32" if len(t["shape"]) == 1 else header["config"]["dtype"])
-    assert len(data) == max(ends)
+    tok = header["tokenizer"]  # the embedded tokenizer.json, after the last tensor
+    assert tok["offset"] % 64 == 0 and start + tok["offset"] >= max(ends)
+    assert len(data) == start + tok["offset"] + tok["bytes"]
     names = [t["name"] for t in header["tensors"]]
     assert names[:10] == ["tok_embeddings", "layers.0.attention_norm", "layers.0.wq", "layers.0.wk",
                           "layers.0.wv", "layers.0.wo", "layers.0.bq", "layers.0.bk", "layers.0.bv",
@@ -130,8 +132,10 @@ def test_meta_model_parallel_shards_are_joined(models, exported, tmp_path, emb_a
 
 
 def test_meta_llama3_matches_hf(models, exported, tmp_path):
-    """A Meta-layout Llama 3 (use_scaled_rope, tied, tiktoken tokenizer.model), made from llama3-kjv."""
-    hf = exported("--hf", models / "llama3-kjv", "--dtype", "bf16")
+    """A Meta-layout Llama 3 (use_scaled_rope, tied, tiktoken tokenizer.model), made from llama3-kjv;
+    both exports name the tiktoken file, which is not embedded (the runtime does not read it)."""
+    tiktoken = models / "llama3" / "original" / "tokenizer.model"
+    hf = exported("--hf", models / "llama3-kjv", "--dtype", "bf16", "--tokenizer", tiktoken)
     cfg, w = read(hf, decode=False)
     meta = {export.meta_name(name): np.asarray(arr) for name, arr in w.items()}
     meta["output.weight"] = meta["tok_embeddings.weight"]
@@ -141,7 +145,7 @@ def test_meta_llama3_matches_hf(models, exported, tmp_path):
         "dim": 128, "n_layers": 4, "n_heads": 2, "n_kv_heads": 1, "vocab_size": 128256, "multiple_of": 128,
         "ffn_dim_multiplier": 1.0, "norm_eps": 1e-5, "rope_theta": 500000.0, "use_scaled_rope": True})
     out = exported("--meta-llama", tmp_path, "--dtype", "bf16", "--max-seq-len", 4096,
-                   "--tokenizer", models / "llama3" / "original" / "tokenizer.model")
+                   "--tokenizer", tiktoken)
     assert out.read_bytes() == hf.read_bytes()
 
 
@@ -201,6 +205,41 @@ def test_metadata_of_the_shared_models(models, exported):
                                   "high_freq_factor": 4.0, "original_max_position": 8192}
     assert (l3["bos_id"], l3["eos_ids"], l3["add_bos"], l3["chat_template"], l3["tokenizer_vocab_size"]) == \
         (128000, [128001, 128008, 128009], True, "llama3", 128256)
+
+
+def embedded_tokenizer(path):
+    data = path.read_bytes()
+    (hlen,) = struct.unpack("<Q", data[16:24])
+    header = json.loads(data[24:24 + hlen])
+    if "tokenizer" not in header:
+        return None, None
+    t, start = header["tokenizer"], -(-(24 + hlen) // 64) * 64
+    return t["kind"], data[start + t["offset"]:start + t["offset"] + t["bytes"]]
+
+
+@pytest.mark.parametrize("model,file,kind", [("llama2-kjv", "tokenizer.model", "sentencepiece"),
+                                             ("qwen2-kjv", "tokenizer.json", "tokenizer.json"),
+                                             ("llama3-kjv", "tokenizer.json", "tokenizer.json")])
+def test_tokenizer_is_embedded(models, exported, model, file, kind):
+    assert embedded_tokenizer(exported("--hf", models / model)) == (kind, (models / model / file).read_bytes())
+
+
+def test_tokenizer_embedding_choices(models, exported, tmp_path):
+    """An explicit --tokenizer is embedded; a sentencepiece model wins over a sentencepiece-style
+    tokenizer.json beside it; a folder without a tokenizer embeds none."""
+    spm = models / "llama2" / "tokenizer.model"
+    explicit = exported("--hf", models / "qwen2-kjv", "--tokenizer", spm)
+    assert embedded_tokenizer(explicit) == ("sentencepiece", spm.read_bytes())
+    d = tmp_path / "both"
+    shutil.copytree(models / "llama2-kjv", d)
+    (d / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "byte_fallback": True, "vocab": {}}}))
+    out = tmp_path / "both.bin"
+    assert run_export(out, "-q", "--hf", d).returncode == 0
+    assert embedded_tokenizer(out) == ("sentencepiece", spm.read_bytes())
+    (d / "tokenizer.model").unlink()
+    (d / "tokenizer.json").unlink()
+    assert run_export(out, "-q", "--hf", d).returncode == 0
+    assert embedded_tokenizer(out) == (None, None)
 
 
 def test_real_release_configs(models, tmp_path):

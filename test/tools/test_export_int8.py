@@ -79,7 +79,7 @@ def test_int8_export_of_llama2_kjv(models, exported, scale_dtype):
     assert {k: v for k, v in cfg.items() if k not in ("dtype", "group_size")} == \
         {k: v for k, v in f32_cfg.items() if k != "dtype"}
 
-    # The layout: NAME then NAME.scales for each matrix, 64-byte aligned, the file ending with the last.
+    # The layout: NAME then NAME.scales for each matrix, 64-byte aligned, then the embedded tokenizer.
     header, start, size = header_of(path)
     want = []
     for name, arr in f32.items():
@@ -89,8 +89,9 @@ def test_int8_export_of_llama2_kjv(models, exported, scale_dtype):
             want.append((name, "fp32", list(arr.shape)))
     assert [(t["name"], t["dtype"], t["shape"]) for t in header["tensors"]] == want
     assert all(t["offset"] % 64 == 0 for t in header["tensors"])
-    last = header["tensors"][-1]
-    assert size == start + last["offset"] + int(np.prod(last["shape"])) * kf.ITEMSIZE[last["dtype"]]
+    last, tok = header["tensors"][-1], header["tokenizer"]
+    assert tok["offset"] == -(-(last["offset"] + int(np.prod(last["shape"])) * kf.ITEMSIZE[last["dtype"]]) // 64) * 64
+    assert size == start + tok["offset"] + tok["bytes"]
 
     _, deq = kf.read_kuiper(str(path))
     assert deq.keys() == f32.keys()

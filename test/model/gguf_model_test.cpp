@@ -1,0 +1,103 @@
+// GGUF files as llama.cpp's converter lays them out (written by test/tools/write_gguf.py from the
+// shared checkpoints) against transformers' golden greedy generations, on each device.
+#include "kuiper/model/gguf_model.h"
+
+#include "kuiper/model/gguf_file.h"
+#include "kuiper/model/llama_model.h"
+#include "test/test_util.h"
+
+namespace kuiper::test {
+namespace {
+
+std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
+
+using DeviceModel = std::tuple<Device, std::string>;
+
+class GgufGolden : public ::testing::TestWithParam<DeviceModel> {
+ protected:
+  void SetUp() override {
+    if (device() == Device::kCUDA && cuda_device_count() == 0)
+      GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
+    KUIPER_REQUIRE_SHARED("models/golden_public.json");
+    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
+  }
+  Device device() const { return std::get<0>(GetParam()); }
+  const std::string& model() const { return std::get<1>(GetParam()); }
+};
+
+// Greedy decoding through the KV cache gives transformers' greedy ids for every golden prompt
+// (up to the golden length, stopping at and including an end-of-generation id of the file).
+TEST_P(GgufGolden, DecodingReproducesTransformers) {
+  ModelOptions options;
+  options.device = device();
+  auto m = LlamaModel::load(gguf_model("{shared}/models/" + model() + "-kjv"), options);
+  EXPECT_EQ(m->file().format(), "gguf v3");
+  const auto& cases = golden().at(model());
+  for (const std::string section : {"prompts", "raw", "chat"}) {
+    if (!cases.contains(section)) continue;
+    for (const auto& c : cases.at(section)) {
+      const auto prompt = ids_of(c.at("prompt_ids")), expected = ids_of(c.at("greedy_ids"));
+      std::vector<int32_t> got = {m->forward_greedy(prompt, 0)};
+      auto pos = int32_t(prompt.size());
+      while (got.size() < expected.size() && !m->config().is_eos(got.back()))
+        got.push_back(m->forward_greedy({&got.back(), 1}, pos++));
+      EXPECT_EQ(got, expected) << section << " case " << c.dump().substr(0, 80);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, GgufGolden,
+                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
+                                            ::testing::Values("llama2", "qwen2", "llama3")),
+                         [](const auto& info) {
+                           return std::string(device_name(std::get<0>(info.param))) + "_" +
+                                  std::get<1>(info.param);
+                         });
+
+// The metadata reads as the same config export.py derives from the checkpoint folder.
+TEST(GgufModel, ConfigMatchesTheExportedFile) {
+  for (const std::string model : {"llama2", "qwen2", "llama3"}) {
+    KUIPER_REQUIRE_SHARED("models/" + model + "-kjv");
+    const auto gguf = ModelFile::open(gguf_model("{shared}/models/" + model + "-kjv"));
+    const auto bin = ModelFile::open(exported_model("--hf {shared}/models/" + model + "-kjv"));
+    const ModelConfig &g = gguf.config(), &b = bin.config();
+    EXPECT_EQ(g.architecture, b.architecture) << model;
+    EXPECT_EQ(std::tie(g.dim, g.hidden_dim, g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim,
+                       g.vocab_size, g.max_seq_len),
+              std::tie(b.dim, b.hidden_dim, b.n_layers, b.n_heads, b.n_kv_heads, b.head_dim,
+                       b.vocab_size, b.max_seq_len))
+        << model;
+    EXPECT_EQ(g.rope_theta, b.rope_theta) << model;
+    EXPECT_EQ(g.rope_scaling.enabled, b.rope_scaling.enabled) << model;
+    EXPECT_FLOAT_EQ(g.norm_eps, b.norm_eps) << model;
+    EXPECT_EQ(g.tied_embeddings, b.tied_embeddings) << model;
+    EXPECT_EQ(g.attention_bias, b.attention_bias) << model;
+    EXPECT_EQ(g.add_bos, b.add_bos) << model;
+    if (b.add_bos) EXPECT_EQ(g.bos_id, b.bos_id) << model;
+    EXPECT_EQ(g.chat_template, b.chat_template) << model;
+    for (int32_t id : g.eos_ids) EXPECT_TRUE(b.is_eos(id)) << model << " eos " << id;
+    EXPECT_EQ(g.dtype, DType::kF32) << model;
+    // Llama's q/k rows are already interleaved in the file; Qwen2's are reordered at load. Either
+    // way the tensors equal the exported ones, which are interleaved.
+    for (const std::string name :
+         {"layers.1.wq", "layers.1.wk", "layers.1.wv", "layers.1.bq", "layers.1.bk"}) {
+      if (!bin.has(name)) continue;
+      const int64_t rows = name.ends_with("q") ? b.q_dim() : b.kv_dim();
+      const Shape shape = name[9] == 'b' ? Shape{rows} : Shape{rows, b.dim};
+      EXPECT_EQ(max_rel_diff(gguf.tensor(name, shape), bin.tensor(name, shape)), 0.f)
+          << model << " " << name;
+    }
+  }
+}
+
+TEST(GgufModel, TensorNames) {
+  EXPECT_EQ(gguf_tensor_name("tok_embeddings"), "token_embd.weight");
+  EXPECT_EQ(gguf_tensor_name("layers.12.wo"), "blk.12.attn_output.weight");
+  EXPECT_EQ(gguf_tensor_name("layers.0.bk"), "blk.0.attn_k.bias");
+  EXPECT_EQ(gguf_tensor_name("layers.3.w1"), "blk.3.ffn_gate.weight");
+  EXPECT_EQ(gguf_tensor_name("layers.3.w2"), "blk.3.ffn_down.weight");
+  EXPECT_EQ(gguf_tensor_name("norm"), "output_norm.weight");
+}
+
+}  // namespace
+}  // namespace kuiper::test
