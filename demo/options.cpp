@@ -22,7 +22,7 @@ tools/export.py (or a llama2.c .bin). TOKENIZER is tokenizer.model or tokenizer.
   -c, --ctx N          context length in tokens (default: the model's, at most 4096)
   -t, --threads N      CPU threads (default: all cores)
       --no-mmap        read the weights into memory instead of mapping the file
-      --tokenize       print the prompt's token ids and exit
+      --tokenize       print the prompt's token ids and exit (--chat: each message's)
       --ids            print generated token ids instead of text
       --chat           interactive conversation (see README)
       --system TEXT    system message for --chat
