@@ -53,6 +53,10 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
                c.max_seq_len);
   KUIPER_CHECK(options.max_batch > 0, "max_batch must be positive");
   batch_ = std::min(options.max_batch, context_);
+  KUIPER_CHECK(options.kv_block_size > 0, "KV block size must be positive");
+  kv_block_size_ = options.kv_block_size;
+  kv_blocks_ = options.kv_blocks > 0 ? options.kv_blocks
+                                     : (context_ + kv_block_size_ - 1) / kv_block_size_;
 
   const int64_t dim = c.dim, hidden = c.hidden_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
   auto weight = [&](const std::string& name, Shape shape) { return place(file_.weight(name, shape)); };
@@ -95,8 +99,9 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
 
   const Device dev = ctx_.device();
   for (int l = 0; l < c.n_layers; ++l) {
-    k_cache_.emplace_back(DType::kF32, Shape{context_, kv_dim}, dev);
-    v_cache_.emplace_back(DType::kF32, Shape{context_, kv_dim}, dev);
+    const int64_t rows = std::max<int64_t>(context_, int64_t(kv_blocks_) * kv_block_size_);
+    k_cache_.emplace_back(DType::kF32, Shape{rows, kv_dim}, dev);
+    v_cache_.emplace_back(DType::kF32, Shape{rows, kv_dim}, dev);
   }
   act_ = std::make_unique<Activations>(Activations{
       Tensor(DType::kI32, {batch_}, dev), Tensor(DType::kI32, {batch_}, dev),
@@ -219,6 +224,16 @@ Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool al
   }
   ctx_.synchronize();
   return result;
+}
+
+Tensor LlamaModel::forward_batch(std::span<const SequenceChunk> chunks) {
+  // Until the paged attention kernels land: one sequence whose blocks are the pool's first ones.
+  KUIPER_CHECK(chunks.size() == 1, "forward_batch takes one sequence for now");
+  const SequenceChunk& c = chunks[0];
+  for (size_t j = 0; j < c.blocks.size(); ++j)
+    KUIPER_CHECK(c.blocks[j] == int32_t(j), "forward_batch needs blocks in pool order for now");
+  const Tensor logits = last_logits(c.tokens, c.start);
+  return c.logits ? logits : act_->logits.rows(0, 0);
 }
 
 int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos) {

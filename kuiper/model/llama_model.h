@@ -20,6 +20,18 @@ struct ModelOptions {
   int max_batch = 512;  // positions per forward pass; longer prompts are prefilled in chunks
   bool cuda_graphs = true;  // replay each CUDA decode step from one recorded graph
   bool mmap = true;         // map the weights (false: read them into private memory)
+  int kv_block_size = 16;   // positions per KV cache block
+  int kv_blocks = 0;        // blocks in the KV pool; 0: enough for one sequence of `context`
+};
+
+// One sequence's share of a batched forward pass: its tokens at positions [start, start + n),
+// their keys and values stored in the sequence's cache blocks (position p in
+// blocks[p / kv_block_size()]), which hold every earlier position already.
+struct SequenceChunk {
+  std::span<const int32_t> tokens;
+  int32_t start = 0;
+  std::span<const int32_t> blocks;
+  bool logits = false;  // whether the logits of its last token are wanted
 };
 
 // The Llama family (Llama 2 and 3, TinyLlama, Qwen2): weights mapped from the model file (and
@@ -44,6 +56,14 @@ class LlamaModel {
   // Feeds tokens like forward() and returns the most likely next token; the argmax runs on the
   // device, so only the id crosses to the host.
   int32_t forward_greedy(std::span<const int32_t> tokens, int32_t pos);
+
+  // The batched forward pass (kuiper/engine): every chunk's tokens through the network at once;
+  // returns device fp32 logits [chunks wanting logits, vocab], in chunk order, valid until the
+  // next forward call. At most max_batch() tokens in all.
+  Tensor forward_batch(std::span<const SequenceChunk> chunks);
+  int max_batch() const { return batch_; }
+  int kv_block_size() const { return kv_block_size_; }
+  int kv_blocks() const { return kv_blocks_; }
 
   // Bytes of weights one decoding step reads (every matrix once, plus the norms).
   size_t weight_bytes_per_token() const;
@@ -74,6 +94,8 @@ class LlamaModel {
   DeviceContext ctx_;
   int context_;
   int batch_;
+  int kv_block_size_;
+  int kv_blocks_;
   std::unordered_map<const void*, Tensor> placed_;  // host weight -> its copy on the device
 
   std::unique_ptr<EmbeddingLayer> embedding_;
