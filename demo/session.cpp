@@ -36,6 +36,7 @@ Session open_session(const Options& o) {
   ModelOptions mo;
   mo.device = o.device;
   mo.context = o.context;
+  mo.kv_blocks = o.kv_blocks;
   mo.mmap = !o.no_mmap;
   s.model = LlamaModel::load(o.model_path, mo);
   check_tokenizer_fits(*s.tokenizer, s.model->config(), o);
