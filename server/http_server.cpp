@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <ctime>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "server/api.h"
@@ -84,16 +86,47 @@ bool same_key(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-// Counts a request as in flight while alive; shutdown() waits for the count to drop to zero.
+// The requests whose replies are being sent, so that shutdown() can end them and wait for them.
+class InFlightRequests {
+ public:
+  explicit InFlightRequests(Metrics& m) : metrics_(m) {}
+
+  void add(engine::RequestId id) {
+    std::lock_guard lock(mutex_);
+    ids_.insert(id);
+    metrics_.request_started();
+  }
+  void remove(engine::RequestId id) {
+    std::lock_guard lock(mutex_);
+    ids_.erase(id);
+    metrics_.request_ended();
+  }
+  std::vector<engine::RequestId> ids() const {
+    std::lock_guard lock(mutex_);
+    return {ids_.begin(), ids_.end()};
+  }
+  bool empty() const {
+    std::lock_guard lock(mutex_);
+    return ids_.empty();
+  }
+
+ private:
+  Metrics& metrics_;
+  mutable std::mutex mutex_;
+  std::unordered_set<engine::RequestId> ids_;
+};
+
+// One request's membership of InFlightRequests, for as long as its reply is being sent.
 class InFlight {
  public:
-  explicit InFlight(Metrics& m) : metrics_(m) { metrics_.request_started(); }
-  ~InFlight() { metrics_.request_ended(); }
+  InFlight(InFlightRequests& all, engine::RequestId id) : all_(all), id_(id) { all_.add(id_); }
+  ~InFlight() { all_.remove(id_); }
   InFlight(const InFlight&) = delete;
   InFlight& operator=(const InFlight&) = delete;
 
  private:
-  Metrics& metrics_;
+  InFlightRequests& all_;
+  engine::RequestId id_;
 };
 
 // One streamed reply: the provider httplib calls until it says done.
@@ -137,6 +170,7 @@ struct HttpServer::Impl {
   int threads;
   Listener http;
   Metrics metrics;
+  InFlightRequests in_flight{metrics};
   std::thread engine_thread;
   std::mutex admission;  // submit() against shutdown(): nothing is submitted after the stop
   bool draining = false;
@@ -250,11 +284,17 @@ struct HttpServer::Impl {
     t_log = {};
   }
 
-  engine::RequestId submit(engine::Request request) {
+  struct Submitted {
+    engine::RequestId id;
+    std::shared_ptr<InFlight> in_flight;
+  };
+  // Submits and counts the request as in flight (under one lock, so shutdown() sees it).
+  Submitted submit(engine::Request request) {
     std::lock_guard lock(admission);
     if (draining) throw shutting_down();
     try {
-      return engine.submit(std::move(request));
+      const engine::RequestId id = engine.submit(std::move(request));
+      return {id, std::make_shared<InFlight>(in_flight, id)};
     } catch (const engine::Refused& e) {
       throw refusal(e);
     }
@@ -266,8 +306,7 @@ struct HttpServer::Impl {
     t_log.prompt_tokens = int(request.prompt.size());
     auto pending = std::make_shared<PendingReply>();
     request.on_update = [pending](const engine::Update& u) { pending->push(u); };
-    auto in_flight = std::make_shared<InFlight>(metrics);
-    const engine::RequestId id = submit(std::move(request));
+    const Submitted submitted = submit(std::move(request));
     const ReplyInfo info{
         .endpoint = endpoint,
         .id = str_cat(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-", started_at, "-", ++replies),
@@ -275,13 +314,15 @@ struct HttpServer::Impl {
         .created = std::time(nullptr)};
     if (!parsed.stream) return reply_whole(res, *pending, info);
     res.set_header("Cache-Control", "no-cache");
-    auto stream = std::make_shared<EventStream>(EventStream{
-        .pending = pending, .info = info, .include_usage = parsed.include_usage, .in_flight = in_flight});
+    auto stream = std::make_shared<EventStream>(EventStream{.pending = pending,
+                                                            .info = info,
+                                                            .include_usage = parsed.include_usage,
+                                                            .in_flight = submitted.in_flight});
     res.set_chunked_content_provider(
         "text/event-stream",
         [stream](size_t, httplib::DataSink& sink) { return stream->write(sink); },
         // Not a success: the client went away (or never read a byte). Its cache blocks go back.
-        [this, id, stream](bool success) {
+        [this, id = submitted.id, stream](bool success) {
           if (success) return;
           engine.cancel(id);
           metrics.count_disconnect();
@@ -310,10 +351,13 @@ struct HttpServer::Impl {
       std::lock_guard lock(admission);
       if (draining) return;
       draining = true;
-      engine.stop();  // every request submitted so far gets its final update
+      // Cancelled requests end at the engine's next step, however busy it is: streams with a
+      // final error event, the others with 503.
+      for (const engine::RequestId id : in_flight.ids()) engine.cancel(id);
+      engine.stop();
     }
     const auto deadline = Clock::now() + kShutdownGrace;
-    while (metrics.active() > 0 && Clock::now() < deadline)
+    while (!in_flight.empty() && Clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     // A signal right after start: wait for listening to begin, or stop() would find nothing.
     while (!http.is_running() && !served && Clock::now() < deadline)
