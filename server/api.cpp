@@ -184,19 +184,18 @@ std::vector<std::string> parse_stop(const Fields& f) {
 
 // Options of the API that change the output in ways we do not implement: refused rather than
 // silently ignored.
-void refuse_unsupported(const Fields& f, Endpoint endpoint) {
+void refuse_unsupported(const Fields& f) {
   if (const auto n = f.integer("n"); n && *n != 1) throw unsupported("n", "only n = 1 is supported");
   if (const auto best_of = f.integer("best_of"); best_of && *best_of != 1)
     throw unsupported("best_of", "only best_of = 1 is supported");
   if (f.boolean("echo").value_or(false)) throw unsupported("echo", "echo is not supported");
   for (const char* penalty : {"presence_penalty", "frequency_penalty"})
     if (f.number(penalty).value_or(0.0) != 0.0) throw unsupported(penalty, "penalties are not supported");
-  if (const json* logprobs = f.find("logprobs")) {
-    const bool wanted = endpoint == Endpoint::kChat ? logprobs->is_boolean() && logprobs->get<bool>()
-                                                    : !(logprobs->is_number_integer() &&
-                                                        logprobs->get<int64_t>() == 0);
-    if (wanted) throw unsupported("logprobs", "log probabilities are not supported");
-  }
+  // Chat asks with true, completions with a count.
+  if (const json* logprobs = f.find("logprobs");
+      logprobs && ((logprobs->is_boolean() && logprobs->get<bool>()) ||
+                   (logprobs->is_number() && logprobs->get<double>() != 0)))
+    throw unsupported("logprobs", "log probabilities are not supported");
   if (f.integer("top_logprobs").value_or(0) != 0)
     throw unsupported("top_logprobs", "log probabilities are not supported");
   if (const json* bias = f.find("logit_bias"); bias && !(bias->is_object() && bias->empty()))
@@ -297,7 +296,7 @@ CompletionRequest parse_completion_request(std::string_view body, Endpoint endpo
     throw wrong_type("model", "a string", *model);
   if (endpoint == Endpoint::kChat) r.messages = parse_messages(f);
   else parse_prompt(f, r);
-  refuse_unsupported(f, endpoint);
+  refuse_unsupported(f);
   parse_sampling(f, r);
   parse_max_tokens(f, r);
   r.params.stop_strings = parse_stop(f);
