@@ -82,6 +82,41 @@ using AttentionFn = void(const Tensor& q, const Tensor& k_cache, const Tensor& v
                          const Tensor& positions, const AttentionShape& shape, const Tensor& out,
                          const DeviceContext& ctx);
 
+// One layer's paged KV cache: block b holds positions [j * block_size, (j + 1) * block_size) of
+// the sequence whose block table lists b at index j.
+struct PagedCache {
+  Tensor k, v;  // [num_blocks * block_size, n_kv_heads * head_dim]; fp32, fp16 or bf16
+  int block_size = 0;
+};
+
+// The rows of a ragged batch. The rows of one sequence are contiguous, at consecutive positions
+// (a prefill chunk, or one decode row); every row's own key/value is stored before attention
+// runs. All tensors live on the kernel's device, so that a captured CUDA graph replays with new
+// values in them.
+struct BatchRows {
+  Tensor positions;     // int32 [n]: the row's position in its sequence
+  Tensor slots;         // int32 [n]: cache row of the row's key/value (block * block_size + offset)
+  Tensor row_seqs;      // int32 [n]: the row's sequence, an index into block_tables
+  Tensor seq_starts;    // int32 [n_seqs + 1]: rows [seq_starts[s], seq_starts[s + 1]) are sequence s
+  Tensor block_tables;  // int32 [n_seqs, max_blocks]
+  int max_positions = 0;  // host-side upper bound on positions[i] + 1, only to size grids/splits
+};
+
+// RoPE of q and k at positions[i] (as RopeStoreFn), k/v stored at cache row slots[i]. A position
+// outside the rotary table or a slot outside the cache: that row's queries become NaN and nothing
+// is stored (CUDA), or a kuiper::Error (CPU). Key: cache dtype.
+using PagedRopeStoreFn = void(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const BatchRows& rows, const Tensor& cos_sin, int head_dim,
+                              const PagedCache& cache, const DeviceContext& ctx);
+
+// Causal attention of each row over positions 0..positions[i] of its sequence, read through the
+// block table (as AttentionFn otherwise). q, out fp32 [n, n_heads * head_dim]. A row whose
+// position reaches past its block table or the cache: NaN (CUDA), or a kuiper::Error (CPU).
+// Key: cache dtype.
+using PagedAttentionFn = void(const Tensor& q, const PagedCache& cache, const BatchRows& rows,
+                              const AttentionShape& shape, const Tensor& out,
+                              const DeviceContext& ctx);
+
 // out = silu(gate) * up, elementwise; out may alias gate or up.  Key: fp32.
 // (The model uses gated_matmul, which includes this; kept as a building block for backends.)
 using SwiGluFn = void(const Tensor& gate, const Tensor& up, const Tensor& out,
@@ -126,6 +161,8 @@ struct Registry {
   KernelRegistry<GatedMatmulFn> gated_matmul{"gated_matmul"};
   KernelRegistry<RopeStoreFn> rope_store{"rope_store"};
   KernelRegistry<AttentionFn> attention{"attention"};
+  KernelRegistry<PagedRopeStoreFn> paged_rope_store{"paged_rope_store"};
+  KernelRegistry<PagedAttentionFn> paged_attention{"paged_attention"};
   KernelRegistry<SwiGluFn> swiglu{"swiglu"};
   KernelRegistry<AddFn> add{"add"};
   KernelRegistry<SoftmaxFn> softmax{"softmax"};

@@ -12,6 +12,11 @@ GatedMatmulFn gated_matmul;
 RmsNormFn rmsnorm;
 RopeStoreFn rope_store;
 AttentionFn attention;
+// T: the cache's storage type (float, f16, bf16); 16-bit keys and values widen on load.
+template <class T>
+PagedRopeStoreFn paged_rope_store;
+template <class T>
+PagedAttentionFn paged_attention;
 SwiGluFn swiglu;
 AddFn add;
 SoftmaxFn softmax;

@@ -3,6 +3,7 @@
 // registers, so one template serves fp32, fp16 and bf16 matrices.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kuiper/base/dtype.h"
 #include "kuiper/base/error.h"
@@ -93,15 +94,16 @@ inline float dot(const float* x, const T* w, int64_t n) {
   return sum;
 }
 
-// y[k] += a * x[k]
-inline void axpy(float a, const float* x, float* y, int64_t n) {
+// y[k] += a * x[k], x widened to fp32 (fp32, fp16 or bf16).
+template <class T>
+inline void axpy(float a, const T* x, float* y, int64_t n) {
   int64_t k = 0;
 #ifdef KUIPER_CPU_AVX2
   const __m256 va = _mm256_set1_ps(a);
   for (; k + 8 <= n; k += 8)
-    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, load8(x + k), _mm256_loadu_ps(y + k)));
 #endif
-  for (; k < n; ++k) y[k] += a * x[k];
+  for (; k < n; ++k) y[k] += a * to_float(x[k]);
 }
 
 // dst[k] = float(src[k])
@@ -112,6 +114,14 @@ inline void widen(const T* src, float* dst, int64_t n) {
   for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(src + k));
 #endif
   for (; k < n; ++k) dst[k] = to_float(src[k]);
+}
+
+// f rounded to the storage type T (fp32: itself).
+template <class T>
+inline T from_float(float f) {
+  if constexpr (std::is_same_v<T, f16>) return to_f16(f);
+  else if constexpr (std::is_same_v<T, bf16>) return to_bf16(f);
+  else return f;
 }
 
 // Softmax of x[0..n) in place.

@@ -43,6 +43,9 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/key_rows.cuh"
+#include "kernels/cuda/paged_prefill.h"
+#include "kernels/paged_batch.h"
 
 namespace kuiper::kernels::cuda {
 namespace {
@@ -60,14 +63,11 @@ constexpr size_t kSharedLimit = 48 * 1024;  // no opt-in needed below this
 
 struct Params {
   int n_heads, n_kv_heads, head_dim, group;
-  int max_seq, splits, tile, min_chunk;
+  int splits, tile, min_chunk;
   float scale;
   bool vec16;  // cache rows of a head allow 16-byte loads
 };
 
-__device__ __forceinline__ int seq_len(int32_t pos, int max_seq) {
-  return pos >= 0 && pos < max_seq ? pos + 1 : 0;
-}
 __device__ __forceinline__ int split_chunk(int len, int splits, int min_chunk) {
   return max(min_chunk, (len + splits - 1) / splits);
 }
@@ -101,14 +101,29 @@ __device__ __forceinline__ void widen(const CT& v, float* out) {
   out[0] = to_f32(v);
 }
 
-// Rows [t0, t0 + count) of one KV head's keys and values into padded shared tiles, loaded in
-// units U: uint4 (16-byte loads, when the head's row allows them; each thread then widens 4 or 8
-// elements) or CT (one element). Each thread issues a batch of key and value loads before it
-// stores any.
+// NaN in every element of a load unit: what a key outside the cache reads as.
 template <class CT, class U>
+__device__ __forceinline__ U nan_unit() {
+  constexpr uint32_t word = sizeof(CT) == 4                       ? 0x7fc00000u
+                            : std::is_same_v<CT, __half>           ? 0x7e007e00u
+                                                                   : 0x7fc07fc0u;
+  if constexpr (std::is_same_v<U, uint4>) {
+    return make_uint4(word, word, word, word);
+  } else {
+    U u;
+    memcpy(&u, &word, sizeof(U));
+    return u;
+  }
+}
+
+// Keys [t0, t0 + count) of one KV head's keys and values (key t at cache row row_of(t)) into
+// padded shared tiles, loaded in units U: uint4 (16-byte loads, when the head's row allows them;
+// each thread then widens 4 or 8 elements) or CT (one element). Each thread issues a batch of key
+// and value loads before it stores any.
+template <class CT, class U, class RowOf>
 __device__ __forceinline__ void load_tiles(float* ks, float* vs, const CT* k_base,
-                                           const CT* v_base, int t0, int count, int D,
-                                           int row_stride) {
+                                           const CT* v_base, const RowOf& row_of, int t0,
+                                           int count, int D, int row_stride) {
   constexpr int kPer = sizeof(U) / sizeof(CT);  // elements a unit
   const int per_row = D / kPer, total = count * per_row;
   for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * blockDim.x) {
@@ -118,9 +133,13 @@ __device__ __forceinline__ void load_tiles(float* ks, float* vs, const CT* k_bas
       const int i = i0 + b * blockDim.x;
       if (i < total) {
         const int r = i / per_row, c = i - r * per_row;
-        const int64_t offset = int64_t(t0 + r) * row_stride + c * kPer;
-        kv[b] = *reinterpret_cast<const U*>(k_base + offset);
-        vv[b] = *reinterpret_cast<const U*>(v_base + offset);
+        const int64_t at = row_of(t0 + r);
+        if (at >= 0) {
+          kv[b] = *reinterpret_cast<const U*>(k_base + at * row_stride + c * kPer);
+          vv[b] = *reinterpret_cast<const U*>(v_base + at * row_stride + c * kPer);
+        } else {
+          kv[b] = vv[b] = nan_unit<CT, U>();
+        }
       }
     }
 #pragma unroll
@@ -139,11 +158,10 @@ __device__ __forceinline__ void load_tiles(float* ks, float* vs, const CT* k_bas
   }
 }
 
-template <class CT>
+template <class CT, class Keys>
 __global__ void __launch_bounds__(kThreads)
-    attention_kernel(Params p, const float* q, const CT* k_cache, const CT* v_cache,
-                     const int32_t* positions, float* out, float* part_ml, float* part_o,
-                     int* done) {
+    attention_kernel(Params p, const float* q, const CT* k_cache, const CT* v_cache, Keys keys,
+                     float* out, float* part_ml, float* part_o, int* done) {
   allow_dependent_launch();
   grid_dependency_wait();
   extern __shared__ float smem[];
@@ -160,7 +178,8 @@ __global__ void __launch_bounds__(kThreads)
 
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;
-  const int len = seq_len(positions[row], p.max_seq);
+  const int len = keys.length(row);
+  if (len < 0) return;  // another kernel's row
   const int chunk = split_chunk(len, p.splits, p.min_chunk);
   const int begin = split * chunk, end = min(len, begin + chunk);
   const int q_width = p.n_heads * D, kv_width = p.n_kv_heads * D;
@@ -187,12 +206,13 @@ __global__ void __launch_bounds__(kThreads)
   }
   const CT* k_base = k_cache + kvh * D;
   const CT* v_base = v_cache + kvh * D;
+  const auto row_of = keys.rows_of(row);
 
   for (int t0 = begin; t0 < end; t0 += tile) {
     const int cnt = min(tile, end - t0);
     __syncthreads();  // the previous tile's readers are done with ks, vs and sc
-    if (p.vec16) load_tiles<CT, uint4>(ks, vs, k_base, v_base, t0, cnt, D, kv_width);
-    else load_tiles<CT, CT>(ks, vs, k_base, v_base, t0, cnt, D, kv_width);
+    if (p.vec16) load_tiles<CT, uint4>(ks, vs, k_base, v_base, row_of, t0, cnt, D, kv_width);
+    else load_tiles<CT, CT>(ks, vs, k_base, v_base, row_of, t0, cnt, D, kv_width);
     if (t0 == begin) {
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
@@ -331,7 +351,7 @@ constexpr size_t kStageBudget = 96 * 1024;  // bytes of keys and values one stag
 constexpr size_t kSpreadShared = 116 * 1024;
 
 struct DecodeParams {
-  int n_heads, n_kv_heads, head_dim, group, max_seq;
+  int n_heads, n_kv_heads, head_dim, group;
   int parts;       // warps a query head; the block has parts * group warps
   int stages;      // pipeline stages: 1, or 2 when a block's share can exceed one stage
   int stage_keys;  // keys a stage holds (a multiple of 32)
@@ -341,19 +361,6 @@ struct DecodeParams {
 };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-                   uint32_t(__cvta_generic_to_shared(dst))),
-               "l"(src)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 // The address of `local` (this block's shared memory) in block `rank` of the cluster.
 __device__ __forceinline__ uint32_t cluster_address(const void* local, int rank) {
   uint32_t out;
@@ -369,10 +376,10 @@ __device__ __forceinline__ void store_cluster(uint32_t address, float v) {
 
 // Grid (C, KV heads, rows), clusters of (C, 1, 1); parts * group warps a block. DJ = ceil(D / 32)
 // dims a lane (d = lane + 32 j).
-template <class CT, int DJ>
+template <class CT, int DJ, class Keys>
 __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
     decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
-                            const int32_t* positions, float* out) {
+                            Keys keys, float* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
   allow_dependent_launch();
@@ -384,7 +391,8 @@ __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
   const int C = gridDim.x, rank = blockIdx.x;  // a cluster spans x
   const int kvh = blockIdx.y, row = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int len = seq_len(positions[row], p.max_seq);
+  const int len = keys.length(row);
+  if (len < 0) return;  // another kernel's row: the whole cluster returns
   const int64_t q_width = int64_t(p.n_heads) * D;
   float* out_group = out + row * q_width + int64_t(kvh) * E;  // the group's heads, contiguous
   const int slice = (E + C - 1) / C, e0 = min(E, rank * slice), e1 = min(E, e0 + slice);
@@ -403,8 +411,9 @@ __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
   float* recv_o = recv_l + C * P * slice;
 
   const int64_t kv_stride = int64_t(p.n_kv_heads) * D;
-  const CT* k_head = k_cache + int64_t(b0) * kv_stride + int64_t(kvh) * D;
-  const CT* v_head = v_cache + int64_t(b0) * kv_stride + int64_t(kvh) * D;
+  const CT* k_head = k_cache + int64_t(kvh) * D;
+  const CT* v_head = v_cache + int64_t(kvh) * D;
+  const auto row_of = keys.rows_of(row);
   // Round r's keys and values into stage r % stages, one commit group a round (empty past the
   // last, so that the group count stays uniform).
   auto issue = [&](int r) {
@@ -414,8 +423,10 @@ __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
       for (int i = tid; i < 2 * per; i += blockDim.x) {
         const bool is_v = i >= per;
         const int j = is_v ? i - per : i, kr = j / p.units, u = j - kr * p.units;
-        const CT* src = (is_v ? v_head : k_head) + int64_t(k0 + kr) * kv_stride + u * kPer;
-        cp_async16(st + ((is_v ? p.stage_keys : 0) + kr) * p.row_stride + u * 16, src);
+        unsigned char* dst = st + ((is_v ? p.stage_keys : 0) + kr) * p.row_stride + u * 16;
+        const int64_t at = row_of(b0 + k0 + kr);
+        if (at >= 0) cp_async16(dst, (is_v ? v_head : k_head) + at * kv_stride + u * kPer);
+        else *reinterpret_cast<uint4*>(dst) = nan_unit<CT, uint4>();
       }
     }
     cp_async_commit();
@@ -614,10 +625,10 @@ int active_clusters(const void* kernel, const DecodePlan& plan) {
   return clusters;
 }
 
-template <class CT, int DJ>
+template <class CT, int DJ, class Keys>
 const void* prepared_decode_kernel() {
   static const void* kernel = [] {
-    auto* k = decode_attention_kernel<CT, DJ>;
+    auto* k = decode_attention_kernel<CT, DJ, Keys>;
     KUIPER_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            int(shared_optin())));
     KUIPER_CUDA_CHECK(
@@ -627,19 +638,20 @@ const void* prepared_decode_kernel() {
   return kernel;
 }
 
-template <class CT>
+template <class CT, class Keys>
 const void* decode_kernel_for(int head_dim) {
   switch ((head_dim + 31) / 32) {
-    case 1: return prepared_decode_kernel<CT, 1>();
-    case 2: return prepared_decode_kernel<CT, 2>();
-    case 3: return prepared_decode_kernel<CT, 3>();
-    default: return prepared_decode_kernel<CT, 4>();
+    case 1: return prepared_decode_kernel<CT, 1, Keys>();
+    case 2: return prepared_decode_kernel<CT, 2, Keys>();
+    case 3: return prepared_decode_kernel<CT, 3, Keys>();
+    default: return prepared_decode_kernel<CT, 4, Keys>();
   }
 }
 
-// The cluster kernel's launch for n rows, or false where the tiled kernel serves (see the top).
-template <class CT>
-bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_seq, const void* k, const void* v,
+// The cluster kernel's launch for n rows of at most max_keys keys each, or false where the tiled
+// kernel serves (see the top).
+template <class CT, class Keys>
+bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_keys, const void* k, const void* v,
                  DecodePlan& plan) {
   const AttentionDecodeConfig config = decode_config_storage();
   const int G = H / KVH;
@@ -651,7 +663,7 @@ bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_seq, const void* 
   if (config.kernel == AttentionDecodeConfig::kAuto && blocks >= target) return false;
 
   DecodeParams& p = plan.p;
-  p.n_heads = H, p.n_kv_heads = KVH, p.head_dim = D, p.group = G, p.max_seq = int(max_seq);
+  p.n_heads = H, p.n_kv_heads = KVH, p.head_dim = D, p.group = G;
   p.scale = 1.f / std::sqrt(float(D));
   const int warps = std::clamp(config.warps > 0 ? config.warps : 8, 1, kMaxDecodeWarps);
   p.parts = std::max(1, warps / G);
@@ -670,12 +682,13 @@ bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_seq, const void* 
     while (cluster * 2 <= std::min(config.cluster, kMaxCluster)) cluster *= 2;
   } else {
     while (cluster * 2 <= kMaxCluster && blocks * cluster * 2 <= target &&
-           int64_t(cluster) * 2 * 32 <= max_seq)
+           int64_t(cluster) * 2 * 32 <= max_keys)
       cluster *= 2;
   }
-  const void* kernel = decode_kernel_for<CT>(D);
+  const void* kernel = decode_kernel_for<CT, Keys>(D);
   for (; cluster >= 1; cluster /= 2) {
-    const int64_t share = (max_seq + cluster - 1) / cluster;  // keys a block at most
+    // Keys a block at most (more, past max_keys, take more rounds of the same stages).
+    const int64_t share = (std::max<int64_t>(max_keys, 1) + cluster - 1) / cluster;
     p.stage_keys = int(std::min<int64_t>(stage_cap, (share + 31) / 32 * 32));
     p.stages = share > p.stage_keys ? 2 : 1;
     plan.cluster = cluster;
@@ -704,9 +717,9 @@ bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_seq, const void* 
   return false;
 }
 
-template <class CT>
-void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
-                   const int32_t* positions, float* out, cudaStream_t stream) {
+template <class CT, int DJ, class Keys>
+void launch_decode_dj(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
+                      const Keys& keys, float* out, cudaStream_t stream) {
   cudaLaunchAttribute attributes[2]{};
   attributes[0].id = cudaLaunchAttributeClusterDimension;
   attributes[0].val.clusterDim.x = unsigned(plan.cluster);
@@ -721,66 +734,41 @@ void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* 
   config.stream = stream;
   config.attrs = attributes;
   config.numAttrs = pdl_attention() && pdl_enabled() ? 2 : 1;
-  const DecodeParams p = plan.p;
-  switch ((p.head_dim + 31) / 32) {
-    case 1:
-      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 1>, p, q, k, v,
-                                           positions, out));
-      break;
-    case 2:
-      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 2>, p, q, k, v,
-                                           positions, out));
-      break;
-    case 3:
-      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 3>, p, q, k, v,
-                                           positions, out));
-      break;
-    default:
-      KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, 4>, p, q, k, v,
-                                           positions, out));
+  KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, DJ, Keys>, plan.p, q,
+                                       k, v, keys, out));
+}
+
+template <class CT, class Keys>
+void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
+                   const Keys& keys, float* out, cudaStream_t stream) {
+  switch ((plan.p.head_dim + 31) / 32) {
+    case 1: launch_decode_dj<CT, 1>(plan, n, q, k, v, keys, out, stream); break;
+    case 2: launch_decode_dj<CT, 2>(plan, n, q, k, v, keys, out, stream); break;
+    case 3: launch_decode_dj<CT, 3>(plan, n, q, k, v, keys, out, stream); break;
+    default: launch_decode_dj<CT, 4>(plan, n, q, k, v, keys, out, stream);
   }
 }
 
-}  // namespace
-
-template <class T>
-void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-               const Tensor& positions, const AttentionShape& shape, const Tensor& out,
-               const DeviceContext& ctx) {
+// Attention of n query rows whose keys `keys` locates, each over at most max_keys keys (a bound
+// for sizing the splits only: longer rows stay correct): the cluster kernel where it applies,
+// else the tiled kernel. Rows that keys.length() gives to another kernel are left alone.
+template <class CT, class Keys>
+void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const float* q,
+            const CT* k_cache, const CT* v_cache, const Keys& keys, float* out,
+            const DeviceContext& ctx) {
   const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
-  KUIPER_CHECK(H > 0 && KVH > 0 && D > 0 && H % KVH == 0, "attention: ", H, " heads do not share ",
-               KVH, " KV heads evenly (head_dim ", D, ")");
-  expect_tensor("attention", "queries", q, DType::kF32);
-  expect_tensor("attention", "key cache", k_cache, dtype_of<T>());
-  expect_tensor("attention", "value cache", v_cache, dtype_of<T>());
-  expect_tensor("attention", "positions", positions, DType::kI32);
-  expect_tensor("attention", "output", out, DType::kF32);
-  const int64_t n = q.numel() / (int64_t(H) * D), max_seq = k_cache.dim(0);
-  expect_numel("attention", "queries", q, n * H * D);
-  expect_numel("attention", "output", out, n * H * D);
-  expect_numel("attention", "positions", positions, n);
-  expect_numel("attention", "key cache", k_cache, max_seq * KVH * D);
-  expect_numel("attention", "value cache", v_cache, max_seq * KVH * D);
-  KUIPER_CHECK(max_seq <= INT_MAX && n <= INT_MAX, "attention: sizes beyond int range");
-  if (n == 0) return;
-
-  using CT = DeviceType<T>;
   DecodePlan plan;
-  if (plan_decode<CT>(n, H, KVH, D, max_seq, k_cache.raw_data(), v_cache.raw_data(), plan)) {
-    launch_decode<CT>(plan, n, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
-                      reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
-                      out.data<float>(), stream_of(ctx));
+  if (plan_decode<CT, Keys>(n, H, KVH, D, max_keys, k_cache, v_cache, plan)) {
+    launch_decode<CT>(plan, n, q, k_cache, v_cache, keys, out, stream_of(ctx));
     return;
   }
 
-  const bool vec16 = D % int(16 / sizeof(T)) == 0 && aligned16(k_cache.raw_data()) &&
-                     aligned16(v_cache.raw_data());
-  Params p{H, KVH, D, H / KVH, int(max_seq), 1, kMaxTile, min_chunk(), 1.f / std::sqrt(float(D)),
-           vec16};
+  const bool vec16 = D % int(16 / sizeof(CT)) == 0 && aligned16(k_cache) && aligned16(v_cache);
+  Params p{H, KVH, D, H / KVH, 1, kMaxTile, min_chunk(), 1.f / std::sqrt(float(D)), vec16};
   // Split the keys while the rows and KV heads alone give fewer than two blocks per SM.
   const int64_t blocks = n * KVH, target = 2 * int64_t(sm_count());
   if (blocks < target) {
-    const int64_t useful = std::max<int64_t>(1, (max_seq + p.min_chunk - 1) / p.min_chunk);
+    const int64_t useful = std::max<int64_t>(1, (max_keys + p.min_chunk - 1) / p.min_chunk);
     p.splits = int(std::min<int64_t>({(target + blocks - 1) / blocks, useful, kMaxSplits}));
   }
   while (p.tile > 8 && shared_floats(p.group, D, p.tile) * sizeof(float) > kSharedLimit)
@@ -806,11 +794,84 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
     part_ml = static_cast<float*>(ws.scratch);
     part_o = part_ml + ml_floats;
   }
-  launch_with(pdl_attention(), attention_kernel<CT>,
+  launch_with(pdl_attention(), attention_kernel<CT, Keys>,
               dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
-              stream_of(ctx), p, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
-              reinterpret_cast<const CT*>(v_cache.data<T>()), positions.data<int32_t>(),
-              out.data<float>(), part_ml, part_o, done);
+              stream_of(ctx), p, q, k_cache, v_cache, keys, out, part_ml, part_o, done);
+}
+
+void check_shape(const char* op, const AttentionShape& shape) {
+  const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
+  KUIPER_CHECK(H > 0 && KVH > 0 && D > 0 && H % KVH == 0, op, ": ", H, " heads do not share ", KVH,
+               " KV heads evenly (head_dim ", D, ")");
+}
+
+}  // namespace
+
+template <class T>
+void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+               const Tensor& positions, const AttentionShape& shape, const Tensor& out,
+               const DeviceContext& ctx) {
+  check_shape("attention", shape);
+  const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
+  expect_tensor("attention", "queries", q, DType::kF32);
+  expect_tensor("attention", "key cache", k_cache, dtype_of<T>());
+  expect_tensor("attention", "value cache", v_cache, dtype_of<T>());
+  expect_tensor("attention", "positions", positions, DType::kI32);
+  expect_tensor("attention", "output", out, DType::kF32);
+  const int64_t n = q.numel() / (int64_t(H) * D), max_seq = k_cache.dim(0);
+  expect_numel("attention", "queries", q, n * H * D);
+  expect_numel("attention", "output", out, n * H * D);
+  expect_numel("attention", "positions", positions, n);
+  expect_numel("attention", "key cache", k_cache, max_seq * KVH * D);
+  expect_numel("attention", "value cache", v_cache, max_seq * KVH * D);
+  KUIPER_CHECK(max_seq <= INT_MAX && n <= INT_MAX, "attention: sizes beyond int range");
+  if (n == 0) return;
+  using CT = DeviceType<T>;
+  const ContiguousKeys keys{positions.data<int32_t>(), int(max_seq)};
+  attend<CT>(n, shape, max_seq, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
+             reinterpret_cast<const CT*>(v_cache.data<T>()), keys, out.data<float>(), ctx);
+}
+
+// Prefill chunks of 16-bit caches go to the tensor-core kernel (paged_prefill.cu), every other
+// row (decode rows, short chunks, fp32 caches) to the kernels above; both launch over shapes
+// only and sort the rows out on the device.
+template <class T>
+void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& rows,
+                     const AttentionShape& shape, const Tensor& out, const DeviceContext& ctx) {
+  constexpr const char* op = "paged_attention";
+  check_shape(op, shape);
+  const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
+  const PagedBatchShape s = check_paged_batch(op, rows, cache, int64_t(KVH) * D, Device::kCUDA);
+  expect_tensor(op, "queries", q, DType::kF32);
+  expect_tensor(op, "output", out, DType::kF32);
+  expect_numel(op, "queries", q, s.n * H * D);
+  expect_numel(op, "output", out, s.n * H * D);
+  KUIPER_CHECK(cache.k.dtype() == dtype_of<T>(), op, ": cache of ", dtype_name(cache.k.dtype()),
+               ", kernel for ", dtype_name(dtype_of<T>()));
+  KUIPER_CHECK(s.n <= INT_MAX && s.cache_rows <= INT_MAX && s.max_blocks * cache.block_size <= INT_MAX,
+               op, ": sizes beyond int range");
+  if (s.n == 0) return;
+  using CT = DeviceType<T>;
+  const auto* k = reinterpret_cast<const CT*>(cache.k.data<T>());
+  const auto* v = reinterpret_cast<const CT*>(cache.v.data<T>());
+  PagedKeys keys{rows.positions.data<int32_t>(),
+                 rows.row_seqs.data<int32_t>(),
+                 rows.seq_starts.data<int32_t>(),
+                 rows.block_tables.data<int32_t>(),
+                 int(s.n),
+                 int(s.n_seqs),
+                 int(s.max_blocks),
+                 cache.block_size,
+                 int(s.cache_rows / cache.block_size),
+                 0};
+  const int64_t max_keys = std::min<int64_t>(rows.max_positions, s.max_blocks * cache.block_size);
+  if constexpr (sizeof(T) == 2) {
+    if (prefill_supported(shape, s.n) && aligned16(k) && aligned16(v)) {  // 16-byte copies
+      keys.chunk_rows = kPrefillChunkRows;
+      launch_paged_prefill(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
+    }
+  }
+  attend<CT>(s.n, shape, max_keys, q.data<float>(), k, v, keys, out.data<float>(), ctx);
 }
 
 AttentionDecodeConfig attention_decode_config() { return decode_config_storage(); }
@@ -824,5 +885,8 @@ template void attention<f16>(const Tensor&, const Tensor&, const Tensor&, const 
                              const AttentionShape&, const Tensor&, const DeviceContext&);
 template void attention<bf16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                               const AttentionShape&, const Tensor&, const DeviceContext&);
+template PagedAttentionFn paged_attention<float>;
+template PagedAttentionFn paged_attention<f16>;
+template PagedAttentionFn paged_attention<bf16>;
 
 }  // namespace kuiper::kernels::cuda

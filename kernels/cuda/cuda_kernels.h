@@ -28,6 +28,12 @@ template <class T>
 void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
                 const Tensor& cos_sin, int head_dim, const Tensor& k_cache, const Tensor& v_cache,
                 const DeviceContext& ctx);
+// Paged caches (kernels.h); T: the cache's type. paged_attention: decode rows and short chunks on
+// the kernels of attention (split or cluster), prefill chunks of 16-bit caches on tensor cores.
+template <class T>
+PagedRopeStoreFn paged_rope_store;
+template <class T>
+PagedAttentionFn paged_attention;
 template <class T>
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                const Tensor& positions, const AttentionShape& shape, const Tensor& out,

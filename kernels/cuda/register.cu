@@ -15,6 +15,8 @@ void register_typed(Registry& r) {
   r.gated_matmul.add(kCUDA, t, cuda::gated_matmul<T>);
   r.rope_store.add(kCUDA, t, cuda::rope_store<T>);
   r.attention.add(kCUDA, t, cuda::attention<T>);
+  r.paged_rope_store.add(kCUDA, t, cuda::paged_rope_store<T>);
+  r.paged_attention.add(kCUDA, t, cuda::paged_attention<T>);
 }
 
 }  // namespace

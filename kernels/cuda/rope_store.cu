@@ -2,13 +2,15 @@
 // cache, in one launch: one thread per pair of adjacent elements of a row, over the row's query
 // pairs, key pairs and value pairs (so decoding's single row gets a few blocks, prefill's rows
 // many). Rotated keys and the values go straight to the cache row of the position, converted to
-// the cache's type; k and v themselves are not changed. The position is read on the device, so
-// one launch serves every decoding step of a CUDA graph. A position outside the table or the
-// cache cannot throw there: that row's queries become NaN and nothing is written to the caches.
+// the cache's type (paged caches: to the row's slot); k and v themselves are not changed. The
+// position and slot are read on the device, so one launch serves every decoding step of a CUDA
+// graph. A position outside the table or the cache, or a slot outside the cache, cannot throw
+// there: that row's queries become NaN and nothing is written to the caches.
 #include <climits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/paged_batch.h"
 
 namespace kuiper::kernels::cuda {
 namespace {
@@ -32,8 +34,10 @@ struct RopeStoreParams {
   const float2* k;  // [n, kv_pairs]
   const float2* v;
   const int32_t* positions;
+  const int32_t* slots;   // cache row of each row's key and value; null: the position
   const float2* cos_sin;  // [max_pos, half]
-  int max_pos;  // rows of the table and the cache alike (the smaller)
+  int max_pos;     // rows of the table (and of a contiguous cache: the smaller)
+  int cache_rows;  // rows of the cache
   int q_pairs, kv_pairs, half;
   int64_t total;  // n * (q_pairs + 2 * kv_pairs)
 };
@@ -48,7 +52,8 @@ __global__ void rope_store_kernel(RopeStoreParams p, CT* k_cache, CT* v_cache) {
   const int64_t row = t / units;
   int u = int(t - row * units);
   const int32_t pos = p.positions[row];
-  const bool valid = pos >= 0 && pos < p.max_pos;
+  const int32_t slot = p.slots != nullptr ? p.slots[row] : pos;
+  const bool valid = pos >= 0 && pos < p.max_pos && slot >= 0 && slot < p.cache_rows;
   if (u < p.q_pairs) {
     float2* pair = p.q + row * p.q_pairs + u;
     if (!valid) {
@@ -60,7 +65,7 @@ __global__ void rope_store_kernel(RopeStoreParams p, CT* k_cache, CT* v_cache) {
   }
   if (!valid) return;
   u -= p.q_pairs;
-  const int64_t cache_pair = int64_t(pos) * p.kv_pairs;
+  const int64_t cache_pair = int64_t(slot) * p.kv_pairs;
   if (u < p.kv_pairs) {
     const float2 rotated =
         rotate(p.k[row * p.kv_pairs + u], p.cos_sin[int64_t(pos) * p.half + u % p.half]);
@@ -71,13 +76,12 @@ __global__ void rope_store_kernel(RopeStoreParams p, CT* k_cache, CT* v_cache) {
   }
 }
 
-}  // namespace
-
+// The launch for both caches: key and value of row i to cache row slots[i] (paged), or to the
+// row of its position where slots is empty (contiguous).
 template <class T>
-void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
-                const Tensor& cos_sin, int head_dim, const Tensor& k_cache, const Tensor& v_cache,
-                const DeviceContext& ctx) {
-  constexpr const char* op = "rope_store";
+void store_rows(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                const Tensor& positions, const Tensor& slots, const Tensor& cos_sin, int head_dim,
+                const Tensor& k_cache, const Tensor& v_cache, const DeviceContext& ctx) {
   expect_tensor(op, "queries", q, DType::kF32);
   expect_tensor(op, "keys", k, DType::kF32);
   expect_tensor(op, "values", v, DType::kF32);
@@ -95,8 +99,12 @@ void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
   expect_numel(op, "keys", k, n * kv_width);
   expect_numel(op, "values", v, n * kv_width);
   expect_numel(op, "value cache", v_cache, k_cache.numel());
+  if (!slots.empty()) {
+    expect_tensor(op, "slots", slots, DType::kI32);
+    expect_numel(op, "slots", slots, n);
+  }
   KUIPER_CHECK(k_cache.numel() == max_seq * kv_width, op, ": key cache ", k_cache.describe(),
-               " is not [max_seq, ", kv_width, "]");
+               " is not [rows, ", kv_width, "]");
   const int half = head_dim / 2;
   KUIPER_CHECK(cos_sin.ndim() >= 1 && cos_sin.numel() == cos_sin.dim(0) * half * 2, op,
                ": cos_sin ", cos_sin.describe(), " is not [max_seq, ", half, ", 2]");
@@ -113,8 +121,11 @@ void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
   p.k = reinterpret_cast<const float2*>(k.data<float>());
   p.v = reinterpret_cast<const float2*>(v.data<float>());
   p.positions = positions.data<int32_t>();
+  p.slots = slots.empty() ? nullptr : slots.data<int32_t>();
   p.cos_sin = reinterpret_cast<const float2*>(cos_sin.data<float>());
-  p.max_pos = int(std::min<int64_t>({cos_sin.dim(0), max_seq, INT_MAX}));
+  // A contiguous cache also bounds the positions; a paged one bounds the slots only.
+  p.max_pos = int(std::min<int64_t>({cos_sin.dim(0), slots.empty() ? max_seq : INT_MAX, INT_MAX}));
+  p.cache_rows = int(std::min<int64_t>(max_seq, INT_MAX));
   p.q_pairs = int(q_width / 2);
   p.kv_pairs = int(kv_width / 2);
   p.half = half;
@@ -123,6 +134,25 @@ void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
   using CT = DeviceType<T>;
   launch(rope_store_kernel<CT>, blocks_for(p.total, kThreads), kThreads, 0, stream_of(ctx), p,
          reinterpret_cast<CT*>(k_cache.data<T>()), reinterpret_cast<CT*>(v_cache.data<T>()));
+}
+
+}  // namespace
+
+template <class T>
+void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,
+                const Tensor& cos_sin, int head_dim, const Tensor& k_cache, const Tensor& v_cache,
+                const DeviceContext& ctx) {
+  store_rows<T>("rope_store", q, k, v, positions, Tensor(), cos_sin, head_dim, k_cache, v_cache,
+                ctx);
+}
+
+template <class T>
+void paged_rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const BatchRows& rows,
+                      const Tensor& cos_sin, int head_dim, const PagedCache& cache,
+                      const DeviceContext& ctx) {
+  constexpr const char* op = "paged_rope_store";
+  check_paged_batch(op, rows, cache, k.dim(-1), Device::kCUDA);
+  store_rows<T>(op, q, k, v, rows.positions, rows.slots, cos_sin, head_dim, cache.k, cache.v, ctx);
 }
 
 template void rope_store<float>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
@@ -134,5 +164,9 @@ template void rope_store<f16>(const Tensor&, const Tensor&, const Tensor&, const
 template void rope_store<bf16>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                const Tensor&, int, const Tensor&, const Tensor&,
                                const DeviceContext&);
+
+template PagedRopeStoreFn paged_rope_store<float>;
+template PagedRopeStoreFn paged_rope_store<f16>;
+template PagedRopeStoreFn paged_rope_store<bf16>;
 
 }  // namespace kuiper::kernels::cuda

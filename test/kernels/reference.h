@@ -82,6 +82,37 @@ inline Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   return out;
 }
 
+// Paged attention (kernels.h: PagedAttentionFn) read through each row's block table.
+inline Tensor paged_attention(const Tensor& q, const kernels::PagedCache& cache,
+                              const kernels::BatchRows& rows, const kernels::AttentionShape& s) {
+  const int64_t n = q.dim(0), hd = s.head_dim, qw = q.dim(1), kw = cache.k.dim(1);
+  const int64_t bs = cache.block_size, max_blocks = rows.block_tables.dim(1);
+  Tensor out(DType::kF32, {n, qw});
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = rows.positions.span<int32_t>()[i] + 1;
+    const int32_t* table = rows.block_tables.span<int32_t>().data() +
+                           rows.row_seqs.span<int32_t>()[i] * max_blocks;
+    std::vector<int64_t> at(static_cast<size_t>(len));  // cache row of each key
+    for (int64_t t = 0; t < len; ++t) at[size_t(t)] = (table[t / bs] * bs + t % bs) * kw;
+    for (int h = 0; h < s.n_heads; ++h) {
+      const int64_t g = h / (s.n_heads / s.n_kv_heads) * hd;
+      std::vector<double> p(size_t(len), 0.0);
+      for (int64_t t = 0; t < len; ++t) {
+        for (int64_t d = 0; d < hd; ++d)
+          p[t] += double(element(q, i * qw + h * hd + d)) * element(cache.k, at[size_t(t)] + g + d);
+        p[t] /= std::sqrt(double(hd));
+      }
+      softmax(p);
+      for (int64_t d = 0; d < hd; ++d) {
+        double o = 0;
+        for (int64_t t = 0; t < len; ++t) o += p[t] * element(cache.v, at[size_t(t)] + g + d);
+        out.span<float>()[i * qw + h * hd + d] = float(o);
+      }
+    }
+  }
+  return out;
+}
+
 inline Tensor silu_times(const Tensor& gate, const Tensor& up) {
   Tensor y(DType::kF32, gate.shape());
   for (int64_t k = 0; k < y.numel(); ++k) {
