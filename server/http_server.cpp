@@ -30,6 +30,10 @@ constexpr auto kQuietStream = std::chrono::milliseconds(1000);
 // How long shutdown() lets the responses in flight finish.
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr int kListenBacklog = 512;
+// Longer than clients keep an idle connection (httpx, under the openai client: 5 s), so that it is
+// always the client that closes one: a server closing first races a client reusing it, and that
+// request fails. shutdown() may wait this long for idle connections to go.
+constexpr time_t kKeepAliveSeconds = 10;
 
 // httplib listens with a backlog of 5: in a burst of clients connecting at once the others'
 // SYNs are dropped and retried a second later. Listening again on the bound socket raises it.
@@ -217,6 +221,12 @@ struct HttpServer::Impl {
       return new httplib::ThreadPool(size_t(n));  // httplib owns and deletes it
     };
     http.set_payload_max_length(options.max_body);
+    http.set_keep_alive_timeout(kKeepAliveSeconds);
+    // While shutting down, clients are told not to come back on the same connection.
+    http.set_post_routing_handler([this](const Request&, Response& res) {
+      std::lock_guard lock(admission);
+      if (draining) res.set_header("Connection", "close");
+    });
     http.set_pre_routing_handler([](const Request&, Response&) {
       t_log = {.start = Clock::now()};
       return Listener::HandlerResponse::Unhandled;

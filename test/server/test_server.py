@@ -349,6 +349,6 @@ def test_sigterm_ends_running_streams_with_a_final_event_and_exits_0(start_serve
     final = json.loads(events[-2][len("data: "):])
     assert final["error"]["code"] == "shutting_down"
     assert all(json.loads(e[len("data: "):])["choices"][0]["finish_reason"] is None for e in events[:-2])
+    connection.close()
     assert server.proc.wait(30) == 0
     assert any("SIGTERM" in line for line in server.log)
-    connection.close()
