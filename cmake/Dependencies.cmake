@@ -20,3 +20,11 @@ add_library(kuiper_blas INTERFACE)
 target_include_directories(kuiper_blas SYSTEM INTERFACE ${ARMADILLO_INCLUDE_DIRS} ${OPENBLAS_CBLAS_INCLUDE})
 target_compile_definitions(kuiper_blas INTERFACE ARMA_DONT_USE_WRAPPER ARMA_USE_BLAS ARMA_USE_LAPACK ARMA_NO_DEBUG)
 target_link_libraries(kuiper_blas INTERFACE ${OPENBLAS_LIBRARY})
+
+# cpp-httplib (libcpp-httplib-dev) for llama_server, which is built only where it is found.
+pkg_check_modules(CPP_HTTPLIB IMPORTED_TARGET cpp-httplib)
+if(CPP_HTTPLIB_FOUND)
+  message(STATUS "cpp-httplib ${CPP_HTTPLIB_VERSION} found: building llama_server")
+else()
+  message(STATUS "cpp-httplib not found (apt-get install libcpp-httplib-dev): llama_server is not built")
+endif()

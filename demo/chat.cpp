@@ -130,6 +130,7 @@ void converse(Conversation& conv, std::string_view message, const ReplyWriter& o
     std::fprintf(stderr, "kuiper: %s; it was not sent\n", e.what());
     return out.end({});
   }
+  if (o.tokenize_only) return out.end(plan.prefill);  // nothing cached, so keep == 0
   if (plan.too_long()) {
     std::fprintf(stderr,
                  "kuiper: this message needs %d tokens but the context holds %d (-c/--ctx); it "
@@ -193,7 +194,7 @@ int chat(const Options& o, Session& s) {
   std::optional<std::string> system = o.system;  // /system changes it, /reset keeps it
   conv.reset(system);
   const bool terminal = isatty(STDIN_FILENO) == 1;
-  const ReplyWriter out(terminal, o.print_ids);
+  const ReplyWriter out(terminal, o.print_ids || o.tokenize_only);
   if (terminal)
     std::fprintf(stderr,
                  "kuiper: chat (%s template, context %d tokens). /reset starts over, "

@@ -28,6 +28,10 @@ namespace kuiper::demo {
 // With --ids, in both modes, each reply line is the generated token ids instead, separated by
 // spaces, including the stop id when an end-of-turn token ended the reply (as plain --ids).
 //
+// With --tokenize, nothing is generated: each message's line is the prompt ids of the system
+// message and that message (the conversation never gets further), to check what a template and
+// a message encode to. Special-token strings in messages are text, never control tokens.
+//
 // stderr: notices (context full and turns dropped, a refused message, a reply cut off or
 // interrupted, unknown commands) as lines starting "kuiper: ". With --verbose also, after each
 // reply, a line

@@ -71,9 +71,9 @@ std::optional<Conversation::Plan> Conversation::continue_in_cache(
   if (unfed_) p.prefill.push_back(*unfed_);
   // The end-of-turn token is written as text, so a reply that stopped at another stop id (Qwen's
   // <|endoftext|>) or none continues as the template spells a finished reply.
-  const std::string text =
-      str_cat(template_.end_of_turn(), template_.render_after_reply(next, next.size() - 1));
-  const std::vector<int32_t> ids = tokenizer_.encode(text, false);
+  RenderedChat rendered = template_.render_after_reply_with_contents(next, next.size() - 1);
+  rendered.prepend(template_.end_of_turn());
+  const std::vector<int32_t> ids = rendered.encode(tokenizer_, false);
   p.prefill.insert(p.prefill.end(), ids.begin(), ids.end());
   p.messages = std::move(next);
   if (!leaves_reply_room(p)) return std::nullopt;
@@ -82,7 +82,7 @@ std::optional<Conversation::Plan> Conversation::continue_in_cache(
 
 Conversation::Plan Conversation::render_afresh(std::vector<ChatMessage> next,
                                                int dropped_pairs) const {
-  const std::vector<int32_t> ids = tokenizer_.encode(template_.render(next, true), add_bos_);
+  const std::vector<int32_t> ids = template_.render_with_contents(next, 0, true).encode(tokenizer_, add_bos_);
   KUIPER_CHECK(!ids.empty(), "the ", template_.name(), " chat template rendered no tokens");
   const auto [cached_end, ids_end] = std::ranges::mismatch(cached_, ids);
   // At least one token is fed: its logits give the reply's first token.

@@ -23,7 +23,7 @@ without it the model file's own tokenizer is used (GGUF files and export.py's fi
   -c, --ctx N          context length in tokens (default: the model's, at most 4096)
   -t, --threads N      CPU threads (default: all cores)
       --no-mmap        read the weights into memory instead of mapping the file
-      --tokenize       print the prompt's token ids and exit
+      --tokenize       print the prompt's token ids and exit (--chat: each message's)
       --ids            print generated token ids instead of text
       --chat           interactive conversation (see README)
       --system TEXT    system message for --chat

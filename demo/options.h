@@ -17,6 +17,7 @@ struct Options {
   bool seed_given = false;
   Device device = Device::kCPU;
   int context = 0;  // 0: the model's, capped
+  int kv_blocks = 0;  // KV cache blocks; 0: room for one sequence of `context` (llama_server: more)
   int threads = 0;  // 0: all cores
   bool no_mmap = false;
   bool tokenize_only = false;

@@ -41,6 +41,7 @@ Session open_session(const Options& o) {
   ModelOptions mo;
   mo.device = o.device;
   mo.context = o.context;
+  mo.kv_blocks = o.kv_blocks;
   mo.mmap = !o.no_mmap;
   s.model = LlamaModel::load(o.model_path, mo);
   if (!s.tokenizer) s.tokenizer = embedded_tokenizer(s.model->file());

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test kuiper: the Debian packages of
-# the C++ dependencies and the Python packages of tools/ (numpy, pytest).
+# the C++ dependencies (libcpp-httplib-dev only for llama_server) and the Python packages of
+# tools/ (numpy, pytest, and the openai client the server tests drive it with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(build-essential cmake pkg-config python3 python3-pip tmux
           libgoogle-glog-dev libgtest-dev libsentencepiece-dev libarmadillo-dev libopenblas-dev
-          libpcre2-dev libicu-dev nlohmann-json3-dev)
+          libpcre2-dev libicu-dev nlohmann-json3-dev libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,4 +21,4 @@ fi
 pip_install() {
   python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
 }
-python3 -c "import numpy, pytest" 2>/dev/null || pip_install -r tools/requirements.txt -r tools/requirements-test.txt
+python3 -c "import numpy, pytest, openai" 2>/dev/null || pip_install -r tools/requirements.txt -r tools/requirements-test.txt

@@ -93,7 +93,8 @@ std::pair<int32_t, size_t> AddedTokenMatcher::longest_at(std::string_view text, 
   return best;
 }
 
-void AddedTokenMatcher::split(std::string_view text, std::vector<TextRun>& runs) const {
+void AddedTokenMatcher::split(std::string_view text, const PlainText& plain,
+                              std::vector<TextRun>& runs) const {
   size_t plain_start = 0;  // where the current plain run began
   size_t pos = 0;
   while (pos < text.size()) {
@@ -108,6 +109,10 @@ void AddedTokenMatcher::split(std::string_view text, std::vector<TextRun>& runs)
     }
     const AddedToken& token = tokens_[size_t(index)];
     size_t begin = pos, end = pos + length;
+    if (token.special && plain.overlaps(begin, end)) {
+      ++pos;  // text here; a token may still start inside it where the plain text ends
+      continue;
+    }
     pos = end;  // a rejected match is skipped whole, as Hugging Face's matcher does
     if (token.single_word) {
       const bool word_before = begin > 0 && is_word_char(char_before(text, begin));

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kuiper/tokenizer/plain_text.h"
+
 namespace kuiper {
 
 struct AddedToken {
@@ -36,8 +38,9 @@ class AddedTokenMatcher {
   bool empty() const { return tokens_.empty(); }
 
   // Cuts `text` into runs, taking at each point the leftmost, then longest, token, with
-  // Hugging Face's single_word / lstrip / rstrip rules. Empty plain runs are left out.
-  void split(std::string_view text, std::vector<TextRun>& runs) const;
+  // Hugging Face's single_word / lstrip / rstrip rules. A special token is not matched where it
+  // overlaps `plain` (see Tokenizer::encode). Empty plain runs are left out.
+  void split(std::string_view text, const PlainText& plain, std::vector<TextRun>& runs) const;
 
  private:
   struct Node {

@@ -68,7 +68,9 @@ class BpeTokenizer final : public Tokenizer {
  public:
   BpeTokenizer(const TokenizerJson& file_content, const std::string& file);
 
-  std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
+  using Tokenizer::encode;
+  std::vector<int32_t> encode(std::string_view text, bool add_bos,
+                              std::span<const TextRange> plain_text) const override;
 
   std::string decode_token(int32_t id) const override {
     KUIPER_CHECK(id >= 0 && id < vocab_size_, "token id ", id, " is outside the vocabulary of ", vocab_size_);
@@ -98,7 +100,7 @@ class BpeTokenizer final : public Tokenizer {
   static PreTokenizer load_pre_tokenizer(const json& doc, const std::string& file);
   static BpeModel load_model(const TokenizerJson& content, const std::string& file);
   void load_added_tokens(const json& added, const std::string& file);
-  void encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const;
+  void encode_section(std::string_view raw, bool plain, std::vector<int32_t>& ids, Scratch& s) const;
   void encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const;
   void encode_piece(std::string_view piece, std::vector<int32_t>& ids, Scratch& s) const;
 
@@ -200,26 +202,40 @@ void BpeTokenizer::load_added_tokens(const json& added, const std::string& file)
   normalized_added_ = AddedTokenMatcher(std::move(normalized), normalized_patterns);
 }
 
-std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos,
+                                          std::span<const TextRange> plain_text) const {
   if (const auto bad = find_invalid_utf8(text)) fail("text is not valid UTF-8 (bad byte at offset ", *bad, ")");
+  const PlainText plain(plain_text, text.size());
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 2);
   Scratch s;
-  raw_added_.split(text, s.raw_runs);
-  for_each_run(text, s.raw_runs, ids, [&](std::string_view plain) { encode_section(plain, ids, s); });
+  raw_added_.split(text, plain, s.raw_runs);
+  for (const TextRun& run : s.raw_runs) {
+    if (run.id >= 0) {
+      ids.push_back(run.id);
+    } else {
+      const std::string_view section = text.substr(run.begin, run.end - run.begin);
+      encode_section(section, plain.overlaps(run.begin, run.end), ids, s);
+    }
+  }
   if (add_bos && bos_ && (ids.empty() || ids.front() != *bos_)) ids.insert(ids.begin(), *bos_);
   return ids;
 }
 
-void BpeTokenizer::encode_section(std::string_view raw, std::vector<int32_t>& ids, Scratch& s) const {
+// `plain`: the section holds plain text, where no special token is matched. Offsets change in
+// normalization, so the whole normalized section counts as plain then; the special tokens of the
+// files we read are matched in the raw text anyway (normalized: false).
+void BpeTokenizer::encode_section(std::string_view raw, bool plain, std::vector<int32_t>& ids,
+                                  Scratch& s) const {
   const std::string_view text = normalizer_.apply(raw, s.normalized);
   if (normalized_added_.empty()) {
     encode_normalized(text, ids, s);
     return;
   }
   s.normalized_runs.clear();
-  normalized_added_.split(text, s.normalized_runs);
-  for_each_run(text, s.normalized_runs, ids, [&](std::string_view plain) { encode_normalized(plain, ids, s); });
+  const TextRange all{0, text.size()};
+  normalized_added_.split(text, plain ? PlainText({&all, 1}, text.size()) : PlainText(), s.normalized_runs);
+  for_each_run(text, s.normalized_runs, ids, [&](std::string_view run) { encode_normalized(run, ids, s); });
 }
 
 void BpeTokenizer::encode_normalized(std::string_view text, std::vector<int32_t>& ids, Scratch& s) const {

@@ -131,33 +131,49 @@ void validate(const ChatTemplateSpec& spec, std::span<const ChatMessage> message
   }
 }
 
+// Appends `content` (a view into `whole`, whose message contents are `ranges`, relative to
+// whole) to out, recording where those contents land.
+void append_content(std::string_view whole, std::span<const TextRange> ranges,
+                    std::string_view content, RenderedChat& out) {
+  const size_t from = size_t(content.data() - whole.data()), to = from + content.size();
+  for (const TextRange& r : ranges) {
+    const size_t begin = std::max(r.begin, from), end = std::min(r.end, to);
+    if (begin < end) out.contents.push_back({out.text.size() + begin - from, out.text.size() + end - from});
+  }
+  out.text += content;
+}
+
 // What render() writes for messages[i].
 void append_message(const ChatTemplateSpec& spec, std::span<const ChatMessage> messages, size_t i,
-                    std::string& out) {
+                    RenderedChat& out) {
   const ChatMessage& m = messages[i];
   if (i == 0) {
-    out += spec.bos;
+    out.text += spec.bos;
     if (!spec.default_system.empty() && m.role != "system") {
-      out += spec.system.prefix;
-      out += spec.default_system;
-      out += spec.system.suffix;
+      out.text += spec.system.prefix;
+      out.text += spec.default_system;
+      out.text += spec.system.suffix;
     }
   }
   std::string merged;
-  std::string_view content = m.content;
+  std::string_view whole = m.content;
+  std::vector<TextRange> contents{{0, whole.size()}};
   if (merges_system(spec)) {
     if (m.role == "system") return;  // validate() allows one only at 0; it goes into message 1
     if (i == 1 && messages[0].role == "system") {
-      merged = str_cat(spec.merged_system_open, messages[0].content, spec.merged_system_close,
-                       m.content);
-      content = merged;
+      const std::string_view system = messages[0].content;
+      merged = str_cat(spec.merged_system_open, system, spec.merged_system_close, m.content);
+      const size_t system_at = spec.merged_system_open.size();
+      const size_t user_at = system_at + system.size() + spec.merged_system_close.size();
+      contents = {{system_at, system_at + system.size()}, {user_at, merged.size()}};
+      whole = merged;
     }
   }
-  if (spec.strip_content) content = python_strip(content);
+  const std::string_view content = spec.strip_content ? python_strip(whole) : whole;
   const RoleAffixes& affixes = affixes_of(spec, m, i);
-  out += affixes.prefix;
-  out += content;
-  out += affixes.suffix;
+  out.text += affixes.prefix;
+  append_content(whole, contents, content, out);
+  out.text += affixes.suffix;
 }
 
 }  // namespace
@@ -180,24 +196,40 @@ std::string ChatTemplate::render(std::span<const ChatMessage> messages,
 
 std::string ChatTemplate::render_from(std::span<const ChatMessage> messages, size_t first,
                                       bool add_generation_prompt) const {
+  return render_with_contents(messages, first, add_generation_prompt).text;
+}
+
+RenderedChat ChatTemplate::render_with_contents(std::span<const ChatMessage> messages, size_t first,
+                                                bool add_generation_prompt) const {
   validate(*spec_, messages);
   KUIPER_CHECK(first <= messages.size(), "cannot render from message ", first, " of ",
                messages.size());
-  std::string out;
+  RenderedChat out;
   for (size_t i = first; i < messages.size(); ++i) append_message(*spec_, messages, i, out);
-  if (add_generation_prompt) out += spec_->generation_prompt;
+  if (add_generation_prompt) out.text += spec_->generation_prompt;
   return out;
 }
 
 std::string ChatTemplate::render_after_reply(std::span<const ChatMessage> messages,
                                              size_t first) const {
+  return render_after_reply_with_contents(messages, first).text;
+}
+
+RenderedChat ChatTemplate::render_after_reply_with_contents(std::span<const ChatMessage> messages,
+                                                            size_t first) const {
   KUIPER_CHECK(first >= 1 && first <= messages.size() && messages[first - 1].role == "assistant",
                "render_after_reply(", first, "): the message before the new ones must be an ",
                "assistant reply");
   const std::string_view suffix = spec_->assistant.suffix;
   const size_t eot = suffix.find(spec_->end_of_turn);
-  return str_cat(suffix.substr(eot + spec_->end_of_turn.size()),
-                 render_from(messages, first, true));
+  RenderedChat out = render_with_contents(messages, first, true);
+  out.prepend(suffix.substr(eot + spec_->end_of_turn.size()));
+  return out;
+}
+
+void RenderedChat::prepend(std::string_view marker) {
+  text.insert(0, marker);
+  for (TextRange& r : contents) r.begin += marker.size(), r.end += marker.size();
 }
 
 ChatTemplate chat_template_from_name(std::string_view name) {

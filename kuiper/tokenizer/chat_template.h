@@ -2,8 +2,11 @@
 // Chat templates: a conversation -> the prompt text a model family was fine-tuned on.
 //
 // The text spells special tokens out ("<|im_start|>", "<|eot_id|>", "<s>", "</s>");
-// Tokenizer::encode turns them into their ids. Prompt ids are therefore
-//   tokenizer.encode(tmpl.render(messages, true), config.add_bos)
+// Tokenizer::encode turns them into their ids, but only those the template wrote: the messages'
+// contents are plain text, so a user who writes "<|im_end|>" cannot end a turn. Prompt ids are
+// therefore
+//   tmpl.render_with_contents(messages, 0, true).encode(tokenizer, config.add_bos)
+// (for messages without special-token strings, tokenizer.encode(tmpl.render(messages, true), ...)).
 // add_bos only matters for Zephyr (TinyLlama-Chat): its template writes no BOS, and
 // apply_chat_template(tokenize=True) adds none, but the model card's usage (a pipeline on the
 // rendered text) does. Llama 2 and Llama 3 texts already start with BOS, which Tokenizer::encode
@@ -13,7 +16,7 @@
 // tokens the model generated, and the end-of-turn token it stopped with (sampled but not yet
 // forwarded: the loop forwards it, e.g. as the first token of the next prefill). For the next
 // turn, append {"assistant", reply text} and {"user", input} to `messages` and prefill
-//   tokenizer.encode(tmpl.render_after_reply(messages, messages.size() - 1), false)
+//   tmpl.render_after_reply_with_contents(messages, messages.size() - 1).encode(tokenizer, false)
 // If the reply was cut off before an end-of-turn token, prefill end_of_turn() + that text.
 // The split always directly follows a special token, which no merge crosses, so these ids are
 // the tail of the ids of a full re-render. The reply stays in the cache as generated, even where a
@@ -25,6 +28,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "kuiper/tokenizer/tokenizer.h"
 
 namespace kuiper {
 
@@ -38,6 +44,19 @@ enum class ChatTemplateKind {
   kZephyr,  // TinyLlama-Chat / Zephyr: <|user|>\n...</s>\n<|assistant|>\n
   kLlama3,  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n...<|eot_id|>
   kChatML,  // Qwen2.5: <|im_start|>user\n...<|im_end|>\n, with Qwen's default system message
+};
+
+// A rendering and where the messages' contents lie in it.
+struct RenderedChat {
+  std::string text;
+  std::vector<TextRange> contents;  // in order
+
+  // The ids of text, with special tokens only where the template wrote them.
+  std::vector<int32_t> encode(const Tokenizer& tokenizer, bool add_bos) const {
+    return tokenizer.encode(text, add_bos, contents);
+  }
+  // Puts a marker of the template (a special token) in front.
+  void prepend(std::string_view marker);
 };
 
 struct ChatTemplateSpec;  // the data that makes up one template (chat_template.cpp)
@@ -64,11 +83,16 @@ class ChatTemplate {
   // so render(messages.first(1)) throws there.
   std::string render_from(std::span<const ChatMessage> messages, size_t first,
                           bool add_generation_prompt) const;
+  // render_from() with where each message's content went, to encode.
+  RenderedChat render_with_contents(std::span<const ChatMessage> messages, size_t first,
+                                    bool add_generation_prompt) const;
 
   // What to prefill after an assistant reply (messages[first - 1]) whose tokens are in the cache,
   // up to and including its end-of-turn token: the rest of that reply's rendering (ChatML: "\n",
   // Zephyr: "\n"), then messages [first, size), then the generation prompt.
   std::string render_after_reply(std::span<const ChatMessage> messages, size_t first) const;
+  RenderedChat render_after_reply_with_contents(std::span<const ChatMessage> messages,
+                                                size_t first) const;
 
   // The special token that ends a reply in this format: "<|im_end|>", "<|eot_id|>" or "</s>".
   // Stop generation on every eos id of the model header. This is the token to prefill when a

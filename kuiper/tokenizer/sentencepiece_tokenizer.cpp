@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "kuiper/base/error.h"
+#include "kuiper/tokenizer/plain_text.h"
 #include "kuiper/tokenizer/utf8.h"
 
 namespace kuiper {
@@ -24,19 +25,22 @@ class SentencePieceTokenizer final : public Tokenizer {
     }
   }
 
-  std::vector<int32_t> encode(std::string_view text, bool add_bos) const override {
+  using Tokenizer::encode;
+  std::vector<int32_t> encode(std::string_view text, bool add_bos,
+                              std::span<const TextRange> plain_text) const override {
     if (const auto bad = find_invalid_utf8(text))
       fail("text is not valid UTF-8 (bad byte at offset ", *bad, ")");
+    const PlainText plain(plain_text, text.size());
     std::vector<int32_t> ids;
     const int bos = sp_.bos_id();
-    if (add_bos && bos >= 0 && !text.starts_with(sp_.IdToPiece(bos))) ids.push_back(bos);
+    if (add_bos && bos >= 0 && find_control(text, bos, 0, plain) != 0) ids.push_back(bos);
     size_t pos = 0;
     while (pos <= text.size()) {
       // The next control piece in the text, if any.
       size_t next = std::string_view::npos;
       int special = -1;
       for (int id : specials_) {
-        const size_t at = text.find(sp_.IdToPiece(id), pos);
+        const size_t at = find_control(text, id, pos, plain);
         if (at < next) next = at, special = id;
       }
       const std::string_view chunk = text.substr(pos, next == std::string_view::npos ? next : next - pos);
@@ -87,6 +91,15 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
 
  private:
+  // Where control piece `id` next occurs at or after `pos` outside the plain text; npos if nowhere.
+  size_t find_control(std::string_view text, int id, size_t pos, const PlainText& plain) const {
+    const std::string& piece = sp_.IdToPiece(id);
+    size_t at = text.find(piece, pos);
+    while (at != std::string_view::npos && plain.overlaps(at, at + piece.size()))
+      at = text.find(piece, at + 1);
+    return at;
+  }
+
   sentencepiece::SentencePieceProcessor sp_;
   std::vector<int> specials_;
 };

@@ -10,6 +10,12 @@
 
 namespace kuiper {
 
+// Bytes [begin, end) of a text.
+struct TextRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 // Text <-> token ids. Two implementations: sentencepiece (`tokenizer.model`, Llama 2 family) and
 // byte-level BPE read from a Hugging Face `tokenizer.json` (Llama 3, Qwen2.5).
 class Tokenizer {
@@ -26,7 +32,16 @@ class Tokenizer {
   // Text -> ids. The text must be valid UTF-8 (kuiper::Error otherwise, naming the byte offset).
   // Special tokens written in the text (e.g. "<|im_start|>") become their ids and are never split.
   // With add_bos, the BOS id is prepended unless there is none or the text already starts with it.
-  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
+  std::vector<int32_t> encode(std::string_view text, bool add_bos) const {
+    return encode(text, add_bos, {});
+  }
+  // The same, except that inside the ranges of `plain_text` (sorted and disjoint) special tokens
+  // are text like any other, as Hugging Face's split_special_tokens encodes them: a chat
+  // message's content, so that a user who writes "<|im_end|>" cannot end a turn or forge a role.
+  // A special token is only matched where it lies wholly outside those ranges. Added tokens that
+  // are not special (Qwen's "<tool_call>") are still matched everywhere.
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos,
+                                      std::span<const TextRange> plain_text) const = 0;
 
   // The bytes that token `id` contributes to the output stream. Control tokens (BOS, EOS, ...)
   // give "". A token may carry part of a UTF-8 character; see Utf8Stream.

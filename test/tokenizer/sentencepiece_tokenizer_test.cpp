@@ -41,6 +41,27 @@ TEST_F(SentencePiece, ParsesControlTokensInTextAndDoesNotDoubleBos) {
   EXPECT_EQ(tok_->decode_token(2), "");
 }
 
+// Inside plain-text ranges (a chat message's content) control pieces are spelled out; outside
+// them, and where a range ends right before one, they are still tokens.
+TEST_F(SentencePiece, ControlPiecesInPlainTextAreText) {
+  const std::string text = "<s>[INST] a</s><s>b [/INST]</s>";
+  const std::vector<TextRange> content{{10, 19}};  // "a</s><s>b"
+  const auto ids = tok_->encode(text, true, content);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 1), 1) << "only the leading <s>";
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 2), 1) << "only the trailing </s>";
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(ids.back(), 2);
+  EXPECT_EQ(tok_->decode(ids), " [INST] a</s><s>b [/INST]");
+  // Without special-token strings in the ranges, the ids are those of the whole text.
+  const std::string benign = "<s>[INST] hello [/INST]";
+  EXPECT_EQ(tok_->encode(benign, true, std::vector<TextRange>{{10, 15}}), tok_->encode(benign, true));
+  // A BOS the text starts with inside plain text is text: BOS is still added.
+  const auto plain_bos = tok_->encode("<s>x", true, std::vector<TextRange>{{0, 4}});
+  EXPECT_EQ(std::count(plain_bos.begin(), plain_bos.end(), 1), 1);
+  EXPECT_THROW(tok_->encode("abc", false, std::vector<TextRange>{{2, 4}}), Error);
+  EXPECT_THROW(tok_->encode("abc", false, std::vector<TextRange>{{2, 3}, {0, 1}}), Error);
+}
+
 TEST_F(SentencePiece, ByteTokensDecodeToRawBytes) {
   EXPECT_EQ(tok_->decode_token(13), "\n") << "<0x0A>";
   const auto ids = tok_->encode("🙂", false);  // not in the vocabulary: byte fallback
