@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <exception>
 
 #include "kuiper/base/error.h"
 #include "kuiper/tokenizer/utf8.h"
@@ -13,7 +14,14 @@ namespace {
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   explicit SentencePieceTokenizer(const std::filesystem::path& path) {
-    const auto status = sp_.Load(path.string());
+    sentencepiece::util::Status status;
+    try {
+      status = sp_.Load(path.string());
+    } catch (const std::exception& e) {
+      // sentencepiece reports most damage as a status, but its trie builder (Darts) throws, e.g.
+      // for a piece with a NUL byte (found by fuzz_sentencepiece_model).
+      fail("cannot load sentencepiece tokenizer ", path.string(), ": ", e.what());
+    }
     KUIPER_CHECK(status.ok(), "cannot load sentencepiece tokenizer ", path.string(), ": ",
                  status.ToString());
     // Control pieces (<s>, </s>) written in a prompt or a chat template are matched as tokens,
