@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test kuiper: the Debian packages of
-# the C++ dependencies and the Python packages of tools/ (numpy, pytest).
+# the C++ dependencies (and clang for the fuzz targets) and the Python packages of tools/ (numpy, pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 packages=(build-essential cmake pkg-config python3 python3-pip tmux
           libgoogle-glog-dev libgtest-dev libsentencepiece-dev libarmadillo-dev libopenblas-dev
-          libpcre2-dev libicu-dev nlohmann-json3-dev)
+          libpcre2-dev libicu-dev nlohmann-json3-dev
+          clang-14 libclang-rt-14-dev libomp-14-dev)  # the fuzz targets (tools/fuzz.sh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
