@@ -150,6 +150,7 @@ void ModelFile::parse_kuiper() {
                "corrupt header: expected an object with 'config' and 'tensors'");
   format_ = "kuiper v1";
   config_ = config_from_json(header.at("config"));
+  config_.validate();  // the header's values first, then its tensor table
   const size_t data_start = (kPrefixBytes + header_len + kAlignment - 1) / kAlignment * kAlignment;
   KUIPER_CHECK(header.at("tensors").is_array(), "corrupt header: 'tensors' is not an array");
   for (const auto& t : header.at("tensors")) {
