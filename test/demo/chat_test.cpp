@@ -357,7 +357,18 @@ TEST(ChatLlama2, SentencepieceTemplatesContinueInTheCache) {
 // resident memory (and on CUDA the GPU memory its allocator holds) stays flat after warm-up.
 class LongChat : public ::testing::TestWithParam<Device> {};
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;  // gcc
+#elif defined(__has_feature)
+constexpr bool kAddressSanitizer = __has_feature(address_sanitizer);  // clang
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 TEST_P(LongChat, TenThousandTokensWrapTheContextWithFlatMemory) {
+  // ASan's quarantine keeps freed memory resident (180 -> 470 MiB here), and the run takes 13
+  // minutes: the memory figures only mean something in a plain build.
+  if (kAddressSanitizer) GTEST_SKIP() << "resident memory is not measurable under ASan";
   KUIPER_REQUIRE_SHARED("models/qwen2-kjv");
   KUIPER_REQUIRE_SHARED("corpus/kjv.tsv");
   const Device device = GetParam();
