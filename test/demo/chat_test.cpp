@@ -357,10 +357,15 @@ TEST(ChatLlama2, SentencepieceTemplatesContinueInTheCache) {
 // resident memory (and on CUDA the GPU memory its allocator holds) stays flat after warm-up.
 class LongChat : public ::testing::TestWithParam<Device> {};
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;  // gcc
-#elif defined(__has_feature)
-constexpr bool kAddressSanitizer = __has_feature(address_sanitizer);  // clang
+#if defined(__SANITIZE_ADDRESS__)  // gcc
+#define KUIPER_TEST_ASAN 1
+#elif defined(__has_feature)  // clang
+#if __has_feature(address_sanitizer)
+#define KUIPER_TEST_ASAN 1
+#endif
+#endif
+#ifdef KUIPER_TEST_ASAN
+constexpr bool kAddressSanitizer = true;
 #else
 constexpr bool kAddressSanitizer = false;
 #endif
