@@ -3,7 +3,7 @@
 # clang build of tools/fuzz.sh (-DKUIPER_FUZZ=ON sanitizes every target with address,undefined),
 # so that CI compiles the sanitized libraries once for both. A sanitizer report fails its test.
 # Left out (the plain run covers them): export.py's pytest suite (Python: nothing to sanitize)
-# and the four slowest golden sweeps, 840 of the suite's 2630 test-seconds under ASan on the
+# and the four slowest golden sweeps, 1270 of the suite's 3420 test-seconds under ASan on the
 # 2-core development VM: GoldenPerplexity (the held-out book's perplexity, 3 models),
 # Int8Files.GreedyMatchesFp32OnGolden and Q4Files.GreedyStaysWithFp32OnGolden (every golden
 # prompt, teacher-forced). LongChat skips itself under ASan (its quarantine holds freed memory).
