@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "demo/conversation.h"
+#include "kuiper/base/allocator.h"
 #include "kuiper/base/error.h"
 #include "kuiper/tokenizer/chat_template.h"
 
@@ -107,17 +108,30 @@ void report_stop(const Conversation::Turn& t, const Conversation& conv, const Op
   }
 }
 
+// Resident memory of this process (/proc/self/statm), in MiB; 0 where it cannot be read.
+double resident_mib() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  const bool ok = std::fscanf(f, "%lu %lu", &size, &resident) == 2;
+  std::fclose(f);
+  return ok ? double(resident) * double(sysconf(_SC_PAGESIZE)) / (1 << 20) : 0;
+}
+
 void report_stats(int turn, const Conversation::Turn& t, int32_t cached,
-                  const Conversation& conv) {
+                  const Conversation& conv, Device device) {
   const Generator::Stats& s = t.result.stats;
   // The first reply token comes out of the prefill; the decode rate counts the rest.
   const int decoded = std::max(0, s.generated_tokens - 1);
+  const std::string gpu =
+      device == Device::kCPU ? "" : str_cat(", gpu ", device_bytes_reserved(device) >> 20, " MiB");
   std::fprintf(stderr,
                "kuiper: turn %d: prefill %d tokens (%d cached) in %.3f s (%.1f tokens/s); reply %d "
-               "tokens, %.1f tokens/s; context %zu/%d\n",
+               "tokens, %.1f tokens/s; context %zu/%d; memory: resident %.1f MiB%s\n",
                turn, s.prefill_tokens, cached, s.prefill_seconds,
                per_second(s.prefill_tokens, s.prefill_seconds), s.generated_tokens,
-               per_second(decoded, s.decode_seconds), conv.cached_ids().size(), conv.context());
+               per_second(decoded, s.decode_seconds), conv.cached_ids().size(), conv.context(),
+               resident_mib(), gpu.c_str());
 }
 
 // One user message: plan, say so when old turns go, generate, report.
@@ -148,7 +162,7 @@ void converse(Conversation& conv, std::string_view message, const ReplyWriter& o
   }
   out.end(t.result.ids);
   report_stop(t, conv, o);
-  if (o.verbose) report_stats(++turns, t, cached, conv);
+  if (o.verbose) report_stats(++turns, t, cached, conv, o.device);
 }
 
 enum class LineKind { kEmpty, kMessage, kReset, kSystem, kExit, kUnknown };

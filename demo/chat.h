@@ -36,9 +36,10 @@ namespace kuiper::demo {
 // interrupted, unknown commands) as lines starting "kuiper: ". With --verbose also, after each
 // reply, a line
 //   kuiper: turn N: prefill P tokens (K cached) in S s (R tokens/s); reply G tokens, D tokens/s;
-//   context X/C
+//   context X/C; memory: resident M MiB[, gpu U MiB]
 // (on one line): P tokens were fed at cache position K, G generated (the first comes from the
-// prefill, the rate D counts the rest), and the cache now holds X of C positions.
+// prefill, the rate D counts the rest), and the cache now holds X of C positions; the process's
+// resident memory is M MiB and, on CUDA, its allocator holds U MiB of GPU memory.
 int chat(const Options& options, Session& session);
 
 }  // namespace kuiper::demo

@@ -43,6 +43,9 @@ int generate(const Options& o, Session& s) {
   });
   if (o.print_ids) print_ids(r.ids);
   else std::printf("\n");
+  // The statistics below go to stderr, which is unbuffered: flush stdout first, so that a
+  // terminal or a 2>&1 pipe shows the text's last line before them.
+  std::fflush(stdout);
   if (r.stop == Generator::Stop::kContextFull)
     std::fprintf(stderr, "kuiper: context of %d tokens is full: stopped after %d new tokens (use -c)\n",
                  s.model->context(), r.stats.generated_tokens);

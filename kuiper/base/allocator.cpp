@@ -43,6 +43,22 @@ Allocator& allocator_for(Device device) {
 #endif
 }
 
+void check_memory_available(Device device, size_t bytes, std::string_view what) {
+  if (device == Device::kCPU) return;
+#ifdef KUIPER_WITH_CUDA
+  cuda_allocator().check_available(bytes, what);
+#else
+  require_cuda();
+#endif
+}
+
+size_t device_bytes_reserved(Device device) {
+#ifdef KUIPER_WITH_CUDA
+  if (device == Device::kCUDA) return cuda_allocator().stats().bytes_reserved;
+#endif
+  return 0;
+}
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
                 const DeviceContext* ctx) {
   if (bytes == 0) return;

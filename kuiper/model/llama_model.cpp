@@ -51,7 +51,7 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   const ModelConfig& c = file_.config();
   context_ = options.context > 0 ? options.context : std::min(c.max_seq_len, kDefaultContextCap);
   KUIPER_CHECK(context_ <= c.max_seq_len, "context of ", context_, " tokens exceeds the model's ",
-               c.max_seq_len);
+               c.max_seq_len, " (max_seq_len of ", file_.path().string(), ")");
   KUIPER_CHECK(options.max_batch > 0, "max_batch must be positive");
   batch_ = std::min(options.max_batch, context_);
   KUIPER_CHECK(options.max_sequences > 0, "max_sequences must be positive");
@@ -64,10 +64,30 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
                    options.kv_dtype == DType::kBF16,
                "KV cache dtype must be fp32, fp16 or bf16, not ", dtype_name(options.kv_dtype));
 
+  // Tensors the header says are not there would be silently ignored: a header that lost a
+  // layer, its classifier or its biases is not the model its file holds.
+  const auto extra = [&](const std::string& name, const std::string& why) {
+    KUIPER_CHECK(!file_.has(name), "model file ", file_.path().string(), ": it has a tensor '",
+                 name, "', but ", why);
+  };
+  extra("layers." + std::to_string(c.n_layers) + ".wq",
+        "the header says n_layers " + std::to_string(c.n_layers));
+  if (c.tied_embeddings) extra("output", "the header says tied_embeddings");
+  if (!c.attention_bias) extra("layers.0.bq", "the header says attention_bias false");
+
   const int64_t dim = c.dim, hidden = c.hidden_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+  // Before anything is uploaded: a model larger than the GPU fails here, naming the sizes.
+  const size_t kv_bytes = size_t(2) * size_t(c.n_layers) * size_t(context_) * size_t(kv_dim) * 4;
+  check_memory_available(ctx_.device(), file_.tensor_bytes() + kv_bytes,
+                         str_cat("the weights of ", file_.path().string(), " (",
+                                 file_.tensor_bytes() >> 20, " MiB) and a KV cache of ", context_,
+                                 " tokens (", kv_bytes >> 20, " MiB)"));
   auto weight = [&](const std::string& name, Shape shape) { return place(file_.weight(name, shape)); };
   auto vector = [&](const std::string& name, int64_t size) {
-    return place(file_.tensor(name, {size}));
+    const Tensor t = file_.tensor(name, {size});
+    KUIPER_CHECK(t.dtype() == DType::kF32, "model file ", file_.path().string(), ": tensor '", name,
+                 "' is ", dtype_name(t.dtype()), ", norms and biases must be fp32");
+    return place(t);
   };
   auto bias = [&](const std::string& name, int64_t rows) {
     return c.attention_bias ? vector(name, rows) : Tensor{};

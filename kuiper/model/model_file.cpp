@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -28,19 +31,46 @@ T read_le(std::span<const std::byte> bytes, size_t at) {
   return v;
 }
 
+// A header value as T, exactly: integers must be JSON integers within T's range (no 288.5, no
+// 1e12 for an int, no -1 for an offset), booleans JSON booleans, floats JSON numbers.
 template <class T>
-T field(const nlohmann::json& j, const char* key) {
-  KUIPER_CHECK(j.contains(key), "header lacks '", key, "'");
-  try {
-    return j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail("header field '", key, "' has the wrong type: ", j.at(key).dump());
+T json_value(const nlohmann::json& v, const char* key) {
+  const auto wrong = [&](const char* expected) {
+    fail("header field '", key, "' must be ", expected, ", got ", v.dump());
+  };
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) wrong("true or false");
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    const bool fits = v.is_number_unsigned() ? std::in_range<T>(v.get<uint64_t>())
+                      : v.is_number_integer() ? std::in_range<T>(v.get<int64_t>())
+                                              : false;
+    if (!fits) wrong(std::is_signed_v<T> ? "an integer in range" : "a non-negative integer in range");
+    return v.get<T>();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number()) wrong("a number");
+    return v.get<T>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (!v.is_string()) wrong("a string");
+    return v.get<std::string>();
+  } else {  // std::vector of one of the above
+    if (!v.is_array()) wrong("an array");
+    T out;
+    for (const auto& e : v) out.push_back(json_value<typename T::value_type>(e, key));
+    return out;
   }
 }
 
 template <class T>
+T field(const nlohmann::json& j, const char* key) {
+  KUIPER_CHECK(j.is_object() && j.contains(key), "header lacks '", key, "'");
+  return json_value<T>(j.at(key), key);
+}
+
+template <class T>
 T field_or(const nlohmann::json& j, const char* key, T fallback) {
-  return j.contains(key) && !j.at(key).is_null() ? field<T>(j, key) : fallback;
+  // Absent means the default; null does not (a "rope_theta": null must not silently become 10000).
+  return j.contains(key) ? field<T>(j, key) : fallback;
 }
 
 ModelConfig config_from_json(const nlohmann::json& j) {
@@ -124,14 +154,21 @@ void ModelFile::parse_kuiper() {
                "corrupt header: expected an object with 'config' and 'tensors'");
   format_ = "kuiper v1";
   config_ = config_from_json(header.at("config"));
+  config_.validate();  // the header's values first, then its tensor table
   const size_t data_start = (kPrefixBytes + header_len + kAlignment - 1) / kAlignment * kAlignment;
+  KUIPER_CHECK(header.at("tensors").is_array(), "corrupt header: 'tensors' is not an array");
   for (const auto& t : header.at("tensors")) {
     const auto name = field<std::string>(t, "name");
     const auto dtype_text = field<std::string>(t, "dtype");
     const auto dtype = dtype_from_name(dtype_text);
     KUIPER_CHECK(dtype.has_value(), "tensor ", name, " has unknown dtype '", dtype_text, "'");
     const auto dims = field<std::vector<int64_t>>(t, "shape");
-    add_tensor(name, *dtype, Shape(std::span(dims)), data_start + field<size_t>(t, "offset"));
+    const auto offset = field<uint64_t>(t, "offset");
+    KUIPER_CHECK(offset % kAlignment == 0, "tensor '", name, "' at offset ", offset,
+                 " is not aligned to ", kAlignment, " bytes");
+    KUIPER_CHECK(offset <= bytes.size(), "truncated: tensor '", name, "' starts at offset ", offset,
+                 " beyond the file's ", bytes.size(), " bytes");
+    add_tensor(name, *dtype, Shape(std::span(dims)), data_start + offset);
   }
   if (header.contains("tokenizer") && !header.at("tokenizer").is_null()) {
     const auto& t = header.at("tokenizer");
@@ -143,6 +180,7 @@ void ModelFile::parse_kuiper() {
     const char* begin = reinterpret_cast<const char*>(bytes.data()) + data_start + offset;
     tokenizer_bytes_ = std::string_view(begin, size);
   }
+  check_no_overlap();
 }
 
 // llama.cpp's GGUF (docs/model-format.md, "GGUF"): the config from the metadata, our tensor
@@ -321,7 +359,8 @@ void ModelFile::parse_llama2c() {
   std::array<int32_t, 8> h{};
   std::memcpy(h.data(), bytes.data(), std::min(bytes.size(), sizeof(h)));
   if (bytes.size() >= 8 && h[0] == kLlama2cMagic) return parse_llama2c_versioned();
-  const int vocab = h[5] < 0 ? -h[5] : h[5];
+  // |h[5]| in 64 bits: -INT32_MIN overflows an int (a regression input of fuzz_legacy_model).
+  const int vocab = int(std::min<int64_t>(std::abs(int64_t(h[5])), INT32_MAX));
   const LegacySizes s{h[0], h[1], h[2], h[3], h[4], vocab, h[6], h[5] > 0};
   KUIPER_CHECK(bytes.size() >= 28 && s.plausible(),
                "not a model file: it has neither the KUIPERLM header of tools/export.py nor a "
@@ -411,10 +450,33 @@ void ModelFile::add_sequence(const ArraySequence& seq) {
 
 void ModelFile::add_tensor(std::string name, DType dtype, Shape shape, size_t offset) {
   const size_t size = file_->bytes().size();
-  const size_t bytes = storage_bytes(dtype, shape.numel());
+  // Bounded by the file's size as the product grows, so that numel() cannot overflow: no dtype
+  // stores more than two values a byte.
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    KUIPER_CHECK(d > 0, "tensor '", name, "' has shape ", shape.str(), ": dimensions must be positive");
+    KUIPER_CHECK(d <= int64_t(2 * size) / numel, "truncated: tensor '", name, "' of shape ",
+                 shape.str(), " is larger than the file's ", size, " bytes");
+    numel *= d;
+  }
+  const size_t bytes = storage_bytes(dtype, numel);
   KUIPER_CHECK(offset <= size && bytes <= size - offset, "truncated: tensor '", name, "' ends at byte ",
                offset + bytes, " but the file has ", size, " bytes");
-  tensors_.emplace(std::move(name), Entry{dtype, shape, offset});
+  KUIPER_CHECK(tensors_.emplace(name, Entry{dtype, shape, offset}).second, "tensor '", name,
+               "' is listed twice");
+}
+
+void ModelFile::check_no_overlap() const {
+  std::vector<std::pair<size_t, const std::string*>> starts;
+  for (const auto& [name, e] : tensors_) starts.emplace_back(e.offset, &name);
+  std::sort(starts.begin(), starts.end());
+  for (size_t i = 1; i < starts.size(); ++i) {
+    const Entry& prev = tensors_.find(*starts[i - 1].second)->second;
+    const size_t prev_end = prev.offset + storage_bytes(prev.dtype, prev.shape.numel());
+    KUIPER_CHECK(prev_end <= starts[i].first, "tensors '", *starts[i - 1].second, "' and '",
+                 *starts[i].second, "' overlap (bytes ", prev.offset, "..", prev_end, " and from ",
+                 starts[i].first, ")");
+  }
 }
 
 Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
@@ -436,6 +498,12 @@ Weight ModelFile::weight(std::string_view name, const Shape& shape) const {
   Weight w(values, Tensor::view(e.copy ? e.copy : buffer_, e.offset, e.dtype, e.shape));
   check_weight(w, name);
   return w;
+}
+
+size_t ModelFile::tensor_bytes() const {
+  size_t total = 0;
+  for (const auto& [name, e] : tensors_) total += storage_bytes(e.dtype, e.shape.numel());
+  return total;
 }
 
 Tensor ModelFile::tensor(std::string_view name, const Shape& shape) const {

@@ -34,6 +34,8 @@ class ModelFile {
   bool has(std::string_view name) const { return tensors_.contains(name); }
   // The tensor `name`, which must exist with `shape` (the matrices' dtype comes from the file).
   Tensor tensor(std::string_view name, const Shape& shape) const;
+  // Bytes of all tensors together (what a device copy of the weights needs).
+  size_t tensor_bytes() const;
   // The matrix `name` [rows, cols]: its values, and for int8 its scales (tensor `name.scales`).
   Weight weight(std::string_view name, const Shape& shape) const;
 
@@ -49,7 +51,9 @@ class ModelFile {
     size_t offset;                   // from the start of the file, or of `copy`
     std::shared_ptr<Buffer> copy{};  // a private copy (rows reordered at load); null: the file
   };
+  // Refuses non-positive dimensions, tensors beyond the end of the file and repeated names.
   void add_tensor(std::string name, DType dtype, Shape shape, size_t offset);
+  void check_no_overlap() const;
   void parse_kuiper();
   void parse_gguf();
   void add_rotary_reordered(const std::string& name, int n_heads);

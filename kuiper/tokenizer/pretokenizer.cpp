@@ -106,7 +106,8 @@ void PreTokenizer::add(const nlohmann::json& spec, std::string_view file) {
     }
   } else if (type == "ByteLevel") {
     ByteLevelStep step{spec.value("add_prefix_space", false), std::nullopt};
-    if (spec.value("use_regex", true)) step.gpt2_split.emplace(Regex(kGpt2Pattern, false), Behavior::kIsolated, false);
+    // Braces, not emplace: clang 14 (the fuzz build) has no parenthesized aggregate init.
+    if (spec.value("use_regex", true)) step.gpt2_split = SplitStep{Regex(kGpt2Pattern, false), Behavior::kIsolated, false};
     steps_.push_back(std::move(step));
   } else {
     fail("tokenizer file ", file, ": unsupported pre_tokenizer \"", type,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <exception>
 
 #include "kuiper/base/error.h"
 #include "kuiper/tokenizer/plain_text.h"
@@ -16,7 +17,14 @@ namespace {
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   SentencePieceTokenizer(std::string_view model_proto, const std::string& name) {
-    const auto status = sp_.LoadFromSerializedProto(model_proto);
+    sentencepiece::util::Status status;
+    try {
+      status = sp_.LoadFromSerializedProto(model_proto);
+    } catch (const std::exception& e) {
+      // sentencepiece reports most damage as a status, but its trie builder (Darts) throws, e.g.
+      // for a piece with a NUL byte (found by fuzz_sentencepiece_model).
+      fail("cannot load sentencepiece tokenizer ", name, ": ", e.what());
+    }
     KUIPER_CHECK(status.ok(), "cannot load sentencepiece tokenizer ", name, ": ", status.ToString());
     // Control pieces (<s>, </s>) written in a prompt or a chat template are matched as tokens,
     // the way Hugging Face's tokenizers treat them; sentencepiece alone would spell them out.

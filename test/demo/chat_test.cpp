@@ -2,6 +2,8 @@
 // kept across turns (the second turn prefills only its new tokens and replies as plain generation
 // of the whole conversation does), context overflow, refused messages, commands and input edges.
 // The terminal side (prompt, Ctrl-C, Ctrl-D) is chat_tty_test.sh.
+#include <algorithm>
+#include <fstream>
 #include <regex>
 #include <sstream>
 
@@ -375,6 +377,96 @@ TEST(ChatLlama2, SentencepieceTemplatesContinueInTheCache) {
     EXPECT_EQ(replies[2], replies[0]) << "/reset gives the first conversation back";
   }
 }
+
+// A conversation of more than 10,000 tokens (user messages and replies) in a context of 160, so
+// that old turns are dropped hundreds of times: every message gets a reply, and the process's
+// resident memory (and on CUDA the GPU memory its allocator holds) stays flat after warm-up.
+class LongChat : public ::testing::TestWithParam<Device> {};
+
+#if defined(__SANITIZE_ADDRESS__)  // gcc
+#define KUIPER_TEST_ASAN 1
+#elif defined(__has_feature)  // clang
+#if __has_feature(address_sanitizer)
+#define KUIPER_TEST_ASAN 1
+#endif
+#endif
+#ifdef KUIPER_TEST_ASAN
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
+TEST_P(LongChat, TenThousandTokensWrapTheContextWithFlatMemory) {
+  // ASan's quarantine keeps freed memory resident (180 -> 470 MiB here), and the run takes 13
+  // minutes: the memory figures only mean something in a plain build.
+  if (kAddressSanitizer) GTEST_SKIP() << "resident memory is not measurable under ASan";
+  KUIPER_REQUIRE_SHARED("models/qwen2-kjv");
+  KUIPER_REQUIRE_SHARED("corpus/kjv.tsv");
+  const Device device = GetParam();
+  if (device == Device::kCUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  // The first 40 verses, as the model was trained to be asked, 5 times over: after the first
+  // rounds every word has been through the tokenizer's piece cache (bounded, but it grows with
+  // the words it has seen), so what remains to grow would be a leak.
+  const auto tokenizer = kQwen2.tokenizer();
+  std::ifstream corpus(shared_dir() / "corpus/kjv.tsv");
+  std::string line, input;
+  std::getline(corpus, line);  // the column names
+  std::vector<std::string> verses;
+  while (verses.size() < 40 && std::getline(corpus, line))
+    verses.push_back("Continue the verse: " + line.substr(line.rfind('\t') + 1));
+  int message_tokens = 0, messages = 0;
+  for (; messages < 200; ++messages) {
+    const std::string& message = verses[size_t(messages) % verses.size()];
+    input += message + "\n";
+    message_tokens += int(tokenizer->encode(message, false).size());
+  }
+  const int context = 160;
+  const auto r = kQwen2.chat("--ids --verbose -c " + std::to_string(context) + " --steps 48 --device " +
+                                 std::string(device_name(device)),
+                             input);
+  ASSERT_EQ(r.exit_code, 0) << r.err.substr(0, 2000);
+  const auto replies = lines_of(r.out);
+  ASSERT_EQ(int(replies.size()), messages) << "one reply line per message";
+  int reply_tokens = 0;
+  for (const auto& reply : replies) reply_tokens += int(parse_ids(reply).size());
+  static const std::regex dropped("dropped the oldest");
+  const int wraps = int(std::distance(std::sregex_iterator(r.err.begin(), r.err.end(), dropped),
+                                      std::sregex_iterator()));
+  // Memory after each turn.
+  static const std::regex memory(R"(resident ([0-9.]+) MiB(, gpu (\d+) MiB)?)");
+  std::vector<double> resident, gpu;
+  for (std::sregex_iterator it(r.err.begin(), r.err.end(), memory), end; it != end; ++it) {
+    resident.push_back(std::stod((*it)[1]));
+    if ((*it)[3].matched) gpu.push_back(std::stod((*it)[3]));
+  }
+  ASSERT_EQ(int(resident.size()), messages) << r.err.substr(0, 2000);
+  // Warm-up: two rounds of the verses.
+  const size_t warm = 2 * verses.size();
+  const auto range = [&](const std::vector<double>& v) {
+    const auto [lo, hi] = std::minmax_element(v.begin() + ptrdiff_t(warm), v.end());
+    return std::pair{*lo, *hi};
+  };
+  const auto [rss_lo, rss_hi] = range(resident);
+  std::printf("%s: %d messages, %d message + %d reply tokens = %d, context %d dropped old turns %d "
+              "times; resident after turn 1 %.1f MiB, after warm-up (turn %zu) %.1f MiB, then "
+              "%.1f..%.1f MiB, last %.1f MiB\n",
+              std::string(device_name(device)).c_str(), messages, message_tokens, reply_tokens,
+              message_tokens + reply_tokens, context, wraps, resident.front(), warm + 1,
+              resident[warm], rss_lo, rss_hi, resident.back());
+  EXPECT_GE(message_tokens + reply_tokens, 10000);
+  EXPECT_GE(wraps, 20);
+  EXPECT_LE(rss_hi - resident[warm], 1.0) << "resident memory grew after warm-up (MiB)";
+  if (device == Device::kCUDA) {
+    ASSERT_EQ(gpu.size(), resident.size());
+    const auto [gpu_lo, gpu_hi] = range(gpu);
+    std::printf("gpu: after turn 1 %.0f MiB, after warm-up %.0f MiB, then %.0f..%.0f MiB\n",
+                gpu.front(), gpu[warm], gpu_lo, gpu_hi);
+    EXPECT_EQ(gpu_hi, gpu[warm]) << "GPU memory grew after warm-up (MiB)";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, LongChat, ::testing::Values(Device::kCPU, Device::kCUDA),
+                         [](const auto& info) { return std::string(device_name(info.param)); });
 
 TEST(ChatOptions, AModelWithoutATemplateNeedsTemplate) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");

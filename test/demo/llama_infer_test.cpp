@@ -15,8 +15,10 @@ std::string ids_line(const nlohmann::json& ids) {
   return line + "\n";
 }
 
-CommandResult infer(const std::string& args, const std::string& input = "") {
-  return run_command(llama_infer() + " " + args, input);
+// llama_infer with args; with prefix_program false, args is the whole command line.
+CommandResult infer(const std::string& args, const std::string& input = "",
+                    bool prefix_program = true) {
+  return run_command(prefix_program ? llama_infer() + " " + args : args, input);
 }
 
 // Exactly one line on stderr naming the problem, and a non-zero exit.
@@ -229,6 +231,32 @@ TEST_F(BadInput, CudaWithoutAGpu) {
   const auto probe = infer(model_ + " " + tokenizer_ + " --device cuda -n 1 -p hi");
   if (probe.exit_code == 0) GTEST_SKIP() << "a GPU is present";
   expect_clear_error(probe, "CUDA");
+}
+
+// A model larger than the GPU memory (here: than an allocator capped at 8 MiB; the fp32 llama2-kjv
+// file is ~60 MiB) fails at load, before uploading, with the sizes in one line.
+TEST_F(BadInput, ModelLargerThanTheGpuMemory) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const auto r = infer("KUIPER_CUDA_MEMORY_LIMIT=8M " + llama_infer() + " " + model_ + " " +
+                           tokenizer_ + " --device cuda -n 4 -p hi",
+                       "", /*prefix_program=*/false);
+  expect_clear_error(r, "not enough GPU memory");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("MiB"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("allocator limit 8.00 MiB"), std::string::npos) << r.err;
+}
+
+// stdout's last newline is out before the statistics on stderr, so a 2>&1 pipe (or a terminal)
+// shows the text as one block followed by the statistics.
+TEST_F(BadInput, StdoutEndsBeforeTheStatistics) {
+  const std::string args = model_ + " " + tokenizer_ + " --temp 0 -n 8 -p 'In the beginning'";
+  const auto alone = infer(args);
+  const auto merged = infer(args + " 2>&1");
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  ASSERT_FALSE(alone.out.empty());
+  const size_t text = merged.out.find(alone.out);
+  ASSERT_NE(text, std::string::npos) << merged.out;
+  EXPECT_TRUE(merged.out.substr(text + alone.out.size()).starts_with("kuiper: prompt")) << merged.out;
 }
 
 TEST(LlamaInfer, HelpPrintsUsage) {

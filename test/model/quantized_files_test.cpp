@@ -451,6 +451,11 @@ TEST(Q4Files, BadInputIsOneClearLine) {
   {
     KuiperFile f = KuiperFile::read(q4);
     f.entry("layers.0.wq.scales")["shape"] = {288, 18};  // groups of 16
+    // Twice the scales no longer fit before the next tensor: move them to the end of the data,
+    // so that only their group size is wrong (overlapping tensors are an error of their own).
+    f.data.resize((f.data.size() + 63) / 64 * 64, '\0');
+    f.entry("layers.0.wq.scales")["offset"] = f.data.size();
+    f.data.append(288 * 18 * 2, '\0');
     expect_clear_error(infer(f.write("q4_group16.bin")),
                        "'layers.0.wq' has groups of 16, the header says 32",
                        "q4 scales of groups of 16");

@@ -142,6 +142,20 @@ class CachingCudaAllocator final : public CudaAllocator {
     stats_.peak_bytes_in_use = stats_.bytes_in_use;
   }
 
+  void check_available(size_t bytes, std::string_view what) const override {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
+    std::lock_guard lock(mu_);
+    size_t fresh = free_bytes;
+    if (limit_ != 0) fresh = std::min(fresh, limit_ - std::min(limit_, stats_.bytes_reserved));
+    const size_t available = small_idle_ + large_idle_ + fresh;
+    KUIPER_CHECK(bytes <= available, "not enough GPU memory: ", what, " need ", human_bytes(bytes),
+                 " but ", human_bytes(available), " is available (device free ",
+                 human_bytes(free_bytes), " of ", human_bytes(total_bytes), ", cached ",
+                 human_bytes(small_idle_ + large_idle_),
+                 limit_ ? str_cat(", allocator limit ", human_bytes(limit_)) : std::string(), ")");
+  }
+
  private:
   using Pool = std::set<Block*, BySize>;
 
@@ -268,8 +282,32 @@ class CachingCudaAllocator final : public CudaAllocator {
 
 }  // namespace
 
+namespace {
+
+// KUIPER_CUDA_MEMORY_LIMIT: "1073741824", "512M", "2G"; unset or empty: no limit.
+size_t limit_from_environment() {
+  const char* text = std::getenv("KUIPER_CUDA_MEMORY_LIMIT");
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(text, &end, 10);
+  const std::string_view suffix(end);
+  const int shift = suffix.empty() ? 0 : suffix == "K" ? 10 : suffix == "M" ? 20 : suffix == "G" ? 30 : -1;
+  KUIPER_CHECK(end != text && shift >= 0 && n > 0 && n <= (SIZE_MAX >> shift),
+               "KUIPER_CUDA_MEMORY_LIMIT must be a positive number of bytes, optionally with K, M "
+               "or G, got '", text, "'");
+  return size_t(n) << shift;
+}
+
+}  // namespace
+
 CudaAllocator& cuda_allocator() {
   static CachingCudaAllocator allocator;
+  static const size_t limit = [] {
+    const size_t bytes = limit_from_environment();
+    if (bytes != 0) allocator.set_reserved_limit(bytes);
+    return bytes;
+  }();
+  (void)limit;
   return allocator;
 }
 

@@ -7,6 +7,7 @@
 // caller before memory moves to another stream.
 #include <cstddef>
 #include <memory>
+#include <string_view>
 
 #include "kuiper/base/allocator.h"
 
@@ -34,9 +35,15 @@ class CudaAllocator : public Allocator {
   // 0 (the default) means no cap beyond the card's memory. For tests and for sharing a card.
   virtual void set_reserved_limit(size_t bytes) = 0;
   virtual void reset_peak() = 0;
+  // Throws kuiper::Error, naming the sizes, unless `bytes` more could be allocated now: from the
+  // idle cache, the device's free memory and what the reserved limit leaves. `what` says what
+  // the bytes are for.
+  virtual void check_available(size_t bytes, std::string_view what) const = 0;
 };
 
-// The process's allocator, which every CUDA Buffer uses.
+// The process's allocator, which every CUDA Buffer uses. KUIPER_CUDA_MEMORY_LIMIT (bytes, or
+// with a K, M or G suffix: KiB, MiB, GiB) caps it from the start, e.g. to provoke out-of-memory
+// errors in tests or to share a card.
 CudaAllocator& cuda_allocator();
 // A separate allocator with pools and counters of its own (for tests).
 std::unique_ptr<CudaAllocator> make_cuda_caching_allocator();

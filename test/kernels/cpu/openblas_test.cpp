@@ -7,17 +7,18 @@
 
 #include "test/test_util.h"
 
-extern "C" void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
-                       const float*, const int*, const float*, const int*, const float*, float*,
-                       const int*);
 extern "C" char* openblas_get_config();
 
 namespace kuiper::test {
 namespace {
 
 TEST(OpenBlas, ArmadilloMatrixProductsRunOnOpenBlas) {
+  // Looked up rather than declared: armadillo declares sgemm_ itself, with a signature (hidden
+  // string lengths) that clang refuses to see declared twice differently.
+  void* const sgemm = dlsym(RTLD_DEFAULT, "sgemm_");
+  ASSERT_NE(sgemm, nullptr);
   Dl_info info{};
-  ASSERT_NE(dladdr(reinterpret_cast<void*>(&sgemm_), &info), 0);
+  ASSERT_NE(dladdr(sgemm, &info), 0);
   EXPECT_NE(std::string(info.dli_fname).find("openblas"), std::string::npos)
       << "sgemm_ comes from " << info.dli_fname;
   EXPECT_NE(std::string(openblas_get_config()).find("OpenBLAS"), std::string::npos);
