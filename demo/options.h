@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kuiper/base/device.h"
+#include "kuiper/base/dtype.h"
 #include "kuiper/sampler/sampler.h"
 
 namespace kuiper::demo {
@@ -18,6 +19,8 @@ struct Options {
   Device device = Device::kCPU;
   int context = 0;  // 0: the model's, capped
   int kv_blocks = 0;  // KV cache blocks; 0: room for one sequence of `context` (llama_server: more)
+  DType kv_dtype = DType::kF32;  // of the KV cache
+  int max_sequences = 64;        // sequences one forward pass holds (llama_server: --parallel)
   int threads = 0;  // 0: all cores
   bool no_mmap = false;
   bool tokenize_only = false;

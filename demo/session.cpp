@@ -42,6 +42,8 @@ Session open_session(const Options& o) {
   mo.device = o.device;
   mo.context = o.context;
   mo.kv_blocks = o.kv_blocks;
+  mo.kv_dtype = o.kv_dtype;
+  mo.max_sequences = o.max_sequences;
   mo.mmap = !o.no_mmap;
   s.model = LlamaModel::load(o.model_path, mo);
   if (!s.tokenizer) s.tokenizer = embedded_tokenizer(s.model->file());

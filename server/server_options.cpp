@@ -21,7 +21,7 @@ GET /health, GET /metrics. Concurrent requests are decoded together by the batch
                         at most 4096)
       --parallel N      requests decoded together (default 64)
       --queue N         requests waiting beyond those before new ones get 503 (default 64)
-      --kv-type T       KV cache type: fp32 (default; the only one the engine has so far)
+      --kv-type T       KV cache type: fp32 (default), fp16 or bf16
   -t, --threads N       CPU threads (default: all cores)
       --max-body BYTES  largest request body; larger ones get 413 (default 4194304)
       --http-threads N  connections served at once (default: parallel + queue + 16)
@@ -72,9 +72,10 @@ ServerOptions parse_server_options(std::span<char* const> args) {
   KUIPER_CHECK(o.model.threads >= 0, "--threads must be >= 0, got ", o.model.threads);
   KUIPER_CHECK(o.http.max_body > 0, "--max-body must be positive");
   KUIPER_CHECK(o.http.threads >= 0, "--http-threads must be >= 0, got ", o.http.threads);
-  // Until the engine's cache takes 16-bit types (issue 10), fp32 is the only one.
-  KUIPER_CHECK(o.kv_type == DType::kF32, "--kv-type ", dtype_name(o.kv_type),
-               " is not supported yet; the engine's KV cache is fp32");
+  KUIPER_CHECK(o.kv_type == DType::kF32 || o.kv_type == DType::kF16 || o.kv_type == DType::kBF16,
+               "--kv-type must be fp32, fp16 or bf16, not ", dtype_name(o.kv_type));
+  o.model.kv_dtype = o.kv_type;
+  o.model.max_sequences = o.engine.max_running;
   o.engine.token_budget = std::max(o.engine.token_budget, o.engine.max_running);
   return o;
 }

@@ -350,6 +350,10 @@ void Engine::run_until_idle() {
 void Engine::serve() {
   State& st = *state_;
   for (;;) {
+    {
+      std::lock_guard lock(st.mutex);
+      if (st.stopping) break;
+    }
     if (step()) continue;
     std::unique_lock lock(st.mutex);
     if (st.stopping) break;

@@ -173,6 +173,40 @@ TEST_P(LlamaModelOnDevice, Fp16AndBf16ExportsKeepTheTopToken) {
   }
 }
 
+// A 16-bit KV cache (fp32 weights) keeps the golden top-1 token at every prompt position of
+// every model (bf16 may swap near-ties, as above); prints the cache's bytes per token.
+TEST_P(LlamaModelOnDevice, Fp16AndBf16KvCachesKeepTheTopToken) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  for (const std::string model_name : {"llama2", "qwen2", "llama3"}) {
+    if (!std::filesystem::exists(shared_dir() / "models" / (model_name + "-kjv"))) continue;
+    for (const DType kv : {DType::kF16, DType::kBF16}) {
+      ModelOptions options;
+      options.kv_dtype = kv;
+      auto model = load("--hf {shared}/models/" + model_name + "-kjv", options);
+      std::printf("%s kv cache %s: %.1f KiB per token\n", model_name.c_str(),
+                  std::string(dtype_name(kv)).c_str(), model->kv_bytes_per_token() / 1024.0);
+      const auto& cases = golden().at(model_name).at(model_name == "llama2" ? "prompts" : "raw");
+      for (const auto& p : cases) {
+        const auto prompt = ids_of(p.at("prompt_ids"));
+        const Tensor logits = model->forward(prompt, 0, true);
+        for (size_t i = 0; i < prompt.size(); ++i) {
+          const auto row =
+              logits.span<float>().subspan(i * size_t(logits.dim(1)), size_t(logits.dim(1)));
+          const auto top = int32_t(std::max_element(row.begin(), row.end()) - row.begin());
+          const auto& golden_top = p.at("prompt_top20")[i];
+          std::vector<int32_t> acceptable = {golden_top[0][0].get<int32_t>()};
+          for (const auto& pair : golden_top)
+            if (kv == DType::kBF16 && pair[1].get<float>() >= golden_top[0][1].get<float>() - 0.1f)
+              acceptable.push_back(pair[0]);
+          EXPECT_NE(std::find(acceptable.begin(), acceptable.end(), top), acceptable.end())
+              << model_name << " kv " << dtype_name(kv) << " case " << p.dump().substr(0, 60)
+              << " position " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST_P(LlamaModelOnDevice, ContextOverflowIsAnError) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
   ModelOptions small;
