@@ -336,4 +336,15 @@ std::filesystem::path legacy_int8_model(const std::string& format, const std::st
   return written_model("legacy_int8.py", format, format, ".bin", args);
 }
 
+void DeviceModelTest::SetUp() {
+  if (device() == Device::kCUDA && cuda_device_count() == 0)
+    GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
+}
+
+std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info) {
+  return std::string(device_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
+}
+
 }  // namespace kuiper::test

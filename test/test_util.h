@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kuiper/tensor/tensor.h"
@@ -86,3 +87,25 @@ std::filesystem::path gguf_model(const std::string& args);
       GTEST_SKIP() << "test data not found: " << kuiper_p_.string()                        \
                    << " (set KUIPER_SHARED_DIR to the shared/ folder)";                    \
   } while (0)
+
+namespace kuiper::test {
+
+// Golden tests of one (device, model) pair, model "llama2", "qwen2" or "llama3", so that a run
+// can pick one model's tests (the GPU machine receives one model's files at a time). Skips
+// without a GPU for CUDA, and without the golden outputs or the model's checkpoint.
+using DeviceModel = std::tuple<Device, std::string>;
+class DeviceModelTest : public ::testing::TestWithParam<DeviceModel> {
+ protected:
+  void SetUp() override;
+  Device device() const { return std::get<0>(GetParam()); }
+  const std::string& model() const { return std::get<1>(GetParam()); }
+};
+// "cpu_llama2" and so on.
+std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info);
+// Every (device, model) pair.
+inline auto all_devices_and_models() {
+  return ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
+                            ::testing::Values("llama2", "qwen2", "llama3"));
+}
+
+}  // namespace kuiper::test

@@ -52,17 +52,8 @@ struct Received {
   FinishReason reason = FinishReason::kError;
 };
 
-class EngineGolden : public ::testing::TestWithParam<std::tuple<Device, std::string>> {
+class EngineGolden : public test::DeviceModelTest {
  protected:
-  void SetUp() override {
-    if (device() == Device::kCUDA && cuda_device_count() == 0)
-      GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
-    KUIPER_REQUIRE_SHARED("models/golden_public.json");
-    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
-  }
-  Device device() const { return std::get<0>(GetParam()); }
-  const std::string& model() const { return std::get<1>(GetParam()); }
-
   void load(ModelOptions options = {}) {
     options.device = device();
     model_ = LlamaModel::load(test::exported_model("--hf {shared}/models/" + model() + "-kjv"),
@@ -181,14 +172,8 @@ TEST_P(EngineGolden, ARequestLongerThanASequenceIsRefusedAndTheOthersGoOn) {
   EXPECT_EQ(r.reason, FinishReason::kLength);
 }
 
-std::string label(const ::testing::TestParamInfo<std::tuple<Device, std::string>>& info) {
-  return std::string(device_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
-}
-
-INSTANTIATE_TEST_SUITE_P(All, EngineGolden,
-                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
-                                            ::testing::Values("llama2", "qwen2", "llama3")),
-                         label);
+INSTANTIATE_TEST_SUITE_P(All, EngineGolden, test::all_devices_and_models(),
+                         test::device_model_label);
 
 }  // namespace
 }  // namespace kuiper::engine

@@ -11,19 +11,7 @@ namespace {
 
 std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
-using DeviceModel = std::tuple<Device, std::string>;
-
-class GgufGolden : public ::testing::TestWithParam<DeviceModel> {
- protected:
-  void SetUp() override {
-    if (device() == Device::kCUDA && cuda_device_count() == 0)
-      GTEST_SKIP() << "no CUDA device" << (cuda_compiled() ? "" : " (built without CUDA)");
-    KUIPER_REQUIRE_SHARED("models/golden_public.json");
-    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
-  }
-  Device device() const { return std::get<0>(GetParam()); }
-  const std::string& model() const { return std::get<1>(GetParam()); }
-};
+using GgufGolden = DeviceModelTest;
 
 // Greedy decoding through the KV cache gives transformers' greedy ids for every golden prompt
 // (up to the golden length, stopping at and including an end-of-generation id of the file).
@@ -46,13 +34,7 @@ TEST_P(GgufGolden, DecodingReproducesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, GgufGolden,
-                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
-                                            ::testing::Values("llama2", "qwen2", "llama3")),
-                         [](const auto& info) {
-                           return std::string(device_name(std::get<0>(info.param))) + "_" +
-                                  std::get<1>(info.param);
-                         });
+INSTANTIATE_TEST_SUITE_P(All, GgufGolden, all_devices_and_models(), device_model_label);
 
 // The metadata reads as the same config export.py derives from the checkpoint folder.
 TEST(GgufModel, ConfigMatchesTheExportedFile) {

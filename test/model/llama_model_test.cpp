@@ -35,28 +35,14 @@ std::string device_label(const ::testing::TestParamInfo<Device>& info) {
   return std::string(device_name(info.param));
 }
 
-// Golden tests run for each device and each model ("llama2", "qwen2", "llama3"), so that a run
-// can pick one model's tests (the GPU machine receives one model's files at a time).
-using DeviceModel = std::tuple<Device, std::string>;
-
-class Golden : public ::testing::TestWithParam<DeviceModel> {
+// Golden tests run for each device and each model.
+class Golden : public DeviceModelTest {
  protected:
-  void SetUp() override {
-    skip_without(device());
-    KUIPER_REQUIRE_SHARED("models/golden_public.json");
-    KUIPER_REQUIRE_SHARED("models/" + model() + "-kjv");
-  }
-  Device device() const { return std::get<0>(GetParam()); }
-  const std::string& model() const { return std::get<1>(GetParam()); }
   const nlohmann::json& cases() const { return golden().at(model()); }
   std::unique_ptr<LlamaModel> load(const std::string& export_args) const {
     return load_on(device(), export_args);
   }
 };
-
-std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info) {
-  return std::string(device_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
-}
 
 // Every position's logits have the golden top-20 ids, and their values within 1e-3 relative.
 void expect_matches_top20(LlamaModel& model, const nlohmann::json& c, const std::string& label) {
@@ -118,10 +104,7 @@ TEST_P(Golden, DecodingReproducesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, Golden,
-                         ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),
-                                            ::testing::Values("llama2", "qwen2", "llama3")),
-                         device_model_label);
+INSTANTIATE_TEST_SUITE_P(All, Golden, all_devices_and_models(), device_model_label);
 
 // Prefill in one batch, in chunks, or one token at a time (on CUDA: replayed graphs, and eager
 // steps): the same logits.
