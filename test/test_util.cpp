@@ -347,4 +347,21 @@ std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info
   return std::string(device_name(std::get<0>(info.param))) + "_" + std::get<1>(info.param);
 }
 
+void expect_greedy_matches_golden(LlamaModel& m, const std::string& model_name) {
+  const auto& cases = golden().at(model_name);
+  for (const std::string section : {"prompts", "raw", "chat"}) {
+    if (!cases.contains(section)) continue;
+    for (const auto& c : cases.at(section)) {
+      const auto prompt = c.at("prompt_ids").get<std::vector<int32_t>>();
+      const auto expected = c.at("greedy_ids").get<std::vector<int32_t>>();
+      std::vector<int32_t> got = {m.forward_greedy(prompt, 0)};
+      auto pos = int32_t(prompt.size());
+      while (got.size() < expected.size() && !m.config().is_eos(got.back()))
+        got.push_back(m.forward_greedy({&got.back(), 1}, pos++));
+      EXPECT_EQ(got, expected) << model_name << " " << section << " case "
+                               << c.dump().substr(0, 80);
+    }
+  }
+}
+
 }  // namespace kuiper::test

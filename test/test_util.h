@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kuiper/model/llama_model.h"
 #include "kuiper/tensor/tensor.h"
 #include "kuiper/tensor/weight.h"
 
@@ -102,6 +103,9 @@ class DeviceModelTest : public ::testing::TestWithParam<DeviceModel> {
 };
 // "cpu_llama2" and so on.
 std::string device_model_label(const ::testing::TestParamInfo<DeviceModel>& info);
+// Greedy decoding one token at a time through the KV cache gives the golden greedy_ids of every
+// case of `model_name` (stopping at and including a stop id).
+void expect_greedy_matches_golden(LlamaModel& m, const std::string& model_name);
 // Every (device, model) pair.
 inline auto all_devices_and_models() {
   return ::testing::Combine(::testing::Values(Device::kCPU, Device::kCUDA),

@@ -20,18 +20,7 @@ TEST_P(GgufGolden, DecodingReproducesTransformers) {
   options.device = device();
   auto m = LlamaModel::load(gguf_model("{shared}/models/" + model() + "-kjv"), options);
   EXPECT_EQ(m->file().format(), "gguf v3");
-  const auto& cases = golden().at(model());
-  for (const std::string section : {"prompts", "raw", "chat"}) {
-    if (!cases.contains(section)) continue;
-    for (const auto& c : cases.at(section)) {
-      const auto prompt = ids_of(c.at("prompt_ids")), expected = ids_of(c.at("greedy_ids"));
-      std::vector<int32_t> got = {m->forward_greedy(prompt, 0)};
-      auto pos = int32_t(prompt.size());
-      while (got.size() < expected.size() && !m->config().is_eos(got.back()))
-        got.push_back(m->forward_greedy({&got.back(), 1}, pos++));
-      EXPECT_EQ(got, expected) << section << " case " << c.dump().substr(0, 80);
-    }
-  }
+  expect_greedy_matches_golden(*m, model());
 }
 
 INSTANTIATE_TEST_SUITE_P(All, GgufGolden, all_devices_and_models(), device_model_label);
