@@ -102,6 +102,8 @@ struct Engine::State {
   }
 
   void take_incoming();
+  void count_waiting();         // takes the mutex
+  void count_waiting_locked();  // the caller holds it
   void finish(Sequence& s, FinishReason reason, std::string error = {});
   void drop_cancelled();
   void admit();
@@ -119,6 +121,16 @@ void Engine::State::take_incoming() {
     waiting.push_back(std::move(s));
   }
   incoming.clear();
+  count_waiting_locked();
+}
+
+// submit() counts incoming + published.waiting against the queue limit, so the count follows
+// every change of `waiting` as it happens, not at the step's publish(): a request taken in stays
+// counted, and one admitted (whose first token a client may see before the step ends) is not.
+void Engine::State::count_waiting_locked() { published.waiting = int(waiting.size()); }
+void Engine::State::count_waiting() {
+  std::lock_guard lock(mutex);
+  count_waiting_locked();
 }
 
 void Engine::State::finish(Sequence& s, FinishReason reason, std::string error) {
@@ -174,6 +186,7 @@ void Engine::State::preempt(SequencePtr s) {
   s->cached = 0;
   ++stats.preemptions;
   waiting.push_front(std::move(s));
+  count_waiting();
 }
 
 // Every running sequence needs a cache block for the token it feeds next; when the pool runs dry
@@ -328,6 +341,7 @@ bool Engine::step() {
   st.take_incoming();
   st.drop_cancelled();
   st.admit();
+  st.count_waiting();
   bool worked = false;
   try {
     worked = st.run_step();

@@ -172,6 +172,39 @@ TEST_P(EngineGolden, ARequestLongerThanASequenceIsRefusedAndTheOthersGoOn) {
   EXPECT_EQ(r.reason, FinishReason::kLength);
 }
 
+// The queue limit counts the requests waiting at every moment, also in the middle of a step (a
+// server's client may submit while another's token is being delivered): from a running request's
+// update, the one just admitted does not count, and one taken in to wait for a slot does.
+TEST_P(EngineGolden, TheQueueLimitCountsWhatWaitsDuringAStep) {
+  load();
+  EngineOptions options;
+  options.max_running = 1;
+  options.max_waiting = 1;
+  Engine engine(*model_, *tokenizer_, options);
+  const auto cases = cases_of(model());
+  const Golden& c = cases[longest_case(cases)];
+  ASSERT_GE(c.expected.size(), 3u);
+  Received running, waiting, refused;
+  Request first = request_for(c, running);
+  int updates = 0;
+  std::vector<std::string> outcomes;
+  first.on_update = [&, deliver = first.on_update](const Update& u) {
+    deliver(u);
+    if (++updates > 2) return;
+    try {
+      engine.submit(request_for({c.prompt, {c.expected.front()}}, updates == 1 ? waiting : refused));
+      outcomes.push_back("accepted");
+    } catch (const Refused& e) {
+      outcomes.push_back(e.kind == Refused::Kind::kQueueFull ? "queue full" : e.what());
+    }
+  };
+  engine.submit(std::move(first));
+  engine.run_until_idle();
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"accepted", "queue full"}));
+  EXPECT_EQ(running.tokens, c.expected);
+  EXPECT_EQ(waiting.tokens, std::vector<int32_t>{c.expected.front()});
+}
+
 INSTANTIATE_TEST_SUITE_P(All, EngineGolden, test::all_devices_and_models(),
                          test::device_model_label);
 

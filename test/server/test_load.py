@@ -69,7 +69,10 @@ def test_2000_requests_from_64_clients(golden, start_server):
           f"server RSS {rss_before} -> {rss_after} KiB")
     assert failures == [], failures[:5]
     assert wrong == [], wrong[:5]
-    assert abs(rss_after - rss_before) <= 0.1 * rss_before
+    if "address" in os.environ.get("KUIPER_SANITIZE", ""):
+        print("resident memory not checked: ASan's quarantine keeps freed memory resident")
+    else:
+        assert abs(rss_after - rss_before) <= 0.1 * rss_before
     m = server.metrics()
     assert m['kuiper_http_responses_total{status="200"}'] >= REQUESTS + 2 * CLIENTS + len(variants)
     assert m["kuiper_kv_blocks_used"] == 0
