@@ -25,7 +25,7 @@ struct ProjectionOptions {
 };
 
 // {x [n, in]} -> {y_i [n, out_i]}: y_i = norm(x) w_i^T (+ b_i), every projection in one kernel
-// (q, k and v of a block share one input).
+// (q, k and v of a block share one input), or one per storage when the weights mix dtypes.
 class MatmulLayer final : public Layer {
  public:
   MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases = {},
@@ -36,6 +36,7 @@ class MatmulLayer final : public Layer {
   std::vector<Weight> projections_;
   std::vector<Tensor> biases_;  // one per projection, empty where it has none
   ProjectionOptions options_;
+  std::vector<std::vector<size_t>> launches_;  // projections by storage: one kernel call each
 };
 
 // {x [n, in]} -> {h [n, hidden]}: h = silu(norm(x) w_gate^T) * (norm(x) w_up^T), the first half

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include "kuiper/op/layers.h"
@@ -18,11 +19,17 @@ MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vec
   for (size_t i = 0; i < projections_.size(); ++i) {
     const Weight& w = projections_[i];
     check_weight(w, this->name());
-    KUIPER_CHECK(w.cols() == first.cols() && same_storage(w, first), this->name(), ": weight ",
-                 w.describe(), " does not share the first weight's input size and storage (",
-                 first.describe(), ")");
+    KUIPER_CHECK(w.cols() == first.cols(), this->name(), ": weight ", w.describe(),
+                 " does not share the first weight's input size (", first.describe(), ")");
     if (!biases_[i].empty()) expect_shape(biases_[i], {w.rows()}, "bias");
     append_tensors(weights_, w);
+    // Mixed files (llama.cpp's Q4_K_M keeps some layers' v in Q6_K) split a layer into one
+    // kernel call per storage; the usual single-dtype file stays one call.
+    auto group = std::find_if(launches_.begin(), launches_.end(), [&](const std::vector<size_t>& g) {
+      return same_storage(projections_[g.front()], w);
+    });
+    if (group == launches_.end()) group = launches_.insert(launches_.end(), std::vector<size_t>{});
+    group->push_back(i);
   }
   weights_.insert(weights_.end(), biases_.begin(), biases_.end());
   if (!options_.norm.empty()) {
@@ -35,15 +42,17 @@ void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContex
   const Tensor& x = in[0];
   const int64_t n = x.dim(0);
   expect_shape(x, {n, projections_[0].cols()}, "input");
-  std::vector<kernels::MatmulOutput> outs;
-  outs.reserve(projections_.size());
   for (size_t i = 0; i < projections_.size(); ++i) {
     expect_shape(out[i], {n, projections_[i].rows()}, "output");
     KUIPER_CHECK(out[i].raw_data() != x.raw_data(), name(), ": output may not alias the input");
-    outs.push_back({projections_[i], biases_[i], out[i]});
   }
-  kernels::registry().matmul.find(ctx.device(), projections_[0].dtype())(
-      {x, options_.norm, options_.eps}, outs, options_.residual, ctx);
+  std::vector<kernels::MatmulOutput> outs;
+  for (const std::vector<size_t>& group : launches_) {
+    outs.clear();
+    for (size_t i : group) outs.push_back({projections_[i], biases_[i], out[i]});
+    kernels::registry().matmul.find(ctx.device(), projections_[group.front()].dtype())(
+        {x, options_.norm, options_.eps}, outs, options_.residual, ctx);
+  }
 }
 
 GatedMatmulLayer::GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up,

@@ -2,14 +2,14 @@
 // shared checkpoints) against transformers' golden greedy generations, on each device.
 #include "kuiper/model/gguf_model.h"
 
+#include <algorithm>
+
 #include "kuiper/model/gguf_file.h"
 #include "kuiper/model/llama_model.h"
 #include "test/test_util.h"
 
 namespace kuiper::test {
 namespace {
-
-std::vector<int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
 
 using GgufGolden = DeviceModelTest;
 
@@ -44,7 +44,9 @@ TEST(GgufModel, ConfigMatchesTheExportedFile) {
     EXPECT_EQ(g.tied_embeddings, b.tied_embeddings) << model;
     EXPECT_EQ(g.attention_bias, b.attention_bias) << model;
     EXPECT_EQ(g.add_bos, b.add_bos) << model;
-    if (b.add_bos) EXPECT_EQ(g.bos_id, b.bos_id) << model;
+    if (b.add_bos) {
+      EXPECT_EQ(g.bos_id, b.bos_id) << model;
+    }
     EXPECT_EQ(g.chat_template, b.chat_template) << model;
     for (int32_t id : g.eos_ids) EXPECT_TRUE(b.is_eos(id)) << model << " eos " << id;
     EXPECT_EQ(g.dtype, DType::kF32) << model;
@@ -59,6 +61,27 @@ TEST(GgufModel, ConfigMatchesTheExportedFile) {
           << model << " " << name;
     }
   }
+}
+
+// A layer whose tensors mix types, as llama.cpp's Q4_K_M files do (v and w2 of some layers in
+// Q6_K): it loads, and one Q8_0 v and w2 move the logits as little as Q8_0 does.
+TEST(GgufModel, LayersMayMixTensorTypes) {
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv");
+  const std::string dir = "{shared}/models/llama2-kjv";
+  auto mixed = LlamaModel::load(gguf_model(dir + " --tensor-type blk.0.attn_v.weight=q8_0"
+                                                 " --tensor-type blk.1.ffn_down.weight=q8_0"));
+  auto f32 = LlamaModel::load(gguf_model(dir));
+  const auto prompt = golden().at("llama2").at("prompts").at(0).at("prompt_ids").get<std::vector<int32_t>>();
+  const Tensor want = f32->forward(prompt, 0, true), got = mixed->forward(prompt, 0, true);
+  EXPECT_GT(max_rel_diff(got, want), 0.f);  // the Q8_0 tensors were used
+  const int64_t vocab = want.dim(1);
+  auto top = [&](const Tensor& t, int64_t row) {
+    const auto v = t.span<float>().subspan(size_t(row * vocab), size_t(vocab));
+    return std::max_element(v.begin(), v.end()) - v.begin();
+  };
+  int same = 0;
+  for (int64_t r = 0; r < want.dim(0); ++r) same += top(got, r) == top(want, r);
+  EXPECT_GE(same, want.dim(0) - 1) << "of " << want.dim(0) << " positions";
 }
 
 TEST(GgufModel, TensorNames) {
