@@ -267,7 +267,13 @@ json chunk_choice(const ReplyInfo& info, json delta_or_text, json finish_reason)
   return choice;
 }
 
-std::string event(const json& data) { return str_cat("data: ", data.dump(), "\n\n"); }
+// What goes to a client. Replacing invalid UTF-8 (with U+FFFD) instead of throwing: an error
+// message may quote the bytes of a body that was not valid JSON.
+std::string text_of(const json& data) {
+  return data.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string event(const json& data) { return str_cat("data: ", text_of(data), "\n\n"); }
 
 std::string chunk_event(const ReplyInfo& info, json choice) {
   json chunk = envelope(info, chunk_object(info));
@@ -285,7 +291,7 @@ json error_json(const ApiError& e) {
 
 }  // namespace
 
-std::string error_body(const ApiError& e) { return error_json(e).dump(); }
+std::string error_body(const ApiError& e) { return text_of(error_json(e)); }
 
 CompletionRequest parse_completion_request(std::string_view body, Endpoint endpoint) {
   const json doc = parse_object(body);
@@ -321,7 +327,7 @@ std::string reply_json(const ReplyInfo& info, std::string_view text, engine::Fin
   json reply = envelope(info, chat ? "chat.completion" : "text_completion");
   reply["choices"] = json::array({std::move(choice)});
   reply["usage"] = usage_json(usage);
-  return reply.dump();
+  return text_of(reply);
 }
 
 std::string first_chunk_event(const ReplyInfo& info) {
@@ -353,7 +359,7 @@ std::string models_json(std::string_view name, int64_t created, int context_leng
                       {"created", created},
                       {"owned_by", "kuiper"},
                       {"context_length", context_length}};
-  return json{{"object", "list"}, {"data", json::array({model})}}.dump();
+  return text_of(json{{"object", "list"}, {"data", json::array({model})}});
 }
 
 }  // namespace kuiper::server

@@ -87,6 +87,11 @@ TEST(ServerApi, BadRequestsNameTheirField) {
   using enum Endpoint;
   EXPECT_EQ(error_of("{\"prompt\": ", kCompletion).code, "invalid_json");
   EXPECT_EQ(error_of("[1]", kCompletion).code, "invalid_json");
+  // The parser's message quotes the body's bytes, here invalid UTF-8: the error body is still
+  // JSON, the bytes replaced (found by fuzz_request).
+  const ApiError bad_bytes = error_of("{\"prompt\": \"x\", \xff\xfe", kCompletion);
+  EXPECT_EQ(bad_bytes.code, "invalid_json");
+  EXPECT_TRUE(nlohmann::json::accept(error_body(bad_bytes))) << error_body(bad_bytes);
   expect_400({{"model", "m"}}, kCompletion, "missing_field", "prompt");
   expect_400({{"model", "m"}}, kChat, "missing_field", "messages");
   expect_400({{"messages", json::array()}}, kChat, "invalid_value", "messages");
