@@ -4,7 +4,9 @@
 # default windows of -c 256) and saves its log-probabilities (--kl-base); every quantized export
 # is then scored against them: mean KL divergence, its 99th percentile, top-1 agreement and PPL.
 #   bench/quant_quality.sh [DEVICE] [FORMATS...]   (default: cpu, int8 groups of 32 and 64)
-# A format is export.py arguments with ':' for spaces, e.g. --dtype:int8:--group-size:32.
+# A format is export.py arguments with ':' for spaces, e.g. --dtype:int8:--group-size:32, or
+# gguf:TYPE for a GGUF file of TYPE (f16, q8_0) written by test/tools/write_gguf.py as llama.cpp's
+# converter writes it (needs the gguf package).
 # Needs build/bin (KUIPER_BIN_DIR), ../shared (KUIPER_SHARED_DIR); files go to
 # build/quality (QUALITY_DIR). Prints one line per (model, format, text).
 set -euo pipefail
@@ -35,21 +37,18 @@ for model in llama2 qwen2 llama3; do
   for format in "${formats[@]}"; do
     args=${format//:/ }
     name=$(echo "$args" | tr -d '-' | tr ' ' '_')
-    file=$out/$model-$name.bin
-    if ! python3 tools/export.py "$file" --hf "$dir" $args -q 2> "$out/$model-$name.err"; then
+    if [[ $format == gguf:* ]]; then
+      file=$out/$model-${format#gguf:}.gguf
+      write=(python3 test/tools/write_gguf.py "$file" "$dir" --type "${format#gguf:}")
+    else
+      file=$out/$model-$name.bin
+      write=(python3 tools/export.py "$file" --hf "$dir" $args -q)
+    fi
+    if ! "${write[@]}" > /dev/null 2> "$out/$model-$name.err"; then
       printf '%-8s %-34s %s\n' "$model" "$args" "not exported: $(tail -n 1 "$out/$model-$name.err")"
       continue
     fi
-    bits=$(python3 -c "
-import json, struct, sys
-f = open(sys.argv[1], 'rb'); f.seek(16); n = struct.unpack('<Q', f.read(8))[0]
-h = json.loads(f.read(n)); size = {'q4': 0.5, 'int8': 1, 'fp16': 2, 'bf16': 2, 'fp32': 4}
-def bits(keep):
-    mats = [t for t in h['tensors'] if len(t['shape']) == 2 and keep(t['name'])]
-    params = sum(t['shape'][0] * t['shape'][1] for t in mats if not t['name'].endswith('.scales'))
-    stored = sum(t['shape'][0] * t['shape'][1] * size[t['dtype']] for t in mats)
-    return 8 * stored / params
-print(f\"{bits(lambda n: n.startswith('layers.')):.2f}/{bits(lambda n: True):.2f}\")" "$file")
+    bits=$(python3 bench/bits_per_weight.py "$file")
     for text in genesis1-4 rev; do
       result=$($run "$bin/llama_perplexity" "$file" "$tok" -f "$out/$text.txt" --device "$device" \
         --kl-base "$out/$model-$text.kl" --kl-divergence 2>/dev/null)
