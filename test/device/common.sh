@@ -12,7 +12,9 @@ status=0
 unpack_bundle() {
   out=$3
   mkdir -p "$b" "$shared" "$out"
-  tar xf "$1" -C "$b" && tar xf "$2" -C "$shared" || exit 1
+  # A script called by another that unpacked them already (KUIPER_UNPACKED) does not again.
+  [ -n "${KUIPER_UNPACKED:-}" ] || { tar xf "$1" -C "$b" && tar xf "$2" -C "$shared"; } || exit 1
+  export KUIPER_UNPACKED=1
   export KUIPER_SHARED_DIR=$shared KUIPER_SOURCE_DIR=$root KUIPER_BIN_DIR=$b/bin PYTHONUNBUFFERED=1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 }
