@@ -8,7 +8,9 @@
 # --random, seed 0; e.g. with the gguf package's GGUFWriter) and quantized by llama-quantize.
 # Each pair runs CPU_BENCH_REPEAT times (default 3), alternating, medians reported; both decode
 # 32 tokens (kuiper after a 16-token prompt, llama-bench's tg32 after none). CPU_BENCH_THREADS
-# (default "1 2") lists the thread counts, CPU_BENCH_FORMATS (default "fp32 fp16 int8 q4").
+# (default "1 2") lists the thread counts, CPU_BENCH_FORMATS (default "fp32 fp16 int8 q4"); a
+# format gguf:TYPE runs both programs on the one file GGUF_DIR/tiny-TYPE.gguf (e.g. gguf:q8_0,
+# gguf:q4_k_m), our GGUF reader against llama.cpp on the same weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LLAMA_BENCH:?set LLAMA_BENCH to the llama-bench of llama.cpp}" "${GGUF_DIR:?set GGUF_DIR}"
@@ -24,10 +26,15 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print NR 
 lscpu | grep -E '^Model name' | sed 's/  */ /g'
 printf '%-6s %-7s %12s %12s %7s\n' format threads kuiper llama.cpp ratio
 for format in ${CPU_BENCH_FORMATS:-fp32 fp16 int8 q4}; do
-  file=$out/tinyllama-random-$format.bin
-  # shellcheck disable=SC2086
-  [ -f "$file" ] || python3 tools/export.py "$file" --random "$tiny" ${args[$format]} -q
-  theirs_file=$GGUF_DIR/tiny-${gguf[$format]}.gguf
+  if [[ $format == gguf:* ]]; then  # one GGUF file for both
+    file=$GGUF_DIR/tiny-${format#gguf:}.gguf
+    theirs_file=$file
+  else
+    file=$out/tinyllama-random-$format.bin
+    # shellcheck disable=SC2086
+    [ -f "$file" ] || python3 tools/export.py "$file" --random "$tiny" ${args[$format]} -q
+    theirs_file=$GGUF_DIR/tiny-${gguf[$format]}.gguf
+  fi
   for t in ${CPU_BENCH_THREADS:-1 2}; do
     ours="" theirs=""
     for _ in $(seq "$repeat"); do
