@@ -52,13 +52,17 @@ class GraphedSteps {
     rows_.max_positions = kMaxLen;  // as at capture: correct for any smaller values
   }
 
-  // Back to the state before step 0: the initial cache, empty tables, the first contexts.
+  // Back to the state before step 0: the initial cache, the first contexts, each with blocks
+  // for the positions it already holds (a table entry of -1 reads as NaN: outside the cache).
   void reset() {
     cache_.k.copy_from(k0_, &cuda_ctx());
     cache_.v.copy_from(v0_, &cuda_ctx());
     tables_.assign(size_t(kSeqs) * kMaxBlocks, -1);
     next_block_ = 0;
     std::copy(std::begin(kContext), std::end(kContext), length_);
+    for (int s = 0; s < kSeqs; ++s)
+      for (int b = 0; b * kBlock < kContext[s]; ++b)
+        tables_[size_t(s) * kMaxBlocks + b] = pool_[size_t(next_block_++)];
   }
 
   // Writes step t's rows (positions, slots, tables, starts) and inputs into the device tensors.
