@@ -103,8 +103,8 @@ auto LlamaModel::on_every_rank(const Work& work) {
 LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
                        std::unique_ptr<Communicator> comm)
     : file_(std::move(file)),
-      ctx_(options.device),
       comm_(comm ? std::move(comm) : make_single_rank_communicator()),
+      ctx_(options.device),
       share_(RankShare::of(file_.config(), comm_->rank(), comm_->size())) {
   const ModelConfig& c = file_.config();
   context_ = options.context > 0 ? options.context : std::min(c.max_seq_len, kDefaultContextCap);
@@ -229,7 +229,25 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
   placed_.clear();  // only needed while the layers are built
 }
 
-LlamaModel::~LlamaModel() = default;
+// The ranks end together, each on its own thread: an NCCL communicator may flush work shared
+// with its peers as it goes, so rank 0's communicator ends beside the other ranks.
+LlamaModel::~LlamaModel() {
+  if (!peers_) return;
+  peers_->threads->run(
+      [&](int r) {
+        if (r == 0) {
+          try {
+            ctx_.synchronize();  // no collective of this rank still queued
+          } catch (const Error&) {
+            // a failed kernel was reported to the call that queued it
+          }
+          comm_.reset();
+        } else {
+          peers_->ranks[size_t(r)].reset();
+        }
+      },
+      [] {});
+}
 
 Tensor LlamaModel::place(const Tensor& host_tensor) {
   if (ctx_.device() == Device::kCPU) return host_tensor;

@@ -130,8 +130,8 @@ class LlamaModel {
   Tensor last_logits(std::span<const int32_t> tokens, int32_t pos);
 
   ModelFile file_;
+  std::unique_ptr<Communicator> comm_;  // before ctx_: outlives the stream its collectives use
   DeviceContext ctx_;
-  std::unique_ptr<Communicator> comm_;
   RankShare share_;
   int context_;
   int batch_;

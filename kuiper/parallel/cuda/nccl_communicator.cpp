@@ -90,7 +90,11 @@ std::vector<std::unique_ptr<Communicator>> make_nccl_communicators(int size) {
   std::vector<ncclComm_t> comms(static_cast<size_t>(size));
   std::vector<int> devices(static_cast<size_t>(size));
   std::iota(devices.begin(), devices.end(), 0);
+  // The caller's thread stays on its GPU (rank 0 runs there).
+  int current = 0;
+  KUIPER_CUDA_CHECK(cudaGetDevice(&current));
   KUIPER_NCCL_CHECK(ncclCommInitAll(comms.data(), size, devices.data()));
+  KUIPER_CUDA_CHECK(cudaSetDevice(current));
   std::vector<std::unique_ptr<Communicator>> ranks;
   for (int r = 0; r < size; ++r)
     ranks.push_back(std::make_unique<NcclCommunicator>(comms[size_t(r)], r, size));
