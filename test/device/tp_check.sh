@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On a machine of several GPUs (nvidia-h200-x2, -x4 or -x8), for tensor parallelism (issue 14):
-# unpack a device-bundle (kuiper_tests, llama_bench) and the test data (all three kjv models:
-# models/golden_public.json, models/{llama2,qwen2,llama3}-kjv, models/llama3.1-8b/config.json),
+# unpack a device-bundle (kuiper_tests, llama_bench) and the test data (models/golden_public.json,
+# models/llama3.1-8b/config.json and the kjv models that fit the call: llama2-kjv is 29 MB,
+# qwen2-kjv 46, llama3-kjv 42; a model not sent has its golden tests skipped, so a call per
+# model covers all three; the 70B config too for TP_70B=1),
 #   then the CUDA tensor-parallel tests (the golden greedy ids of all three models on 2 GPUs, the
 #   random model's logits split over 2, 4 and 8 GPUs as the machine has them, the batched
 #   forward through recorded graphs with their NCCL calls, and the engine's golden test on 2
