@@ -29,6 +29,7 @@ struct BenchOptions {
   int repeat = 3;
   bool mmap = true;
   int parallel = 0;  // > 0: that many sequences at once through the engine
+  int tensor_parallel = 1;  // ranks: GPUs on CUDA, threads on the CPU
   DType kv_dtype = DType::kF32;
 };
 
@@ -47,6 +48,7 @@ BenchOptions parse(int argc, char** argv) {
     else if (a == "--repeat") o.repeat = std::stoi(value());
     else if (a == "--no-mmap") o.mmap = false;
     else if (a == "--parallel") o.parallel = std::stoi(value());
+    else if (a == "-tp" || a == "--tensor-parallel") o.tensor_parallel = std::stoi(value());
     else if (a == "--kv-type") {
       const auto t = dtype_from_name(value());
       KUIPER_CHECK(t.has_value(), "--kv-type takes fp32, fp16 or bf16");
@@ -57,7 +59,8 @@ BenchOptions parse(int argc, char** argv) {
   }
   KUIPER_CHECK(!o.model.empty(),
                "usage: llama_bench MODEL [--device cpu|cuda] [-t N] [--prompt N] [--decode N] "
-               "[--repeat N] [--no-mmap] [--parallel N] [--kv-type fp32|fp16|bf16]");
+               "[--repeat N] [--no-mmap] [--parallel N] [--kv-type fp32|fp16|bf16] "
+               "[-tp|--tensor-parallel N (GPUs on cuda; threads on the cpu, to test the split)]");
   return o;
 }
 
@@ -84,6 +87,15 @@ std::vector<int32_t> random_prompt(int n, int vocab, std::mt19937& rng) {
 // --parallel N: N requests of `prompt` random tokens submitted at once to the engine, each
 // generating `decode` tokens (end-of-sequence ignored), as llama.cpp's llama-batched-bench
 // runs them. Decode figures count from the moment every sequence has its first token.
+// The collectives of one decode step of `rows` sequences timed alone, beside the step's time.
+void report_collectives(LlamaModel& model, int64_t rows, double step_s) {
+  if (model.tensor_parallel() == 1) return;
+  const double s = model.collective_seconds_per_step(rows, 20);
+  std::printf("ranks    %d: all-reduce (2 a block) + logits gather %.3f ms per step of %lld "
+              "sequence(s) when run alone, %.0f%% of the step\n",
+              model.tensor_parallel(), s * 1e3, static_cast<long long>(rows), 100.0 * s / step_s);
+}
+
 void run_parallel(const BenchOptions& o, LlamaModel& model) {
   const int n = o.parallel;
   std::mt19937 rng(1);
@@ -132,6 +144,7 @@ void run_parallel(const BenchOptions& o, LlamaModel& model) {
               std::string(dtype_name(model.kv_dtype())).c_str());
   std::printf("decode   aggregate %.1f tokens/s; per sequence median %.1f tokens/s\n",
               median(aggregate), median(per_seq));
+  report_collectives(model, n, n / median(aggregate));
   std::printf("ttft     median %.2f ms, p99 %.2f ms (all %d submitted at once)\n",
               median(ttft_ms), percentile(ttft_ms, 99), n);
   std::printf("kv       peak %zu blocks of %d, %.1f MiB (%.1f KiB per token)\n", peak_blocks,
@@ -165,6 +178,7 @@ int run(int argc, char** argv) {
   mo.max_batch = std::max(o.prompt, 1);
   mo.mmap = o.mmap;
   mo.kv_dtype = o.kv_dtype;
+  mo.tensor_parallel = o.tensor_parallel;
   if (o.parallel > 0) {
     mo.max_sequences = o.parallel;
     mo.max_batch = std::max(512, o.parallel);
@@ -181,7 +195,9 @@ int run(int argc, char** argv) {
               c.n_kv_heads, c.vocab_size, std::string(dtype_name(c.dtype)).c_str());
   std::printf("device   %s", std::string(device_name(o.device)).c_str());
   if (o.device == Device::kCPU) std::printf(", %d threads", kernels::cpu::threads());
-  std::printf("; loaded in %.2f s; weights read per token %.1f MB\n", load_s, weight_bytes / 1e6);
+  if (model->tensor_parallel() > 1) std::printf(", %d tensor-parallel ranks", model->tensor_parallel());
+  std::printf("; loaded in %.2f s; weights read per token %.1f MB%s\n", load_s, weight_bytes / 1e6,
+              model->tensor_parallel() > 1 ? " (by each rank)" : "");
 
   if (o.parallel > 0) {
     run_parallel(o, *model);
@@ -209,6 +225,7 @@ int run(int argc, char** argv) {
               o.prompt / prefill_s);
   std::printf("decode   %d tokens, %.3f ms/token: %.1f tokens/s, weights streamed at %.1f GB/s\n",
               o.decode, decode_s * 1e3 / o.decode, decode_tps, decode_tps * weight_bytes / 1e9);
+  report_collectives(*model, 1, decode_s / o.decode);
 #ifdef KUIPER_WITH_CUDA
   if (o.device == Device::kCUDA) {
     // Read before the copy test below, whose 2 GiB of buffers would count too.

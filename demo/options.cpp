@@ -22,6 +22,10 @@ without it the model file's own tokenizer is used (GGUF files and export.py's fi
       --device D       cpu or cuda (default cpu)
   -c, --ctx N          context length in tokens (default: the model's, at most 4096)
   -t, --threads N      CPU threads (default: all cores)
+  -tp, --tensor-parallel N
+                       split the model over N ranks (default 1): N GPUs with --device cuda
+                       (NCCL), N threads on the CPU (each its share of every matrix; for
+                       testing the split, not for speed)
       --no-mmap        read the weights into memory instead of mapping the file
       --tokenize       print the prompt's token ids and exit (--chat: each message's)
       --ids            print generated token ids instead of text
@@ -49,6 +53,9 @@ Options parse_options(std::span<char* const> args) {
   m["-n"] = m["--steps"] = steps;
   m["-c"] = m["--ctx"] = ctx;
   m["-t"] = m["--threads"] = threads;
+  m["-tp"] = m["--tensor-parallel"] = [&](auto opt, auto v) {
+    o.tensor_parallel = parse_number<int>(opt, v);
+  };
   m["--temp"] = [&](auto opt, auto v) { o.sampler.temperature = parse_number<float>(opt, v); };
   m["--top-p"] = [&](auto opt, auto v) { o.sampler.top_p = parse_number<float>(opt, v); };
   m["--top-k"] = [&](auto opt, auto v) { o.sampler.top_k = parse_number<int>(opt, v); };
@@ -65,6 +72,7 @@ Options parse_options(std::span<char* const> args) {
   KUIPER_CHECK(o.steps >= 0, "--steps must be >= 0, got ", o.steps);
   KUIPER_CHECK(o.context >= 0, "--ctx must be >= 0, got ", o.context);
   KUIPER_CHECK(o.threads >= 0, "--threads must be >= 0, got ", o.threads);
+  KUIPER_CHECK(o.tensor_parallel >= 1, "--tensor-parallel must be >= 1, got ", o.tensor_parallel);
   Sampler{o.sampler};  // validates temperature, top-p and top-k now, before anything is loaded
   return o;
 }

@@ -22,6 +22,7 @@ struct Options {
   DType kv_dtype = DType::kF32;  // of the KV cache
   int max_sequences = 64;        // sequences one forward pass holds (llama_server: --parallel)
   int threads = 0;  // 0: all cores
+  int tensor_parallel = 1;  // ranks the model is split over: CPU threads, or GPUs
   bool no_mmap = false;
   bool tokenize_only = false;
   bool print_ids = false;

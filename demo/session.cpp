@@ -45,6 +45,7 @@ Session open_session(const Options& o) {
   mo.kv_dtype = o.kv_dtype;
   mo.max_sequences = o.max_sequences;
   mo.mmap = !o.no_mmap;
+  mo.tensor_parallel = o.tensor_parallel;
   s.model = LlamaModel::load(o.model_path, mo);
   if (!s.tokenizer) s.tokenizer = embedded_tokenizer(s.model->file());
   KUIPER_CHECK(s.tokenizer != nullptr, "model file ", o.model_path,

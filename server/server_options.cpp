@@ -23,6 +23,9 @@ GET /health, GET /metrics. Concurrent requests are decoded together by the batch
       --queue N         requests waiting beyond those before new ones get 503 (default 64)
       --kv-type T       KV cache type: fp32 (default), fp16 or bf16
   -t, --threads N       CPU threads (default: all cores)
+  -tp, --tensor-parallel N
+                        split the model over N ranks (default 1): N GPUs with --device cuda
+                        (NCCL), N threads on the CPU (for testing the split, not for speed)
       --max-body BYTES  largest request body; larger ones get 413 (default 4194304)
       --http-threads N  connections served at once (default: parallel + queue + 16)
       --template NAME   chat template: llama2, zephyr, llama3, chatml (default: from the model)
@@ -56,6 +59,9 @@ ServerOptions parse_server_options(std::span<char* const> args) {
     o.kv_type = *t;
   };
   m["-t"] = m["--threads"] = [&](auto opt, auto v) { o.model.threads = number(opt, v); };
+  m["-tp"] = m["--tensor-parallel"] = [&](auto opt, auto v) {
+    o.model.tensor_parallel = number(opt, v);
+  };
   m["--max-body"] = [&](auto opt, auto v) { o.http.max_body = demo::parse_number<size_t>(opt, v); };
   m["--http-threads"] = [&](auto opt, auto v) { o.http.threads = number(opt, v); };
   m["--template"] = [&](auto, auto v) { o.chat_template = v; };
@@ -70,6 +76,8 @@ ServerOptions parse_server_options(std::span<char* const> args) {
   KUIPER_CHECK(o.engine.max_running >= 1, "--parallel must be >= 1, got ", o.engine.max_running);
   KUIPER_CHECK(o.engine.max_waiting >= 0, "--queue must be >= 0, got ", o.engine.max_waiting);
   KUIPER_CHECK(o.model.threads >= 0, "--threads must be >= 0, got ", o.model.threads);
+  KUIPER_CHECK(o.model.tensor_parallel >= 1, "--tensor-parallel must be >= 1, got ",
+               o.model.tensor_parallel);
   KUIPER_CHECK(o.http.max_body > 0, "--max-body must be positive");
   KUIPER_CHECK(o.http.threads >= 0, "--http-threads must be >= 0, got ", o.http.threads);
   KUIPER_CHECK(o.kv_type == DType::kF32 || o.kv_type == DType::kF16 || o.kv_type == DType::kBF16,

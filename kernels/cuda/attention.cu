@@ -44,6 +44,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/key_rows.cuh"
+#include "kernels/cuda/once_per_device.cuh"
 #include "kernels/cuda/paged_prefill.h"
 #include "kernels/paged_batch.h"
 
@@ -627,15 +628,15 @@ int active_clusters(const void* kernel, const DecodePlan& plan) {
 
 template <class CT, int DJ, class Keys>
 const void* prepared_decode_kernel() {
-  static const void* kernel = [] {
-    auto* k = decode_attention_kernel<CT, DJ, Keys>;
+  auto* k = decode_attention_kernel<CT, DJ, Keys>;
+  static OncePerDevice prepared;
+  prepared.run([k] {
     KUIPER_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            int(shared_optin())));
     KUIPER_CUDA_CHECK(
         cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    return reinterpret_cast<const void*>(k);
-  }();
-  return kernel;
+  });
+  return reinterpret_cast<const void*>(k);
 }
 
 template <class CT, class Keys>

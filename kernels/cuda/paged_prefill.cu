@@ -19,6 +19,8 @@
 // gets NaN, as a block outside the cache reads NaN.
 #include "kernels/cuda/paged_prefill.h"
 
+#include "kernels/cuda/once_per_device.cuh"
+
 namespace kuiper::kernels::cuda {
 namespace {
 
@@ -285,12 +287,11 @@ void launch_dk(const PrefillParams& p, dim3 grid, const float* q, const CT* k, c
                const PagedKeys& keys, float* out, const DeviceContext& ctx) {
   auto* kernel = paged_prefill_kernel<CT, DK>;
   constexpr size_t shared = prefill_shared(16 * DK);
-  static const bool prepared = [kernel] {
+  static OncePerDevice prepared;
+  prepared.run([kernel] {
     KUIPER_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            int(shared)));
-    return true;
-  }();
-  (void)prepared;
+  });
   launch_with(pdl_attention(), kernel, grid, dim3(kWarps * 32), shared, stream_of(ctx), p, q, k, v,
               keys, out);
 }

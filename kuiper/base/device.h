@@ -17,5 +17,8 @@ bool cuda_compiled();
 int cuda_device_count();
 // Throws kuiper::Error naming why CUDA cannot be used (not compiled in, no driver, no device).
 void require_cuda();
+// Makes GPU `index` the calling thread's CUDA device (cudaSetDevice): memory, streams and kernels
+// the thread creates from then on are that GPU's. Throws without CUDA or such a GPU.
+void bind_thread_to_cuda_device(int index);
 
 }  // namespace kuiper

@@ -12,6 +12,8 @@ void require_cuda() {
        "with the CUDA toolkit)");
 }
 
+void bind_thread_to_cuda_device(int) { require_cuda(); }
+
 struct DeviceContext::CudaState {};
 
 DeviceContext::DeviceContext(Device device) : device_(device) {

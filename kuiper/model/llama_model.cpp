@@ -1,13 +1,17 @@
 #include "kuiper/model/llama_model.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "kuiper/base/allocator.h"
 #include "kuiper/model/rope_table.h"
+#include "kuiper/parallel/rank_threads.h"
 
 namespace kuiper {
 
 // A transformer block as four projections; the norms and residual adds are folded into them.
+// Split over ranks, q, k, v and the FFN's hidden units are a rank's output rows, and wo and w2
+// produce partial sums of the residual update that an all-reduce adds up (see the constructor).
 struct LlamaModel::Block {
   MatmulLayer qkv;         // q, k, v = attention_norm(x) (wq, wk, wv)^T (+ biases)
   MatmulLayer wo;          // x += attention output wo^T
@@ -21,9 +25,10 @@ struct LlamaModel::Activations {
   Tensor tokens;             // int32 [n]
   BatchIndex rows;           // where each row sits: position, cache slot, sequence, block tables
   Tensor x;                  // residual stream [batch, dim]
-  Tensor q, k, v, att;       // [batch, q_dim], [batch, kv_dim] x2, [batch, q_dim]
-  Tensor h;                  // [batch, hidden_dim]
+  Tensor q, k, v, att;       // [batch, q_dim], [batch, kv_dim] x2, [batch, q_dim] (the rank's)
+  Tensor h;                  // [batch, hidden_dim] (the rank's)
   Tensor logits;             // [logit_rows, vocab]
+  Tensor logit_shard;        // [logit_rows, this rank's vocabulary]: logits itself for one rank
   Tensor next_token;         // int32 [1]
 
   Activations first(int64_t n) const {
@@ -40,14 +45,67 @@ constexpr int64_t kLogitRows = 16;
 constexpr int kDefaultContextCap = 4096;
 }  // namespace
 
+// The ranks other than 0 of a model split by load(), with the threads they run on.
+struct LlamaModel::Peers {
+  std::unique_ptr<RankThreads> threads;
+  std::vector<std::unique_ptr<LlamaModel>> ranks;  // [0] is empty: rank 0 owns this
+
+  // Each rank goes on its own thread, where its device memory and stream were made.
+  static void destroy(RankThreads& threads, std::vector<std::unique_ptr<LlamaModel>>& ranks) {
+    threads.run([&](int r) { ranks[size_t(r)].reset(); }, [] {});
+  }
+  ~Peers() { destroy(*threads, ranks); }
+};
+
 std::unique_ptr<LlamaModel> LlamaModel::load(const std::filesystem::path& path,
                                              const ModelOptions& options) {
-  return std::make_unique<LlamaModel>(
-      ModelFile::open(path, options.mmap ? FileBytes::Mode::kMap : FileBytes::Mode::kRead), options);
+  const auto mode = options.mmap ? FileBytes::Mode::kMap : FileBytes::Mode::kRead;
+  const int ranks = options.tensor_parallel;
+  KUIPER_CHECK(ranks >= 1, "--tensor-parallel must be at least 1, got ", ranks);
+  auto comms = make_communicators(options.device, ranks);
+  auto peers = std::make_unique<Peers>();
+  peers->threads = std::make_unique<RankThreads>(ranks, options.device);
+  peers->ranks.resize(size_t(ranks));
+  // Every rank opens the file itself (mapped, its pages are shared) and places its share on
+  // its own device, all at once.
+  try {
+    peers->threads->run(
+        [&](int r) {
+          peers->ranks[size_t(r)] = std::make_unique<LlamaModel>(ModelFile::open(path, mode),
+                                                                 options, std::move(comms[size_t(r)]));
+        },
+        [] {});
+  } catch (...) {
+    Peers::destroy(*peers->threads, peers->ranks);
+    throw;
+  }
+  std::unique_ptr<LlamaModel> leader = std::move(peers->ranks[0]);
+  leader->peers_ = std::move(peers);
+  return leader;
 }
 
-LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
-    : file_(std::move(file)), ctx_(options.device) {
+template <class Work>
+auto LlamaModel::on_every_rank(const Work& work) {
+  if (!peers_) return work(*this);
+  decltype(work(*this)) mine{};
+  peers_->threads->run(
+      [&](int r) {
+        if (r == 0) {
+          mine = work(*this);
+        } else {
+          work(*peers_->ranks[size_t(r)]);
+        }
+      },
+      [this] { comm_->abort(); });
+  return mine;
+}
+
+LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
+                       std::unique_ptr<Communicator> comm)
+    : file_(std::move(file)),
+      comm_(comm ? std::move(comm) : make_single_rank_communicator()),
+      ctx_(options.device),
+      share_(RankShare::of(file_.config(), comm_->rank(), comm_->size())) {
   const ModelConfig& c = file_.config();
   context_ = options.context > 0 ? options.context : std::min(c.max_seq_len, kDefaultContextCap);
   KUIPER_CHECK(context_ <= c.max_seq_len, "context of ", context_, " tokens exceeds the model's ",
@@ -76,65 +134,92 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   if (!c.attention_bias) extra("layers.0.bq", "the header says attention_bias false");
 
   const int64_t dim = c.dim, hidden = c.hidden_dim, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-  // Before anything is uploaded: a model larger than the GPU fails here, naming the sizes.
-  const size_t kv_bytes = size_t(2) * size_t(c.n_layers) * size_t(context_) * size_t(kv_dim) * 4;
-  check_memory_available(ctx_.device(), file_.tensor_bytes() + kv_bytes,
+  // This rank's share: rows [first, first + count) of the q, k, v, w1, w3 and classifier rows,
+  // the same columns of wo and w2 (everything, for one rank).
+  const RankShare& s = share_;
+  const int64_t q0 = s.q_row(c), qn = s.q_rows(c), kv0 = s.kv_row(c), kvn = s.kv_rows(c);
+  // Before anything is uploaded: a model larger than the GPU fails here, naming the sizes. A
+  // rank holds about its share of the weights, and the embedding whole.
+  const size_t weight_bytes = file_.tensor_bytes() / size_t(s.ranks) +
+                              (s.ranks > 1 ? storage_bytes(c.dtype, int64_t(c.vocab_size) * dim) : 0);
+  const size_t kv_bytes = size_t(2) * size_t(c.n_layers) * size_t(context_) * size_t(kvn) * 4;
+  check_memory_available(ctx_.device(), weight_bytes + kv_bytes,
                          str_cat("the weights of ", file_.path().string(), " (",
-                                 file_.tensor_bytes() >> 20, " MiB) and a KV cache of ", context_,
-                                 " tokens (", kv_bytes >> 20, " MiB)"));
+                                 weight_bytes >> 20, " MiB", s.ranks > 1 ? " of this rank" : "",
+                                 ") and a KV cache of ", context_, " tokens (", kv_bytes >> 20,
+                                 " MiB)"));
   auto weight = [&](const std::string& name, Shape shape) { return place(file_.weight(name, shape)); };
-  auto vector = [&](const std::string& name, int64_t size) {
+  auto rows = [&](const std::string& name, Shape shape, int64_t first, int64_t count) {
+    return place(row_slice(file_.weight(name, shape), first, first + count));
+  };
+  auto columns = [&](const std::string& name, Shape shape, int64_t first, int64_t count) {
+    return place(column_slice(file_.weight(name, shape), first, first + count));
+  };
+  auto vector = [&](const std::string& name, int64_t size, int64_t first, int64_t count) {
     const Tensor t = file_.tensor(name, {size});
     KUIPER_CHECK(t.dtype() == DType::kF32, "model file ", file_.path().string(), ": tensor '", name,
                  "' is ", dtype_name(t.dtype()), ", norms and biases must be fp32");
-    return place(t);
+    return place(t.rows(first, first + count));
   };
-  auto bias = [&](const std::string& name, int64_t rows) {
-    return c.attention_bias ? vector(name, rows) : Tensor{};
+  auto norm = [&](const std::string& name) { return vector(name, dim, 0, dim); };
+  auto bias = [&](const std::string& name, int64_t size, int64_t first, int64_t count) {
+    return c.attention_bias ? vector(name, size, first, count) : Tensor{};
   };
 
+  // The embedding stays whole on every rank: a lookup reads one row a token, so splitting it
+  // would save memory only, at the price of one more collective per forward pass.
   embedding_ = std::make_unique<EmbeddingLayer>("tok_embeddings",
                                                 weight("tok_embeddings", {c.vocab_size, dim}));
+  // wo and w2 give each rank a partial sum of the residual update, which the all-reduce after
+  // them adds up. Rank 0 accumulates its part onto the residual stream; the others overwrite
+  // it with theirs (the same as starting from zero), so the sum holds the stream once. This
+  // keeps the projections' fused residual add and needs no buffer or kernel of its own.
+  ProjectionOptions partial_sum;
+  partial_sum.residual = s.rank == 0;
   blocks_.reserve(size_t(c.n_layers));
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
-    const ProjectionOptions attention_norm{vector(p + "attention_norm", dim), c.norm_eps};
-    const ProjectionOptions ffn_norm{vector(p + "ffn_norm", dim), c.norm_eps};
-    const ProjectionOptions residual{.residual = true};
+    const ProjectionOptions attention_norm{norm(p + "attention_norm"), c.norm_eps};
+    const ProjectionOptions ffn_norm{norm(p + "ffn_norm"), c.norm_eps};
     blocks_.push_back(Block{
         MatmulLayer(p + "qkv",
-                    {weight(p + "wq", {q_dim, dim}), weight(p + "wk", {kv_dim, dim}),
-                     weight(p + "wv", {kv_dim, dim})},
-                    {bias(p + "bq", q_dim), bias(p + "bk", kv_dim), bias(p + "bv", kv_dim)},
+                    {rows(p + "wq", {q_dim, dim}, q0, qn), rows(p + "wk", {kv_dim, dim}, kv0, kvn),
+                     rows(p + "wv", {kv_dim, dim}, kv0, kvn)},
+                    {bias(p + "bq", q_dim, q0, qn), bias(p + "bk", kv_dim, kv0, kvn),
+                     bias(p + "bv", kv_dim, kv0, kvn)},
                     attention_norm),
-        MatmulLayer(p + "wo", {weight(p + "wo", {dim, q_dim})}, {}, residual),
-        GatedMatmulLayer(p + "ffn", weight(p + "w1", {hidden, dim}), weight(p + "w3", {hidden, dim}),
-                         ffn_norm),
-        MatmulLayer(p + "w2", {weight(p + "w2", {dim, hidden})}, {}, residual),
+        MatmulLayer(p + "wo", {columns(p + "wo", {dim, q_dim}, q0, qn)}, {}, partial_sum),
+        GatedMatmulLayer(p + "ffn", rows(p + "w1", {hidden, dim}, s.first_hidden, s.hidden),
+                         rows(p + "w3", {hidden, dim}, s.first_hidden, s.hidden), ffn_norm),
+        MatmulLayer(p + "w2", {columns(p + "w2", {dim, hidden}, s.first_hidden, s.hidden)}, {},
+                    partial_sum),
     });
   }
   classifier_ = std::make_unique<MatmulLayer>(
       "output",
-      std::vector<Weight>{c.tied_embeddings ? embedding_->table()
-                                            : weight("output", {c.vocab_size, dim})},
-      std::vector<Tensor>{}, ProjectionOptions{vector("norm", dim), c.norm_eps});
+      std::vector<Weight>{
+          c.tied_embeddings ? row_slice(embedding_->table(), s.first_vocab, s.first_vocab + s.vocab)
+                            : rows("output", {c.vocab_size, dim}, s.first_vocab, s.vocab)},
+      std::vector<Tensor>{}, ProjectionOptions{norm("norm"), c.norm_eps});
   rope_store_ = std::make_unique<RopeStoreLayer>("rope_store", place(make_rope_table(c, context_)),
                                                  c.head_dim, kv_block_size_);
   attention_ = std::make_unique<AttentionLayer>(
-      "attention", kernels::AttentionShape{c.n_heads, c.n_kv_heads, c.head_dim}, kv_block_size_,
+      "attention", kernels::AttentionShape{s.heads, s.kv_heads, c.head_dim}, kv_block_size_,
       context_);
 
   const Device dev = ctx_.device();
   const int64_t cache_rows = int64_t(kv_blocks_ + 1) * kv_block_size_;
   for (int l = 0; l < c.n_layers; ++l) {
-    k_cache_.emplace_back(options.kv_dtype, Shape{cache_rows, kv_dim}, dev);
-    v_cache_.emplace_back(options.kv_dtype, Shape{cache_rows, kv_dim}, dev);
+    k_cache_.emplace_back(options.kv_dtype, Shape{cache_rows, kvn}, dev);
+    v_cache_.emplace_back(options.kv_dtype, Shape{cache_rows, kvn}, dev);
   }
+  const int64_t logit_rows = std::max<int64_t>(kLogitRows, max_seqs_);
+  const Tensor logits(DType::kF32, {logit_rows, c.vocab_size}, dev);
   act_ = std::make_unique<Activations>(Activations{
-      {}, {}, Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, q_dim}, dev),
-      Tensor(DType::kF32, {batch_, kv_dim}, dev), Tensor(DType::kF32, {batch_, kv_dim}, dev),
-      Tensor(DType::kF32, {batch_, q_dim}, dev), Tensor(DType::kF32, {batch_, hidden}, dev),
-      Tensor(DType::kF32, {std::max<int64_t>(kLogitRows, max_seqs_), c.vocab_size}, dev),
+      {}, {}, Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, qn}, dev),
+      Tensor(DType::kF32, {batch_, kvn}, dev), Tensor(DType::kF32, {batch_, kvn}, dev),
+      Tensor(DType::kF32, {batch_, qn}, dev), Tensor(DType::kF32, {batch_, s.hidden}, dev), logits,
+      s.ranks == 1 ? logits : Tensor(DType::kF32, {logit_rows, s.vocab}, dev),
       Tensor(DType::kI32, {1}, dev)});
   // Four int32 per row (token, position, slot, sequence), the sequences' starts and tables.
   index_ = Tensor(DType::kI32,
@@ -144,12 +229,30 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options)
   placed_.clear();  // only needed while the layers are built
 }
 
-LlamaModel::~LlamaModel() = default;
+// The ranks end together, each on its own thread: an NCCL communicator may flush work shared
+// with its peers as it goes, so rank 0's communicator ends beside the other ranks.
+LlamaModel::~LlamaModel() {
+  if (!peers_) return;
+  peers_->threads->run(
+      [&](int r) {
+        if (r == 0) {
+          try {
+            ctx_.synchronize();  // no collective of this rank still queued
+          } catch (const Error&) {
+            // a failed kernel was reported to the call that queued it
+          }
+          comm_.reset();
+        } else {
+          peers_->ranks[size_t(r)].reset();
+        }
+      },
+      [] {});
+}
 
 Tensor LlamaModel::place(const Tensor& host_tensor) {
   if (ctx_.device() == Device::kCPU) return host_tensor;
   // Tied embeddings reach here twice; upload each host tensor once.
-  auto [it, inserted] = placed_.try_emplace(host_tensor.raw_data());
+  auto [it, inserted] = placed_.try_emplace({host_tensor.raw_data(), host_tensor.bytes()});
   if (inserted) it->second = host_tensor.to(ctx_.device(), &ctx_);
   return it->second;
 }
@@ -166,9 +269,11 @@ void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   rope_store_->forward(a.q, a.k, a.v, a.rows, k_cache_[l], v_cache_[l], ctx);
   attention_->forward(a.q, k_cache_[l], v_cache_[l], a.rows, a.att, ctx);
   b.wo.forward({a.att}, {a.x}, ctx);
+  comm_->all_reduce_sum(a.x, ctx);  // the ranks' heads' parts of the update (one rank: nothing)
   // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
   b.ffn.forward({a.x}, {a.h}, ctx);
   b.w2.forward({a.h}, {a.x}, ctx);
+  comm_->all_reduce_sum(a.x, ctx);  // the ranks' hidden units' parts
 }
 
 void LlamaModel::compute(const Activations& a) const {
@@ -262,6 +367,10 @@ int64_t padded_rows(int64_t n, int64_t most) {
 }  // namespace
 
 Tensor LlamaModel::forward_batch(std::span<const SequenceChunk> chunks) {
+  return on_every_rank([&](LlamaModel& m) { return m.forward_batch_rank(chunks); });
+}
+
+Tensor LlamaModel::forward_batch_rank(std::span<const SequenceChunk> chunks) {
   check_chunks(chunks);
   const auto seqs = int64_t(chunks.size());
   const bool decode_step = std::all_of(chunks.begin(), chunks.end(), [](const SequenceChunk& c) {
@@ -303,8 +412,9 @@ Tensor LlamaModel::forward_batch(std::span<const SequenceChunk> chunks) {
 }
 
 Tensor LlamaModel::classify(int64_t first, int64_t count) {
-  const Tensor logits = act_->logits.rows(0, count);
-  classifier_->forward({act_->x.rows(first, first + count)}, {logits}, ctx_);
+  const Tensor logits = act_->logits.rows(0, count), shard = act_->logit_shard.rows(0, count);
+  classifier_->forward({act_->x.rows(first, first + count)}, {shard}, ctx_);
+  comm_->all_gather_columns(shard, logits, ctx_);  // the ranks' vocabulary shards, side by side
   return logits;
 }
 
@@ -324,12 +434,16 @@ Tensor LlamaModel::last_logits(std::span<const int32_t> tokens, int32_t pos) {
     const auto chunk = tokens.subspan(c0, std::min(tokens.size() - c0, size_t(batch_)));
     const SequenceChunk c =
         identity_chunk(chunk, pos + int32_t(c0), c0 + chunk.size() == tokens.size());
-    logits = forward_batch({&c, 1});
+    logits = forward_batch_rank({&c, 1});
   }
   return logits;
 }
 
 Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
+  return on_every_rank([&](LlamaModel& m) { return m.forward_rank(tokens, pos, all_positions); });
+}
+
+Tensor LlamaModel::forward_rank(std::span<const int32_t> tokens, int32_t pos, bool all_positions) {
   const int64_t vocab = config().vocab_size;
   if (!all_positions) {
     Tensor result(DType::kF32, {1, vocab});
@@ -355,6 +469,10 @@ Tensor LlamaModel::forward(std::span<const int32_t> tokens, int32_t pos, bool al
 }
 
 int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos) {
+  return on_every_rank([&](LlamaModel& m) { return m.forward_greedy_rank(tokens, pos); });
+}
+
+int32_t LlamaModel::forward_greedy_rank(std::span<const int32_t> tokens, int32_t pos) {
   kernels::registry().argmax.find(device(), DType::kF32)(last_logits(tokens, pos),
                                                          act_->next_token, ctx_);
   int32_t next = 0;
@@ -363,7 +481,7 @@ int32_t LlamaModel::forward_greedy(std::span<const int32_t> tokens, int32_t pos)
 }
 
 size_t LlamaModel::kv_bytes_per_token() const {
-  return 2 * size_t(config().n_layers) * storage_bytes(kv_dtype(), config().kv_dim());
+  return 2 * size_t(config().n_layers) * storage_bytes(kv_dtype(), share_.kv_rows(config()));
 }
 
 size_t LlamaModel::weight_bytes_per_token() const {
@@ -376,6 +494,35 @@ size_t LlamaModel::weight_bytes_per_token() const {
       add(*layer);
   add(*classifier_);
   return bytes;
+}
+
+double LlamaModel::collective_seconds_per_step(int64_t rows, int repeat) {
+  if (tensor_parallel() == 1) return 0;
+  KUIPER_CHECK(rows >= 1 && rows <= batch_ && rows <= act_->logits.dim(0) && repeat >= 1,
+               "collective timing of ", rows, " rows");
+  std::vector<double> times;
+  on_every_rank([&](LlamaModel& m) {
+    const Tensor x = m.act_->x.rows(0, rows);
+    const auto step = [&] {
+      for (size_t l = 0; l < m.blocks_.size(); ++l) {
+        m.comm_->all_reduce_sum(x, m.ctx_);
+        m.comm_->all_reduce_sum(x, m.ctx_);
+      }
+      m.comm_->all_gather_columns(m.act_->logit_shard.rows(0, rows), m.act_->logits.rows(0, rows),
+                                  m.ctx_);
+      m.ctx_.synchronize();
+    };
+    step();  // warm-up: connections, workspace
+    for (int i = 0; i < repeat; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      step();
+      if (&m == this)
+        times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return 0;
+  });
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 }  // namespace kuiper

@@ -4,14 +4,16 @@
 #include <map>
 #include <memory>
 #include <span>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kuiper/base/cuda_graph.h"
 #include "kuiper/base/device_context.h"
 #include "kuiper/model/config.h"
 #include "kuiper/model/model_file.h"
+#include "kuiper/model/rank_share.h"
 #include "kuiper/op/layers.h"
+#include "kuiper/parallel/communicator.h"
 
 namespace kuiper {
 
@@ -25,6 +27,9 @@ struct ModelOptions {
   int kv_blocks = 0;        // blocks in the KV pool; 0: enough for one sequence of `context`
   DType kv_dtype = DType::kF32;  // of the KV cache: fp32, fp16 or bf16
   int max_sequences = 64;   // sequences one batched forward pass may hold
+  // Ranks the model is split over (tensor parallelism): threads of this process on the CPU
+  // (each running its share of every matrix; for tests), GPUs 0 .. N-1 on CUDA (over NCCL).
+  int tensor_parallel = 1;
 };
 
 // One sequence's share of a batched forward pass: its tokens at positions [start, start + n),
@@ -40,11 +45,20 @@ struct SequenceChunk {
 // The Llama family (Llama 2 and 3, TinyLlama, Qwen2): weights mapped from the model file (and
 // uploaded once to the GPU for --device cuda), a KV cache, and a forward pass over a batch of
 // positions. The model's variants are data in its ModelConfig.
+//
+// Tensor parallelism: each rank is a LlamaModel holding its RankShare of the matrices and of the
+// KV cache, meeting the others through its Communicator. The model load() returns is rank 0; it
+// owns the other ranks and their threads, and each of its forward calls runs on every rank at
+// once. Every rank computes whole logits (gathered from the vocabulary shards); rank 0's are
+// returned. One rank is the same code with collectives that do nothing.
 class LlamaModel {
  public:
   static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path,
                                           const ModelOptions& options = {});
-  LlamaModel(ModelFile file, const ModelOptions& options);
+  // One rank: `comm`'s rank of its size (nullptr: the only one). Ignores options.tensor_parallel;
+  // a rank's forward calls must be made on every rank of the group at once.
+  LlamaModel(ModelFile file, const ModelOptions& options,
+             std::unique_ptr<Communicator> comm = nullptr);
   ~LlamaModel();
 
   const ModelConfig& config() const { return file_.config(); }
@@ -52,6 +66,8 @@ class LlamaModel {
   int context() const { return context_; }
   Device device() const { return ctx_.device(); }
   const DeviceContext& device_context() const { return ctx_; }
+  int tensor_parallel() const { return comm_->size(); }
+  const RankShare& share() const { return share_; }
 
   // One sequence at positions [pos, pos + n) in the cache's first blocks (a batch of one for
   // forward_batch): fills the KV cache there and returns fp32 logits on the host, [1, vocab] for
@@ -71,15 +87,30 @@ class LlamaModel {
   int kv_block_size() const { return kv_block_size_; }
   int kv_blocks() const { return kv_blocks_; }
   DType kv_dtype() const { return k_cache_.front().dtype(); }
-  // Bytes the KV cache holds per cached token (keys and values of every layer).
+  // Bytes the KV cache holds per cached token (keys and values of every layer; of this rank).
   size_t kv_bytes_per_token() const;
 
-  // Bytes of weights one decoding step reads (every matrix once, plus the norms).
+  // Bytes of weights one decoding step reads (every matrix once, plus the norms; of this rank).
   size_t weight_bytes_per_token() const;
+
+  // Seconds the collectives of one decoding step of `rows` sequences take on their own (two
+  // all-reduces of the residual stream a block, one all-gather of the logits), as the median of
+  // `repeat` runs on every rank; 0 for one rank. For llama_bench.
+  double collective_seconds_per_step(int64_t rows, int repeat);
 
  private:
   struct Block;
   struct Activations;
+  struct Peers;
+
+  // Runs work(model) on every rank at once (rank 0: this model, on the calling thread) and
+  // returns rank 0's result.
+  template <class Work>
+  auto on_every_rank(const Work& work);
+  // One rank's part of the public forward calls.
+  Tensor forward_rank(std::span<const int32_t> tokens, int32_t pos, bool all_positions);
+  int32_t forward_greedy_rank(std::span<const int32_t> tokens, int32_t pos);
+  Tensor forward_batch_rank(std::span<const SequenceChunk> chunks);
 
   Tensor place(const Tensor& host_tensor);
   Weight place(const Weight& host_weight);
@@ -99,10 +130,13 @@ class LlamaModel {
   Tensor last_logits(std::span<const int32_t> tokens, int32_t pos);
 
   ModelFile file_;
+  std::unique_ptr<Communicator> comm_;  // before ctx_: outlives the stream its collectives use
   DeviceContext ctx_;
+  RankShare share_;
   int context_;
   int batch_;
-  std::unordered_map<const void*, Tensor> placed_;  // host weight -> its copy on the device
+  // Host tensor (memory, bytes) -> its copy on the device.
+  std::map<std::pair<const void*, size_t>, Tensor> placed_;
 
   std::unique_ptr<EmbeddingLayer> embedding_;
   std::vector<Block> blocks_;
@@ -123,6 +157,9 @@ class LlamaModel {
   // Decode steps (every sequence feeds one token) replay a graph per padded row count.
   std::map<int64_t, std::unique_ptr<CudaGraph>> decode_graphs_;
   std::map<int64_t, int> eager_steps_;
+  // Rank 0 of a group from load(): the threads and models of the other ranks. Last, so that it
+  // goes first (each rank is destroyed on its own thread).
+  std::unique_ptr<Peers> peers_;
 };
 
 }  // namespace kuiper

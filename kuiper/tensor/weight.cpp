@@ -1,5 +1,8 @@
 #include "kuiper/tensor/weight.h"
 
+#include <cstring>
+#include <numeric>
+
 namespace kuiper {
 
 std::string Weight::describe() const {
@@ -41,6 +44,45 @@ void check_weight(const Weight& w, std::string_view what) {
   // q4 codes are packed in blocks of 32 (llama.cpp's Q4_0 nibble order), which groups must tile.
   KUIPER_CHECK(w.dtype() != DType::kQ4 || w.group() % kQ4Block == 0, what, ": q4 groups of ",
                w.group(), " (expected a multiple of ", kQ4Block, ")");
+}
+
+Weight row_slice(const Weight& w, int64_t begin, int64_t end) {
+  KUIPER_CHECK(begin >= 0 && begin < end && end <= w.rows(), "rows [", begin, ", ", end, ") of ",
+               w.describe());
+  return {w.values.rows(begin, end), w.quantized() ? w.scales.rows(begin, end) : Tensor{}};
+}
+
+namespace {
+// Columns [begin, end) of every row of a CPU tensor, `cols` values a row, as a new tensor.
+Tensor copy_columns(const Tensor& t, int64_t cols, int64_t begin, int64_t end) {
+  const DType dt = t.dtype();
+  const int64_t rows = t.dim(0);
+  const size_t row_bytes = storage_bytes(dt, cols), skip = storage_bytes(dt, begin),
+               take = storage_bytes(dt, end - begin);
+  Tensor out(dt, {rows, end - begin});
+  const auto* src = static_cast<const std::byte*>(t.raw_data());
+  auto* dst = static_cast<std::byte*>(out.raw_data());
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst + size_t(r) * take, src + size_t(r) * row_bytes + skip, take);
+  return out;
+}
+}  // namespace
+
+Weight column_slice(const Weight& w, int64_t begin, int64_t end) {
+  KUIPER_CHECK(w.values.device() == Device::kCPU, "column_slice of ", w.describe(),
+               ": weights are split on the CPU, before they are placed");
+  KUIPER_CHECK(begin >= 0 && begin < end && end <= w.cols(), "columns [", begin, ", ", end,
+               ") of ", w.describe());
+  if (begin == 0 && end == w.cols()) return w;  // one rank: the whole matrix, not a copy
+  // The smallest unit a row splits at: a block of storage, and a group of one scale.
+  int64_t unit = block_values(w.dtype());
+  if (w.dtype() == DType::kQ4) unit = kQ4Block;
+  if (w.quantized()) unit = std::lcm(unit, w.group());
+  KUIPER_CHECK(begin % unit == 0 && end % unit == 0, "columns [", begin, ", ", end, ") of ",
+               w.describe(), " do not split at whole blocks and groups of ", unit, " values");
+  if (!w.quantized()) return copy_columns(w.values, w.cols(), begin, end);
+  return {copy_columns(w.values, w.cols(), begin, end),
+          copy_columns(w.scales, w.scales.dim(1), begin / w.group(), end / w.group())};
 }
 
 }  // namespace kuiper

@@ -44,6 +44,13 @@ struct Weight {
 // and scale dtype.
 bool same_storage(const Weight& a, const Weight& b);
 
+// Rows [begin, end) of w, sharing its memory (a tensor-parallel rank's output rows).
+Weight row_slice(const Weight& w, int64_t begin, int64_t end);
+// Columns [begin, end) of a CPU weight, copied into memory of their own (a tensor-parallel rank's
+// input columns; all of them: w itself). Quantized weights split at whole groups and blocks
+// only; throws otherwise.
+Weight column_slice(const Weight& w, int64_t begin, int64_t end);
+
 // Throws unless w is 2-d and, when quantized, its scales are [rows, cols / group] of fp32 or fp16
 // with a group that divides the rows exactly; rows of ggml blocks must be whole blocks.
 void check_weight(const Weight& w, std::string_view what);

@@ -259,6 +259,23 @@ TEST_F(BadInput, StdoutEndsBeforeTheStatistics) {
   EXPECT_TRUE(merged.out.substr(text + alone.out.size()).starts_with("kuiper: prompt")) << merged.out;
 }
 
+// --tensor-parallel on the CPU: the model split over two threads gives the golden ids; a split
+// the model's heads do not allow is one clear line.
+TEST(LlamaInfer, TensorParallelRanksGiveTheGoldenIds) {
+  KUIPER_REQUIRE_SHARED("models/golden_public.json");
+  KUIPER_REQUIRE_SHARED("models/llama2-kjv");
+  const auto& p = golden().at("llama2").at("prompts")[0];
+  const std::string base = exported_model("--hf {shared}/models/llama2-kjv").string() + " " +
+                           (shared_dir() / "models/llama2-kjv/tokenizer.model").string() +
+                           " -p " + shell_quote(p.at("prompt")) + " --temp 0 -n 96 --ids";
+  const auto r = infer(base + " -tp 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, ids_line(p.at("greedy_ids")));
+  EXPECT_EQ(infer(base + " --tensor-parallel 2").out, r.out);
+  expect_clear_error(infer(base + " -tp 4"), "its 6 query heads do not divide by 4");
+  expect_clear_error(infer(base + " -tp 0"), "--tensor-parallel must be >= 1, got 0");
+}
+
 TEST(LlamaInfer, HelpPrintsUsage) {
   const auto r = infer("--help");
   EXPECT_EQ(r.exit_code, 0);

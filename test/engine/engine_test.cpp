@@ -98,6 +98,18 @@ TEST_P(EngineGolden, RequestsSubmittedTogetherEachGetTheirGreedyIds) {
   EXPECT_EQ(s.running + s.waiting + s.kv_blocks_used, 0);
 }
 
+// The same with the model split over two tensor-parallel ranks (CPU: threads; CUDA: two GPUs).
+TEST_P(EngineGolden, TwoTensorParallelRanksGiveEveryRequestItsGreedyIds) {
+  if (device() == Device::kCUDA && cuda_device_count() < 2) GTEST_SKIP() << "needs 2 GPUs";
+  load({.tensor_parallel = 2});
+  Engine engine(*model_, *tokenizer_);
+  const auto cases = cases_of(model());
+  std::vector<Received> got(cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) engine.submit(request_for(cases[i], got[i]));
+  engine.run_until_idle();
+  for (size_t i = 0; i < cases.size(); ++i) EXPECT_EQ(got[i].tokens, cases[i].expected) << i;
+}
+
 TEST_P(EngineGolden, RequestsArrivingWhileOthersDecodeGetTheirGreedyIds) {
   load();
   Engine engine(*model_, *tokenizer_);

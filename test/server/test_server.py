@@ -88,6 +88,17 @@ def test_completion_greedy_is_golden(golden, llama2, stream):
         assert usage.completion_tokens == len(p["greedy_ids"])
 
 
+def test_tensor_parallel_ranks_give_the_golden_completions(golden, start_server):
+    """--tensor-parallel 2 on the CPU: the model split over two threads, each request's greedy
+    reply unchanged."""
+    server = start_server("llama2-kjv", "--parallel", "4", "-c", "512", "-tp", "2")
+    client = server.client()
+    for p in golden["llama2"]["prompts"]:
+        reply = client.completions.create(model="m", prompt=p["prompt"], temperature=0,
+                                          max_tokens=len(p["greedy_ids"]))
+        assert reply.choices[0].text == " " + p["greedy_text"]
+
+
 def test_prompt_of_token_ids_and_length_limit(golden, llama2):
     p = golden["llama2"]["prompts"][0]
     reply = llama2.client().completions.create(model="m", prompt=p["prompt_ids"], temperature=0, max_tokens=5)

@@ -22,6 +22,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -300,15 +302,27 @@ size_t limit_from_environment() {
 
 }  // namespace
 
+// One pool per GPU: a block cached from one GPU's memory must never be handed to another's
+// kernels (tensor-parallel ranks each allocate on their own GPU, from their own thread).
 CudaAllocator& cuda_allocator() {
-  static CachingCudaAllocator allocator;
-  static const size_t limit = [] {
-    const size_t bytes = limit_from_environment();
-    if (bytes != 0) allocator.set_reserved_limit(bytes);
-    return bytes;
-  }();
-  (void)limit;
-  return allocator;
+  constexpr int kMaxDevices = 64;
+  static std::array<std::unique_ptr<CachingCudaAllocator>, kMaxDevices> pools;
+  static std::mutex mu;
+  static const size_t limit = limit_from_environment();
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // no driver: pool 0, whose first cudaMalloc reports why
+    device = 0;
+  }
+  KUIPER_CHECK(device >= 0 && device < kMaxDevices, "CUDA device ", device, " beyond the ",
+               kMaxDevices, " the allocator serves");
+  std::lock_guard lock(mu);
+  auto& pool = pools[size_t(device)];
+  if (!pool) {
+    pool = std::make_unique<CachingCudaAllocator>();
+    if (limit != 0) pool->set_reserved_limit(limit);
+  }
+  return *pool;
 }
 
 std::unique_ptr<CudaAllocator> make_cuda_caching_allocator() {

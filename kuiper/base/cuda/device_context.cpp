@@ -35,6 +35,13 @@ void require_cuda() {
   KUIPER_CHECK(n > 0, "no CUDA device found");
 }
 
+void bind_thread_to_cuda_device(int index) {
+  require_cuda();
+  const int n = cuda_device_count();
+  KUIPER_CHECK(index >= 0 && index < n, "no CUDA device ", index, " (found ", n, ")");
+  KUIPER_CUDA_CHECK(cudaSetDevice(index));
+}
+
 struct DeviceContext::CudaState {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
@@ -42,9 +49,10 @@ struct DeviceContext::CudaState {
   // use them), all returned when the context dies.
   std::mutex workspace_mu;
   std::vector<std::pair<void*, size_t>> workspaces;
+  CudaAllocator* allocator = &cuda_allocator();  // the pool of this context's GPU
   ~CudaState() {
     if (stream) cudaStreamSynchronize(stream);  // queued kernels may still use the workspaces
-    for (auto [p, bytes] : workspaces) cuda_allocator().deallocate(p, bytes);
+    for (auto [p, bytes] : workspaces) allocator->deallocate(p, bytes);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -82,7 +90,7 @@ void* DeviceContext::cuda_workspace(size_t bytes) const {
                " bytes while a graph is being captured: run the same step once before capturing");
   // Grow by at least half, so that a slowly rising size (prefill chunks) grows a few times only.
   const size_t grown = all.empty() ? bytes : std::max(bytes, all.back().second / 2 * 3);
-  all.emplace_back(cuda_allocator().allocate(grown), grown);
+  all.emplace_back(cuda_->allocator->allocate(grown), grown);
   KUIPER_CUDA_CHECK(cudaMemsetAsync(all.back().first, 0, grown, cuda_->stream));
   return all.back().first;
 }
