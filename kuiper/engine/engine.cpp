@@ -1,7 +1,9 @@
 #include "kuiper/engine/engine.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <unordered_set>
 
 #include "kernels/kernels.h"
