@@ -89,7 +89,7 @@ json parse_object(std::string_view body) {
   json doc;
   try {
     doc = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a syntax error, or a number beyond double (1e999)
     throw invalid_request("invalid_json", str_cat("the request body is not valid JSON: ", e.what()));
   }
   if (!doc.is_object())

@@ -91,6 +91,8 @@ TEST(ServerApi, BadRequestsNameTheirField) {
   // JSON, the bytes replaced (found by fuzz_request).
   const ApiError bad_bytes = error_of("{\"prompt\": \"x\", \xff\xfe", kCompletion);
   EXPECT_EQ(bad_bytes.code, "invalid_json");
+  // A number beyond double's range is nlohmann's out_of_range, not a parse error (fuzz_request).
+  EXPECT_EQ(error_of("{\"prompt\": \"x\", \"max_tokens\": 7e7777777}", kCompletion).code, "invalid_json");
   EXPECT_TRUE(nlohmann::json::accept(error_body(bad_bytes))) << error_body(bad_bytes);
   expect_400({{"model", "m"}}, kCompletion, "missing_field", "prompt");
   expect_400({{"model", "m"}}, kChat, "missing_field", "messages");

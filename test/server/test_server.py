@@ -243,6 +243,7 @@ ERROR_CASES = {
     "not_an_object": (COMPLETIONS, b'["prompt"]', True, 400, "invalid_json", None),
     # The parser's message quotes the bad bytes; the error body must still be JSON (found by fuzz_request).
     "invalid_utf8": (COMPLETIONS, b'{"prompt": "x", \xff\xfe', True, 400, "invalid_json", None),
+    "number_beyond_double": (COMPLETIONS, b'{"prompt": "x", "max_tokens": 1e999}', True, 400, "invalid_json", None),
     "missing_prompt": (COMPLETIONS, {"model": "m"}, False, 400, "missing_field", "prompt"),
     "missing_messages": (CHAT, {"model": "m"}, False, 400, "missing_field", "messages"),
     "temperature_is_a_string": (COMPLETIONS, {"prompt": "x", "temperature": "hot"}, False, 400, "invalid_type",
