@@ -1,6 +1,6 @@
 // Projections of one input: y = norm(x) w^T (+ bias) (+ y). A few positions (decoding, short
 // chunks) stream every output's weights once in a single parallel loop, each weight row reused
-// for every position, 16-bit weights widened in registers, int8 and q4 codes and ggml's blocks
+// for every position, 16-bit weights widened in registers once for up to four positions, int8 and q4 codes and ggml's blocks
 // multiplied with the positions quantized to int8 (weight_rows.h). Many positions (prefill) split the
 // output rows into tiles across threads; each thread runs OpenBLAS's SGEMM (through armadillo)
 // on its tile, expanding 16-bit or quantized weights into a cache-sized fp32 copy first. OpenBLAS itself stays
@@ -103,8 +103,10 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
         while (i + 1 < n_parts && r >= parts[i + 1].first_row) ++i;
         const Part& p = parts[i];
         const int64_t row = r - p.first_row;
+        std::array<float, kMaxRowwisePositions> dots;
+        row_dots(p.w, input, n, row, dots.data());
         for (int64_t pos = 0; pos < n; ++pos) {
-          float v = p.w.dot(input.at(pos), row);
+          float v = dots[size_t(pos)];
           if (p.bias) v += p.bias[row];
           float& y = p.y[pos * p.rows + row];
           y = accumulate ? y + v : v;
@@ -136,9 +138,12 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
     if (n <= kMaxRowwisePositions) {
       const auto input = Rows::Input::of(xs, n, k);
 #pragma omp parallel for schedule(static) if (2 * hidden * k * n >= kParallelWork)
-      for (int64_t r = 0; r < hidden; ++r)
-        for (int64_t pos = 0; pos < n; ++pos)
-          ys[pos * hidden + r] = silu(wg.dot(input.at(pos), r)) * wu.dot(input.at(pos), r);
+      for (int64_t r = 0; r < hidden; ++r) {
+        std::array<float, kMaxRowwisePositions> gate, up;
+        row_dots(wg, input, n, r, gate.data());
+        row_dots(wu, input, n, r, up.data());
+        for (int64_t pos = 0; pos < n; ++pos) ys[pos * hidden + r] = silu(gate[size_t(pos)]) * up[size_t(pos)];
+      }
       return;
     }
     std::vector<float> gate(static_cast<size_t>(n * hidden));

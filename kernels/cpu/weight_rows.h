@@ -90,8 +90,23 @@ struct FloatRows {
 
   static FloatRows of(const Weight& m) { return {static_cast<const T*>(m.values.raw_data()), m.cols()}; }
   float dot(const float* x, int64_t r) const { return cpu::dot(x, w + r * cols, cols); }
+  // Row r against every position of `in` at once (out[pos]), for calls of several positions.
+  void dots(const FloatInput& in, int64_t positions, int64_t r, float* out) const {
+    cpu::dots(in.xs, positions, w + r * cols, cols, out);
+  }
   void expand(int64_t r0, int64_t rows, float* dst) const { widen(w + r0 * cols, dst, rows * cols); }
 };
+
+// Row r of `w` against each of the call's positions: out[pos]. Float rows widen each weight
+// vector once for several positions (FloatRows::dots); the quantized readers' dot products take
+// the positions one at a time, their activations already quantized.
+template <class Rows>
+void row_dots(const Rows& w, const typename Rows::Input& in, int64_t positions, int64_t r, float* out) {
+  if constexpr (requires { w.dots(in, positions, r, out); }) {
+    if (positions > 1) return w.dots(in, positions, r, out);
+  }
+  for (int64_t pos = 0; pos < positions; ++pos) out[pos] = w.dot(in.at(pos), r);
+}
 
 // Rows of int8 codes [rows, cols] with scales S [rows, cols / group].
 template <class S>

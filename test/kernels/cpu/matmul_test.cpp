@@ -68,6 +68,12 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kF16, 1, 288, {768}, false, false, true},
                       MatmulCase{DType::kF16, 1, 45, {29, 3, 3}, true, true, false},
                       MatmulCase{DType::kF16, 9, 200, {600}, false, false, true},
+                      // Batched decode rows: positions in blocks of four, then 3, 2 or 1 left,
+                      // rows whose length leaves a tail past the vector loop.
+                      MatmulCase{DType::kF16, 5, 45, {29, 3, 3}, true, true, false},
+                      MatmulCase{DType::kF32, 8, 291, {37}, false, true, true},
+                      MatmulCase{DType::kBF16, 3, 130, {66, 2, 2}, true, false, false},
+                      MatmulCase{DType::kF16, 2, 24, {9}, false, false, true},
                       MatmulCase{DType::kBF16, 1, 288, {96, 32, 32}, true, true, false},
                       MatmulCase{DType::kBF16, 1, 33, {17}, false, false, false},
                       MatmulCase{DType::kBF16, 17, 130, {513, 2, 2}, true, true, true},
