@@ -3,12 +3,14 @@
 // `--name value` or `--name=value`), positional arguments, numbers and devices; and main()'s
 // error handling.
 #include <charconv>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <span>
 #include <string>
 #include <utility>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "kuiper/base/device.h"
@@ -45,6 +47,25 @@ T parse_number(std::string_view option, std::string_view text) {
 
 // cpu or cuda; throws for anything else.
 Device parse_device(std::string_view name);
+
+// The options parse(args) gives (the Options type has a `help` flag), or the exit code when there
+// is nothing to run: 2 after a bad argument ("PROGRAM: message" on stderr), 0 after printing
+// usage(argv[0]) for --help.
+template <class Parse, class Usage>
+auto options_or_exit_code(const char* program, int argc, char** argv, Parse&& parse, Usage&& usage) {
+  const std::span<char* const> args(argv, size_t(argc));
+  using Options = decltype(parse(args));
+  using Result = std::variant<Options, int>;
+  try {
+    Options o = parse(args);
+    if (!o.help) return Result(std::move(o));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return Result(2);
+  }
+  std::fputs(usage(argv[0]).c_str(), stdout);
+  return Result(0);
+}
 
 // main() of a demo program: run(argc, argv), with every error that escapes it one line on
 // stderr ("PROGRAM: error: ...") and exit code 1.

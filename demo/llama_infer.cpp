@@ -60,17 +60,9 @@ int generate(const Options& o, Session& s) {
 }
 
 int run(int argc, char** argv) {
-  Options o;
-  try {
-    o = parse_options({argv, size_t(argc)});
-  } catch (const Error& e) {
-    std::fprintf(stderr, "llama_infer: %s\n", e.what());
-    return 2;
-  }
-  if (o.help) {
-    std::fputs(usage(argv[0]).c_str(), stdout);
-    return 0;
-  }
+  auto parsed = options_or_exit_code("llama_infer", argc, argv, parse_options, usage);
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
+  Options& o = std::get<Options>(parsed);
   if (!o.seed_given)
     o.sampler.seed = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
   Session s = open_session(o);

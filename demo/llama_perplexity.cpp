@@ -204,17 +204,9 @@ void print_kl(const ppl::KlStats& kl) {
 }
 
 int run(int argc, char** argv) {
-  PplOptions o;
-  try {
-    o = parse_options({argv, size_t(argc)});
-  } catch (const Error& e) {
-    std::fprintf(stderr, "llama_perplexity: %s\n", e.what());
-    return 2;
-  }
-  if (o.help) {
-    std::fputs(usage(argv[0]).c_str(), stdout);
-    return 0;
-  }
+  auto parsed = options_or_exit_code("llama_perplexity", argc, argv, parse_options, usage);
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
+  PplOptions& o = std::get<PplOptions>(parsed);
   // Everything that can be checked before loading the model is.
   std::optional<ppl::KlReader> base;
   if (o.kl_divergence) {

@@ -83,17 +83,9 @@ ServedModel served_model(const ServerOptions& o, const demo::Session& s, const e
 }
 
 int run(int argc, char** argv) {
-  ServerOptions o;
-  try {
-    o = parse_server_options({argv, size_t(argc)});
-  } catch (const Error& e) {
-    std::fprintf(stderr, "llama_server: %s\n", e.what());
-    return 2;
-  }
-  if (o.help) {
-    std::fputs(server_usage(argv[0]).c_str(), stdout);
-    return 0;
-  }
+  auto parsed = demo::options_or_exit_code("llama_server", argc, argv, parse_server_options, server_usage);
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
+  ServerOptions& o = std::get<ServerOptions>(parsed);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not end the process
   StopSignals stop_signals;
   // The cache has room for --parallel sequences of the whole context each.
