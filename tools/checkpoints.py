@@ -247,27 +247,33 @@ def _varint(b: bytes, i: int):
         shift += 7
 
 
-def sentencepiece_size(data: bytes) -> int:
-    """Number of pieces of a sentencepiece ModelProto: the repeated field 1 at the top level."""
-    i = count = 0
+def protobuf_fields(data: bytes):
+    """The (field number, wire type, value) of a protobuf message's top level, in order: a varint's
+    value as an int, other values as their bytes. ValueError for an unknown wire type or a message
+    whose last field runs past its end (IndexError for a varint cut short)."""
+    i = 0
     while i < len(data):
         key, i = _varint(data, i)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            _, i = _varint(data, i)
+            value, i = _varint(data, i)
         elif wire == 1:
-            i += 8
+            value, i = data[i:i + 8], i + 8
         elif wire == 2:
             length, i = _varint(data, i)
-            i += length
+            value, i = data[i:i + length], i + length
         elif wire == 5:
-            i += 4
+            value, i = data[i:i + 4], i + 4
         else:
             raise ValueError(f"bad wire type {wire}")
-        count += field == 1 and wire == 2
+        yield field, wire, value
     if i != len(data):
         raise ValueError("truncated")
-    return count
+
+
+def sentencepiece_size(data: bytes) -> int:
+    """Number of pieces of a sentencepiece ModelProto: the repeated field 1 at the top level."""
+    return sum(field == 1 and wire == 2 for field, wire, _ in protobuf_fields(data))
 
 
 TIKTOKEN_LINE = re.compile(rb"^[A-Za-z0-9+/]+=* \d+$")

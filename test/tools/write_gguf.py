@@ -23,7 +23,7 @@ import numpy as np
 import gguf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-from checkpoints import _varint, load_json, open_safetensors_dir  # noqa: E402
+from checkpoints import load_json, open_safetensors_dir, protobuf_fields  # noqa: E402
 from export import rotary_unpermute  # noqa: E402
 
 ARCHES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
@@ -51,33 +51,14 @@ def gguf_name(name: str) -> str:
 # sentencepiece ModelProto, read by hand: pieces (field 1: piece 1, score 2, type 3), normalizer_spec
 # (field 3: add_dummy_prefix 3)
 
-def _fields(data: bytes):
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(data, i)
-        elif wire == 1:
-            value, i = data[i:i + 8], i + 8
-        elif wire == 2:
-            n, i = _varint(data, i)
-            value, i = data[i:i + n], i + n
-        elif wire == 5:
-            value, i = data[i:i + 4], i + 4
-        else:
-            raise ValueError(f"bad wire type {wire}")
-        yield field, wire, value
-
-
 def sentencepiece_vocab(path: str):
     with open(path, "rb") as f:
         data = f.read()
     tokens, scores, types, add_prefix = [], [], [], True
-    for field, _, value in _fields(data):
+    for field, _, value in protobuf_fields(data):
         if field == 1:
             piece, score, kind = b"", 0.0, 1
-            for f2, _, v2 in _fields(value):
+            for f2, _, v2 in protobuf_fields(value):
                 if f2 == 1:
                     piece = v2
                 elif f2 == 2:
@@ -88,7 +69,7 @@ def sentencepiece_vocab(path: str):
             scores.append(score)
             types.append(kind)  # sentencepiece's Type numbers are GGUF's token types
         elif field == 3:
-            for f2, _, v2 in _fields(value):
+            for f2, _, v2 in protobuf_fields(value):
                 if f2 == 3:
                     add_prefix = bool(v2)
     return tokens, scores, types, add_prefix
