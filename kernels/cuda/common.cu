@@ -46,6 +46,14 @@ bool pdl_attention() {
   return on;
 }
 
+bool split_gemm_input() {
+  static const bool split = [] {
+    const char* env = std::getenv("KUIPER_CUDA_GEMM16");
+    return env != nullptr && std::strcmp(env, "split") == 0;
+  }();
+  return split;
+}
+
 int sm_count() {
   static const int count = [] {
     int device = 0, n = 0;

@@ -183,6 +183,11 @@ int sm_count();
 // the default, for measurements).
 bool pdl_attention();
 
+// Whether GEMMs over 16-bit weights (n > 1) take the input as two 16-bit parts, hi + lo, at twice
+// the tensor-core work and weight reads (KUIPER_CUDA_GEMM16=split), instead of the default one
+// part, the input rounded to the weights' type (see matmul.cu).
+bool split_gemm_input();
+
 // Launches a kernel on `stream`; `programmatic`: allowed to overlap the previous kernel's end
 // (see above; its grid_dependency_wait() then waits), else it starts once that kernel is done.
 template <class... Params, class... Args>

@@ -29,13 +29,21 @@
 // the GEMM adds to it:
 //  - fp32 weights: an fp32 GEMM with CUBLAS_COMPUTE_32F_PEDANTIC, which rules out TF32 whatever
 //    the handle's math mode, so logits match the fp32 reference to ~1e-5.
-//  - fp16/bf16 weights: cuBLAS has no fp32 x 16-bit GEMM, and rounding x to bf16 costs ~4e-3
-//    of relative accuracy. So x is split into two 16-bit parts, x = hi + lo (hi = x rounded,
-//    lo = the rounding error rounded), and y = W hi + W lo by two tensor-core GEMMs with fp32
-//    accumulation: the error left is that of lo (~2^-16 of x for bf16), at twice the tensor-core
-//    work, which prefill can afford. The parts live in the context's workspace.
+//  - fp16/bf16 weights: cuBLAS has no fp32 x 16-bit GEMM, so x is rounded to the weights' type
+//    and one tensor-core GEMM with fp32 accumulation runs per output, as in every peer (vLLM,
+//    llama.cpp's cuBLAS path). That costs ~5e-4 (fp16) / ~4e-3 (bf16) of relative accuracy and
+//    makes a batched step's results depend slightly on whether a row is decoded alone (the GEMV,
+//    fp32 input) or with others. KUIPER_CUDA_GEMM16=split keeps fp32 accuracy instead: x = hi +
+//    lo (hi = x rounded, lo = the rounding error rounded) and y = W hi + W lo, leaving the error
+//    of lo (~2^-16 of x for bf16), at twice the tensor-core work and weight reads. Batched
+//    decoding steps are bound by those reads: TinyLlama's shape at 64 sequences decoded 19,675
+//    tok/s that way against 28,409 with one part (H200).
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -147,6 +155,27 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
 
 std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
 
+int resident_blocks(const void* kernel, int threads, size_t shared) {
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, size_t>, int> known;
+  const std::lock_guard lock(mutex);
+  auto [it, added] = known.try_emplace({kernel, threads, shared}, 0);
+  if (added) {
+    int per_sm = 0;
+    KUIPER_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared));
+    it->second = std::max(1, per_sm) * sm_count();
+  }
+  return it->second;
+}
+
+bool gemv_fills_gpu() {
+  static const bool fills = [] {
+    const char* env = std::getenv("KUIPER_CUDA_GEMV_GRID");
+    return env == nullptr || std::strcmp(env, "chunks") != 0;
+  }();
+  return fills;
+}
+
 namespace {
 
 int env_variant(const char* name) {
@@ -165,8 +194,11 @@ int gemv_default_variant(DType dtype, bool gated) {
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
-  // int8, q4: r4u2w4 (test/device/int8_sweep.sh); ggml's blocks the same until measured.
-  if (is_quantized(dtype) || is_ggml_block(dtype)) return 4;
+  // int8, q4: r1u2w8, with the grid filling the GPU (gemv_fills_gpu): on an H200 TinyLlama's
+  // shape decoded int8 1340 / q4 1448 tok/s against r4u2w4's 1182 / 1342, Llama-3.1-8B's 367 /
+  // 493 against 340 / 449 (NOTES.md). ggml's blocks keep r4u2w4 until measured.
+  if (is_quantized(dtype)) return 5;
+  if (is_ggml_block(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }
 
@@ -195,8 +227,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
 }
 
 // Quantized weights (int8, q4, ggml's blocks): the GEMV reads codes and scales directly; prefill dequantizes
-// chunks of rows to fp16 for tensor-core GEMMs over the input's two fp16 parts (as for 16-bit
-// weights).
+// chunks of rows to fp16 for tensor-core GEMMs over the input in fp16 (as for 16-bit weights).
 void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accumulate,
                       const DeviceContext& ctx) {
   const InputShape s = check_input("matmul", in);

@@ -136,7 +136,7 @@ __device__ __forceinline__ float stage_input(const GemvParams& p, float* xs, flo
 // aligned x and norm. Every thread of the block takes part; the barrier at the end publishes it.
 template <bool kNorm>
 __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, float* scratch) {
-  constexpr int kBatch = 4;  // 2 would save ~30 registers (146 -> 114, gated q4 with norm): not yet measured
+  constexpr int kBatch = 2;  // 4 took ~30 more registers (146 in the gated q4 kernel with norm)
   auto* q = static_cast<int8_t*>(staged);
   auto* scale = reinterpret_cast<float*>(q + p.in);
   auto* sum = reinterpret_cast<int*>(scale + p.in / 32);
@@ -209,6 +209,10 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end. Quantized weights:
 // the block always stages x as int8 codes (stage_codes) and takes integer dot products; ggml's
 // block types (ggml_blocks.cuh) the same, through their own loads and dot products.
+// A block's rows come in chunks (its warps' groups of rows): chunk blockIdx.x, then every
+// gridDim.x-th after it, the next chunk's first loads issued before this one's sums and stores.
+// With one block a chunk (the grid covering the rows) that loop runs once; a grid sized to what
+// the GPU holds at once (launch_gemv_variant) stages the input once per block, not per chunk.
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
 __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
@@ -220,57 +224,67 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   __shared__ float scratch[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, split = p.split;
   const int group = warp / split, sub = warp - group * split;
-  const int row0 = (blockIdx.x * ((blockDim.x >> 5) / split) + group) * kRows;
-  const bool active = row0 < p.rows;
-  // With split > 1 every warp must reach the barrier, with kNorm or kQ the staging.
-  if (!kNorm && !kQ && split == 1 && !active) return;
-  const int nvec = active ? p.in / kVec : 0;
+  const int groups_per_block = (blockDim.x >> 5) / split;
+  // Warps interact (barriers) when they split rows or stage the input; otherwise a warp past the
+  // last row may leave.
+  const bool independent = !kNorm && !kQ && split == 1;
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
-  const char* rows[kStreams];
-  const void* scale_rows[kStreams];  // codes with group scales: each stream's row of scales
-  auto set_stream = [&](int s, int j, int64_t row) {
-    rows[s] = weight_row<T>(p.out[j].w, row, p.in);
-    scale_rows[s] = scale_row<T>(p, j, row);
+  // One chunk's weight streams: each row's address and (codes with group scales) row of scales.
+  struct Streams {
+    const char* rows[kStreams];
+    const void* scale_rows[kStreams];
+    int row0, nvec;  // nvec 0: the warp has no rows in this chunk
   };
+  auto streams_of = [&](int chunk) {
+    Streams st;
+    st.row0 = (chunk * groups_per_block + group) * kRows;
+    st.nvec = st.row0 < p.rows ? p.in / kVec : 0;
+    auto set_stream = [&](int s, int j, int64_t row) {
+      st.rows[s] = weight_row<T>(p.out[j].w, row, p.in);
+      st.scale_rows[s] = scale_row<T>(p, j, row);
+    };
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {  // rows past the end re-read the last one; never stored
-    const int v = min(row0 + r, p.rows - 1);
-    if constexpr (kGated) {
-      set_stream(r, 0, v);
-      set_stream(kRows + r, 1, v);
-    } else {
-      const OutputRow o = locate(p, v);
-      set_stream(r, o.output, o.row);
+    for (int r = 0; r < kRows; ++r) {  // rows past the end re-read the last one; never stored
+      const int v = min(st.row0 + r, p.rows - 1);
+      if constexpr (kGated) {
+        set_stream(r, 0, v);
+        set_stream(kRows + r, 1, v);
+      } else {
+        const OutputRow o = locate(p, v);
+        set_stream(r, o.output, o.row);
+      }
     }
-  }
+    return st;
+  };
   // A batch of loads: 16 bytes of weights per (unroll, stream), and for codes their group's
   // scale (ggml blocks: a load of their own, scales included).
   struct Batch {
     typename LoadOf<T>::type w[kUnroll][kStreams];
     float scale[kQ && !kBlocks ? kUnroll : 1][kStreams];
   };
-  auto load = [&](Batch& b, int base) {
+  auto load = [&](Batch& b, const Streams& st, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
 #pragma unroll
       for (int s = 0; s < kStreams; ++s) {
         if constexpr (kBlocks) {
-          b.w[u][s] = i < nvec ? T::load(rows[s], i) : typename T::Load{};
+          b.w[u][s] = i < st.nvec ? T::load(st.rows[s], i) : typename T::Load{};
         } else {
-          b.w[u][s] = i < nvec ? load_stream16(reinterpret_cast<const uint4*>(rows[s]) + i) : uint4{};
+          b.w[u][s] = i < st.nvec ? load_stream16(reinterpret_cast<const uint4*>(st.rows[s]) + i)
+                                  : uint4{};
           if constexpr (kQ)
-            b.scale[u][s] = i < nvec ? to_f32(__ldg(static_cast<const typename T::Scale*>(
-                                           scale_rows[s]) + (i >> p.group_shift)))
-                                     : 0.f;
+            b.scale[u][s] = i < st.nvec ? to_f32(__ldg(static_cast<const typename T::Scale*>(
+                                              st.scale_rows[s]) + (i >> p.group_shift)))
+                                        : 0.f;
         }
       }
     }
   };
   const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
-  float acc[kStreams] = {};
-  auto use = [&](const Batch& b, int base) {
+  float acc[kStreams];
+  auto use = [&](const Batch& b, int nvec, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
@@ -308,48 +322,70 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   };
 
   // The weights do not depend on earlier kernels: the first loads go out before the wait.
-  int base = sub * 32 + lane;
+  const int first = sub * 32 + lane;
+  int chunk = blockIdx.x;
+  Streams st = streams_of(chunk);
+  if (independent && st.nvec == 0) return;
   Batch cur;
-  load(cur, base);
+  load(cur, st, first);
   grid_dependency_wait();
   if (p.early_trigger) allow_dependent_launch();
   float scale = 1.f;
   if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
   else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
-  if constexpr (kPipeline) {
-    Batch next;
-    for (; base < nvec; base += step) {
-      if (base + step < nvec) load(next, base + step);
-      use(cur, base);
-      cur = next;
+  for (;;) {
+#pragma unroll
+    for (int s = 0; s < kStreams; ++s) acc[s] = 0.f;
+    int base = first;
+    if constexpr (kPipeline) {
+      Batch next;
+      for (; base < st.nvec; base += step) {
+        if (base + step < st.nvec) load(next, st, base + step);
+        use(cur, st.nvec, base);
+        cur = next;
+      }
+    } else {
+      for (; base < st.nvec; base += step) {
+        use(cur, st.nvec, base);
+        if (base + step < st.nvec) load(cur, st, base + step);
+      }
     }
-  } else {
-    for (; base < nvec; base += step) {
-      use(cur, base);
-      if (base + step < nvec) load(cur, base + step);
+    const int row0 = st.row0;
+    chunk += gridDim.x;
+    // Only int8 and q4 codes loop (gemv_fills_gpu): floats and ggml's blocks keep the code of one
+    // chunk a block (measured for floats; ggml's blocks not yet measured with the loop).
+    const bool more = kQ && !kBlocks && chunk * groups_per_block * kRows < p.rows;
+    if (more) {  // the next chunk's first loads go out before this one's sums and stores
+      st = streams_of(chunk);
+      load(cur, st, first);
+    } else if (!p.early_trigger) {
+      allow_dependent_launch();  // only the sums and stores are left
     }
-  }
-  if (!p.early_trigger) allow_dependent_launch();  // only the sums and stores are left
 
 #pragma unroll
-  for (int s = 0; s < kStreams; ++s) acc[s] = warp_sum(acc[s]);
-  if (split > 1) {
-    if (lane == 0)
+    for (int s = 0; s < kStreams; ++s) acc[s] = warp_sum(acc[s]);
+    if (split > 1) {
+      if (lane == 0)
 #pragma unroll
-      for (int s = 0; s < kStreams; ++s) partial[warp][s] = acc[s];
-    __syncthreads();
-    if (sub != 0) return;
+        for (int s = 0; s < kStreams; ++s) partial[warp][s] = acc[s];
+      __syncthreads();
+      if (sub == 0)
 #pragma unroll
-    for (int s = 0; s < kStreams; ++s)
-      for (int t = 1; t < split; ++t) acc[s] += partial[warp + t][s];
-  }
-  if (lane != 0 || !active) return;
+        for (int s = 0; s < kStreams; ++s)
+          for (int t = 1; t < split; ++t) acc[s] += partial[warp + t][s];
+    }
+    if (lane == 0 && sub == 0 && row0 < p.rows) {
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int v = row0 + r;
-    if (v >= p.rows) break;
-    if constexpr (kGated) p.out[0].y[v] = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
-    else store_row(p, v, acc[r] * scale);
+      for (int r = 0; r < kRows; ++r) {
+        const int v = row0 + r;
+        if (v >= p.rows) break;
+        if constexpr (kGated) p.out[0].y[v] = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
+        else store_row(p, v, acc[r] * scale);
+      }
+    }
+    if (!more) return;
+    if (split > 1) __syncthreads();  // partial is written again for the next chunk
+    if (independent && st.nvec == 0) return;
   }
 }
 
@@ -392,6 +428,15 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   }
 }
 
+// Whether a GEMV of int8 or q4 codes launches only as many blocks as the GPU holds at once
+// (each looping over chunks of rows) rather than one block a chunk: yes unless the environment
+// variable KUIPER_CUDA_GEMV_GRID=chunks says otherwise, for measurements.
+bool gemv_fills_gpu();
+
+// Blocks of `kernel` the whole GPU holds at once (asked of the driver once per kernel, block
+// size and shared-memory size).
+int resident_blocks(const void* kernel, int threads, size_t shared);
+
 // Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
 // that still give ~16 warps per SM, while each lane keeps at least two loads per row.
 inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec) {
@@ -415,21 +460,81 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
     const int rows_per_block = kRows * c.warps_per_block / p.split;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
-    launch(kernel, blocks_for(p.rows, rows_per_block), c.warps_per_block * 32, shared, stream, p);
+    const int threads = c.warps_per_block * 32;
+    unsigned blocks = blocks_for(p.rows, rows_per_block);
+    if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_fills_gpu()) {
+      // As many blocks as the GPU holds at once, each looping over its chunks of rows: a
+      // quantized row is a few loads a lane, so one block a chunk ran in waves of short blocks,
+      // each staging the input again.
+      blocks = std::min(blocks, unsigned(resident_blocks(reinterpret_cast<const void*>(kernel), threads, shared)));
+    }
+    launch(kernel, blocks, threads, shared, stream, p);
   } else {
     fail("gemv: no variant ", v);
   }
 }
 
-// normalise (fp32) or split into 16-bit parts (see matmul.cu) one row of x per block.
+// v rounded to DT at p[0..3] (8-byte aligned for 16-bit DT, 16-byte for float), and when lo is
+// not null the rounding error, rounded in turn, at lo[0..3].
+template <class DT>
+__device__ __forceinline__ void store_rounded4(float4 v, DT* __restrict__ p, DT* __restrict__ lo) {
+  if constexpr (std::is_same_v<DT, float>) {
+    *reinterpret_cast<float4*>(p) = v;
+  } else {
+    const float f[4] = {v.x, v.y, v.z, v.w};
+    alignas(8) DT h[4], e[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      h[k] = from_f32<DT>(f[k]);
+      e[k] = from_f32<DT>(f[k] - to_f32(h[k]));
+    }
+    *reinterpret_cast<uint2*>(p) = *reinterpret_cast<const uint2*>(h);
+    if (lo != nullptr) *reinterpret_cast<uint2*>(lo) = *reinterpret_cast<const uint2*>(e);
+  }
+}
+
+// normalise (fp32) or round to 16 bits (see matmul.cu) one row of x per block; `lo` (or null)
+// takes the rounding error, rounded in turn. Rows of a multiple of 4 values go 16 bytes a load,
+// several loads in flight per thread (the pointers do not alias: the loads need not wait for the
+// stores): a plain strided loop, one load's latency after another, took 12-18 us for rows of
+// 5632-14336 values, more than the GEMM after it.
 template <class DT, bool kNorm>
-__global__ void prepare_kernel(const float* x, const float* norm, float eps, int in, DT* hi,
-                               DT* lo) {
+__global__ void prepare_kernel(const float* __restrict__ x, const float* __restrict__ norm,
+                               float eps, int in, DT* __restrict__ hi, DT* __restrict__ lo) {
   grid_dependency_wait();
   allow_dependent_launch();
   __shared__ float scratch[32];
-  const float* row = x + int64_t(blockIdx.x) * in;
+  const int64_t at = int64_t(blockIdx.x) * in;
+  const float* row = x + at;
+  DT* h = hi + at;
+  DT* l = lo != nullptr ? lo + at : nullptr;
+  const bool vec = in % 4 == 0 && reinterpret_cast<uintptr_t>(row) % 16 == 0 &&
+                   (!kNorm || reinterpret_cast<uintptr_t>(norm) % 16 == 0);
   float scale = 1.f;
+  if (vec) {
+    const auto* row4 = reinterpret_cast<const float4*>(row);
+    const auto* norm4 = reinterpret_cast<const float4*>(norm);
+    const int count = in / 4;
+    if constexpr (kNorm) {
+      float ss = 0.f;
+#pragma unroll 4
+      for (int i = threadIdx.x; i < count; i += blockDim.x) {
+        const float4 v = row4[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+      }
+      scale = rsqrtf(block_sum(ss, scratch) / float(in) + eps);
+    }
+#pragma unroll 4
+    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+      float4 v = row4[i];
+      if constexpr (kNorm) {
+        const float4 n = norm4[i];
+        v = make_float4(v.x * scale * n.x, v.y * scale * n.y, v.z * scale * n.z, v.w * scale * n.w);
+      }
+      store_rounded4<DT>(v, h + 4 * i, l != nullptr ? l + 4 * i : nullptr);
+    }
+    return;
+  }
   if constexpr (kNorm) {
     float ss = 0.f;
     for (int i = threadIdx.x; i < in; i += blockDim.x) ss += row[i] * row[i];
@@ -437,10 +542,10 @@ __global__ void prepare_kernel(const float* x, const float* norm, float eps, int
   }
   for (int i = threadIdx.x; i < in; i += blockDim.x) {
     const float v = kNorm ? row[i] * scale * norm[i] : row[i];
-    const DT h = from_f32<DT>(v);
-    hi[int64_t(blockIdx.x) * in + i] = h;
+    const DT r = from_f32<DT>(v);
+    h[i] = r;
     if constexpr (!std::is_same_v<DT, float>)
-      lo[int64_t(blockIdx.x) * in + i] = from_f32<DT>(v - to_f32(h));
+      if (l != nullptr) l[i] = from_f32<DT>(v - to_f32(r));
   }
 }
 
@@ -493,10 +598,11 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
 // ---- n > 1: cuBLAS ----------------------------------------------------------------------
 
 // The input as the GEMMs read it: fp32 weights take x (normalised into the workspace if asked);
-// 16-bit weights take its two 16-bit parts hi + lo (see matmul.cu).
+// 16-bit weights take it rounded to their type (hi), or as two parts hi + lo with
+// split_gemm_input() (see matmul.cu).
 struct GemmInput {
   const void* hi;
-  const void* lo;  // null for fp32 weights
+  const void* lo;  // null: hi alone
 };
 
 // Workspace bytes prepare_gemm_input needs.
@@ -504,7 +610,7 @@ template <class T>
 size_t gemm_input_bytes(const MatmulInput& in, int n, int k) {
   const size_t count = size_t(n) * k;
   if constexpr (std::is_same_v<T, float>) return in.norm.empty() ? 0 : count * sizeof(float);
-  else return 2 * ((count * sizeof(T) + 255) / 256 * 256);
+  else return (split_gemm_input() ? 2 : 1) * ((count * sizeof(T) + 255) / 256 * 256);
 }
 
 template <class T>
@@ -523,7 +629,7 @@ GemmInput prepare_gemm_input(const MatmulInput& in, int n, int k, char* scratch,
   } else {
     const size_t part_bytes = (size_t(n) * k * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
     DT* hi = reinterpret_cast<DT*>(scratch);
-    DT* lo = reinterpret_cast<DT*>(scratch + part_bytes);
+    DT* lo = split_gemm_input() ? reinterpret_cast<DT*>(scratch + part_bytes) : nullptr;
     launch(norm != nullptr ? prepare_kernel<DT, true> : prepare_kernel<DT, false>, unsigned(n),
            kThreads, 0, stream, x, norm, in.eps, k, hi, lo);
     return {hi, lo};
@@ -547,7 +653,7 @@ constexpr cudaDataType_t cuda_data_type() {
   return CUDA_R_16BF;
 }
 
-// y[:, 0:rows] (ld ldy) = beta * y + x w^T for w [rows, k] of storage T (16-bit: both parts of x).
+// y[:, 0:rows] (ld ldy) = beta * y + x w^T for w [rows, k] of storage T (16-bit: each part of x).
 template <class T>
 void gemm_products(const GemmInput& x, const void* w, float* y, int n, int k, int rows, int ldy,
                    float beta, const DeviceContext& ctx) {
@@ -561,6 +667,7 @@ void gemm_products(const GemmInput& x, const void* w, float* y, int n, int k, in
                                      CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
   } else {
     for (const void* part : {x.hi, x.lo}) {
+      if (part == nullptr) break;
       KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, wt, k,
                                        part, wt, k, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F,
                                        CUBLAS_GEMM_DEFAULT));
@@ -617,8 +724,7 @@ inline size_t dequant_chunk_bytes(int rows, int in) {
 }
 
 // y [n, out] = x w^T (+ bias) (or y += the same) for w of codes Q (device scale type, or a ggml
-// block type); x holds
-// the fp16 parts of the input; `chunk` has dequant_chunk_bytes(out, k).
+// block type); x is the input in fp16 (its part or parts); `chunk` has dequant_chunk_bytes(out, k).
 template <class Q>
 void gemm_quantized(const GemmInput& x, const Weight& w, const float* bias, float* y, int n, int k,
                     int out, bool accumulate, __half* chunk, const DeviceContext& ctx) {

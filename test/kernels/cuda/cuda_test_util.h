@@ -78,6 +78,11 @@ inline float scaled_diff(const Tensor& a, const Tensor& b) {
   return max_rel_diff(a, b, float(std::max(1.0, rms)));
 }
 
+// What GEMMs over 16-bit (or dequantized fp16) weights, n > 1, may differ by in scaled_diff: the
+// input is rounded to the weights' type (2^-11 or 2^-8 relative, matmul.cu) and tensor cores
+// accumulate less exactly than IEEE fp32 (~2e-4 seen).
+inline float gemm16_tolerance(DType weights) { return weights == DType::kBF16 ? 1e-2f : 2e-3f; }
+
 using kernels::MatmulInput;
 using kernels::MatmulOutput;
 // A projection's input as it is (no norm).
