@@ -1,8 +1,8 @@
 #pragma once
 // Which kernel decoding attention uses (kernels/cuda/attention.cu), for tests and measurements.
 // The defaults come from the environment (KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER
-// = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1); a test
-// or benchmark may set them.
+// = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1,
+// KUIPER_CUDA_ATTN_STAGE = keys a stage); a test or benchmark may set them.
 
 namespace kuiper::kernels::cuda {
 
@@ -14,6 +14,8 @@ struct AttentionDecodeConfig {
   // One block an SM (a block asks for more than half an SM's shared memory): 1 yes, 0 no,
   // -1 where the launch's blocks fit one an SM.
   int spread = -1;
+  // Keys a pipeline stage holds (a multiple of 32); 0: chosen from the shape.
+  int stage_keys = 0;
 };
 
 AttentionDecodeConfig attention_decode_config();

@@ -66,7 +66,8 @@ TEST(CudaPagedAttention, DecodeRowsMatchReference) {
   std::mt19937 rng(201);
   const std::vector<AttentionDecodeConfig> configs = {
       {}, {AttentionDecodeConfig::kSplit, 0, 0, -1}, {AttentionDecodeConfig::kCluster, 4, 8, 0},
-      {AttentionDecodeConfig::kCluster, 16, 8, 1}, {AttentionDecodeConfig::kCluster, 1, 16, 0}};
+      {AttentionDecodeConfig::kCluster, 16, 8, 1}, {AttentionDecodeConfig::kCluster, 1, 16, 0},
+      {AttentionDecodeConfig::kCluster, 1, 8, 0, 32}, {AttentionDecodeConfig::kCluster, 1, 4, 0, 64}};
   for (const AttentionShape& shape : kShapes)
     for (int bs : {16, 32})
       for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
@@ -80,6 +81,25 @@ TEST(CudaPagedAttention, DecodeRowsMatchReference) {
               << config.cluster;
         }
       }
+}
+
+// A batch of 80 decoding sequences (a serving step): enough (row, KV head) pairs for the
+// cluster kernel's many-rows plan (small stages, one block a pair) on 16-bit caches, the tiled
+// kernel on fp32 ones; random lengths up to 700 keys, so that rows take several rounds.
+TEST(CudaPagedAttention, ManyDecodeRowsMatchReference) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(205);
+  std::uniform_int_distribution<int> length(0, 700);
+  std::vector<SeqSpec> seqs;
+  for (int i = 0; i < 80; ++i) seqs.push_back({length(rng), 1});
+  for (const AttentionShape& shape : kShapes)
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
+      const PagedBatch b(seqs, shape, 16, type, rng);
+      EXPECT_LT(max_rel_diff(cuda_attention(b, shape, type),
+                             reference::paged_attention(b.q, b.cache, b.rows, shape)),
+                1e-4f)
+          << describe(shape, 16, type);
+    }
 }
 
 // Decode rows and prefill chunks in one batch: fp32 chunks on the CUDA-core kernel, 16-bit ones
