@@ -12,15 +12,18 @@ source "$(dirname "$0")/common.sh"
 unpack_bundle "$1" "$2" "$3"
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 big=$shared/models/llama3.1-8b/config.json
-# SERVE_8B=0 leaves the 8B shape out (a shorter run).
-step export sh -c "python3 $root/tools/export.py /tmp/tiny-fp16.bin --random $tiny --dtype fp16 \
-                     --tokenizer $shared/models/llama2/tokenizer.model -q &&
-                   { [ \"${SERVE_8B:-1}\" = 0 ] || python3 $root/tools/export.py /tmp/8b-bf16.bin \
-                     --random $big --dtype bf16 --tokenizer $shared/models/llama3-kjv/tokenizer.json -q; }"
+# SERVE_8B=0 leaves the 8B shape out (a shorter run); SERVE_ARGS adds server options (e.g.
+# "--kv-type fp16").
+# (Files a warm machine kept from an earlier call are used as they are.)
+step export sh -c "{ [ -f /tmp/serve-tiny-fp16.bin ] || python3 $root/tools/export.py \
+                     /tmp/serve-tiny-fp16.bin --random $tiny --dtype fp16 \
+                     --tokenizer $shared/models/llama2/tokenizer.model -q; } &&
+                   { [ \"${SERVE_8B:-1}\" = 0 ] || [ -f /tmp/8b-bf16.bin ] || python3 $root/tools/export.py \
+                     /tmp/8b-bf16.bin --random $big --dtype bf16 --tokenizer $shared/models/llama3-kjv/tokenizer.json -q; }"
 serve() {  # NAME MODEL TOKENIZER
   local log=$out/server-$1.log
   "$b/run" llama_server "$2" "$3" --device cuda --port 0 -c 512 --parallel 64 --queue 64 --quiet \
-    2>"$log" &
+    ${SERVE_ARGS:-} 2>"$log" &
   local pid=$!
   for _ in $(seq 600); do grep -q "listening on" "$log" && break; sleep 1; done
   local port
@@ -31,6 +34,6 @@ serve() {  # NAME MODEL TOKENIZER
   wait $pid || { echo "FAILED: llama_server $1 exited $? after SIGTERM"; status=1; }
   tail -n 3 "$log"
 }
-serve tiny-fp16 /tmp/tiny-fp16.bin "$shared/models/llama2/tokenizer.model"
+serve tiny-fp16 /tmp/serve-tiny-fp16.bin "$shared/models/llama2/tokenizer.model"
 [ "${SERVE_8B:-1}" = 0 ] || serve 8b-bf16 /tmp/8b-bf16.bin "$shared/models/llama3-kjv/tokenizer.json"
 exit $status
