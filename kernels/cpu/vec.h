@@ -94,52 +94,6 @@ inline float dot(const float* x, const T* w, int64_t n) {
   return sum;
 }
 
-#ifdef KUIPER_CPU_AVX2
-// out[p] = sum_k xs[p * n + k] * w[k] for P positions: each weight vector is loaded and widened
-// once for all of them (dot() would widen it again per position), two accumulators a position.
-template <int P, class T>
-inline void dots_block(const float* xs, const T* w, int64_t n, float* out) {
-  __m256 acc[P][2];
-  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    if ((k & 31) == 0) prefetch32(w + k);
-    const __m256 w0 = load8(w + k), w1 = load8(w + k + 8);
-    for (int p = 0; p < P; ++p) {
-      acc[p][0] = _mm256_fmadd_ps(load8(xs + p * n + k), w0, acc[p][0]);
-      acc[p][1] = _mm256_fmadd_ps(load8(xs + p * n + k + 8), w1, acc[p][1]);
-    }
-  }
-  for (; k + 8 <= n; k += 8) {
-    const __m256 w0 = load8(w + k);
-    for (int p = 0; p < P; ++p) acc[p][0] = _mm256_fmadd_ps(load8(xs + p * n + k), w0, acc[p][0]);
-  }
-  for (int p = 0; p < P; ++p) {
-    float sum = hsum(_mm256_add_ps(acc[p][0], acc[p][1]));
-    for (int64_t j = k; j < n; ++j) sum += xs[p * n + j] * to_float(w[j]);
-    out[p] = sum;
-  }
-}
-#endif
-
-// out[p] = dot(xs + p * n, w, n) for `positions` rows of xs [positions, n] (a batched decode
-// step's rows): the weight row is widened once for up to four positions at a time, which halves
-// the work of a multi-row pass that is compute-bound on few cores. Sums in another order than
-// dot()'s, so one position keeps dot().
-template <class T>
-inline void dots(const float* xs, int64_t positions, const T* w, int64_t n, float* out) {
-  int64_t p = 0;
-#ifdef KUIPER_CPU_AVX2
-  for (; p + 4 <= positions; p += 4) dots_block<4>(xs + p * n, w, n, out + p);
-  switch (positions - p) {
-    case 3: dots_block<3>(xs + p * n, w, n, out + p); return;
-    case 2: dots_block<2>(xs + p * n, w, n, out + p); return;
-    default: break;
-  }
-#endif
-  for (; p < positions; ++p) out[p] = dot(xs + p * n, w, n);
-}
-
 // y[k] += a * x[k], x widened to fp32 (fp32, fp16 or bf16).
 template <class T>
 inline void axpy(float a, const T* x, float* y, int64_t n) {
