@@ -50,16 +50,16 @@ inline float hsum(__m256 v) {
 // core short of DRAM bandwidth, most of all for 16-bit weights (8 GB/s without, 12 with).
 constexpr int kPrefetchBytes = 4096;
 
-// Asks for every cache line of the 32 weights at w (fp32: two lines), 32 such steps ahead for
-// fp32 and 16 for 16-bit weights: on the Zen 3 VM single-thread TinyLlama decode read fp32 at
-// 13.5 GB/s prefetching every other line, 16 GB/s with every line, and fp16 went from ~6.2 to
-// ~7.4 tokens/s with 1 KB ahead instead of 4 KB (2 KB: ~6.3).
+// Asks for the cache line 1 KB past the 32 16-bit weights at w: on the Zen 3 VM fp16 decode went
+// from ~6.2 to ~7.4 tokens/s with 1 KB ahead instead of 4 KB (2 KB: ~6.3). fp32 weights are
+// left to the hardware prefetcher, which streams them faster alone there: a TinyLlama layer's
+// fp32 projections on one thread read 14-16 GB/s asking for every line 4 KB ahead and 16-18
+// GB/s without (bench/cpu_matmul_bench), and one-thread decode went from 3.2 to 3.7 tokens/s.
 template <class T>
 inline void prefetch32(const T* w) {
 #ifdef KUIPER_CPU_AVX2
-  constexpr int kAhead = sizeof(T) == 4 ? kPrefetchBytes : kPrefetchBytes / 4;
-  for (size_t line = 0; line < 32 * sizeof(T); line += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(w) + line + kAhead, _MM_HINT_T0);
+  if constexpr (sizeof(T) == 2)
+    _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes / 4, _MM_HINT_T0);
 #endif
 }
 
