@@ -50,16 +50,16 @@ inline float hsum(__m256 v) {
 // core short of DRAM bandwidth, most of all for 16-bit weights (8 GB/s without, 12 with).
 constexpr int kPrefetchBytes = 4096;
 
-// Asks for every cache line of the 32 weights at w (fp32: two lines), 32 such steps ahead for
-// fp32 and 16 for 16-bit weights: on the Zen 3 VM single-thread TinyLlama decode read fp32 at
-// 13.5 GB/s prefetching every other line, 16 GB/s with every line, and fp16 went from ~6.2 to
-// ~7.4 tokens/s with 1 KB ahead instead of 4 KB (2 KB: ~6.3).
+// Asks for the cache line 1 KB past the 32 16-bit weights at w: on the Zen 3 VM fp16 decode went
+// from ~6.2 to ~7.4 tokens/s with 1 KB ahead instead of 4 KB (2 KB: ~6.3). fp32 weights are
+// left to the hardware prefetcher, which streams them faster alone there: a TinyLlama layer's
+// fp32 projections on one thread read 14-16 GB/s asking for every line 4 KB ahead and 16-18
+// GB/s without (bench/cpu_matmul_bench), and one-thread decode went from 3.2 to 3.7 tokens/s.
 template <class T>
 inline void prefetch32(const T* w) {
 #ifdef KUIPER_CPU_AVX2
-  constexpr int kAhead = sizeof(T) == 4 ? kPrefetchBytes : kPrefetchBytes / 4;
-  for (size_t line = 0; line < 32 * sizeof(T); line += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(w) + line + kAhead, _MM_HINT_T0);
+  if constexpr (sizeof(T) == 2)
+    _mm_prefetch(reinterpret_cast<const char*>(w) + kPrefetchBytes / 4, _MM_HINT_T0);
 #endif
 }
 
@@ -92,52 +92,6 @@ inline float dot(const float* x, const T* w, int64_t n) {
 #endif
   for (; k < n; ++k) sum += x[k] * to_float(w[k]);
   return sum;
-}
-
-#ifdef KUIPER_CPU_AVX2
-// out[p] = sum_k xs[p * n + k] * w[k] for P positions: each weight vector is loaded and widened
-// once for all of them (dot() would widen it again per position), two accumulators a position.
-template <int P, class T>
-inline void dots_block(const float* xs, const T* w, int64_t n, float* out) {
-  __m256 acc[P][2];
-  for (auto& a : acc) a[0] = a[1] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= n; k += 16) {
-    if ((k & 31) == 0) prefetch32(w + k);
-    const __m256 w0 = load8(w + k), w1 = load8(w + k + 8);
-    for (int p = 0; p < P; ++p) {
-      acc[p][0] = _mm256_fmadd_ps(load8(xs + p * n + k), w0, acc[p][0]);
-      acc[p][1] = _mm256_fmadd_ps(load8(xs + p * n + k + 8), w1, acc[p][1]);
-    }
-  }
-  for (; k + 8 <= n; k += 8) {
-    const __m256 w0 = load8(w + k);
-    for (int p = 0; p < P; ++p) acc[p][0] = _mm256_fmadd_ps(load8(xs + p * n + k), w0, acc[p][0]);
-  }
-  for (int p = 0; p < P; ++p) {
-    float sum = hsum(_mm256_add_ps(acc[p][0], acc[p][1]));
-    for (int64_t j = k; j < n; ++j) sum += xs[p * n + j] * to_float(w[j]);
-    out[p] = sum;
-  }
-}
-#endif
-
-// out[p] = dot(xs + p * n, w, n) for `positions` rows of xs [positions, n] (a batched decode
-// step's rows): the weight row is widened once for up to four positions at a time, which halves
-// the work of a multi-row pass that is compute-bound on few cores. Sums in another order than
-// dot()'s, so one position keeps dot().
-template <class T>
-inline void dots(const float* xs, int64_t positions, const T* w, int64_t n, float* out) {
-  int64_t p = 0;
-#ifdef KUIPER_CPU_AVX2
-  for (; p + 4 <= positions; p += 4) dots_block<4>(xs + p * n, w, n, out + p);
-  switch (positions - p) {
-    case 3: dots_block<3>(xs + p * n, w, n, out + p); return;
-    case 2: dots_block<2>(xs + p * n, w, n, out + p); return;
-    default: break;
-  }
-#endif
-  for (; p < positions; ++p) out[p] = dot(xs + p * n, w, n);
 }
 
 // y[k] += a * x[k], x widened to fp32 (fp32, fp16 or bf16).

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/ggml_rows.h"
 #include "kernels/cpu/int8_dot.h"
+#include "kernels/cpu/position_dots.h"
 #include "kernels/cpu/vec.h"
 #include "kuiper/tensor/weight.h"
 
@@ -72,12 +73,16 @@ inline float dot_q8(const float* x, const int8_t* q, const S* scale, int64_t n, 
   return sum;
 }
 
-// The positions of a call, fp32 [n, k], as the float readers take them.
+// The positions of a call, fp32 [n, k], as the float readers take them: in place for one
+// position (dot), laid out in blocks for several (position_dots).
 struct FloatInput {
   const float* xs;
   int64_t k;
+  Tensor blocks;
 
-  static FloatInput of(const float* xs, int64_t, int64_t k) { return {xs, k}; }
+  static FloatInput of(const float* xs, int64_t n, int64_t k) {
+    return {xs, k, n > 1 ? position_blocks(xs, int(n), k) : Tensor()};
+  }
   const float* at(int64_t pos) const { return xs + pos * k; }
 };
 
@@ -90,22 +95,25 @@ struct FloatRows {
 
   static FloatRows of(const Weight& m) { return {static_cast<const T*>(m.values.raw_data()), m.cols()}; }
   float dot(const float* x, int64_t r) const { return cpu::dot(x, w + r * cols, cols); }
-  // Row r against every position of `in` at once (out[pos]), for calls of several positions.
-  void dots(const FloatInput& in, int64_t positions, int64_t r, float* out) const {
-    cpu::dots(in.xs, positions, w + r * cols, cols, out);
+  // Rows [r0, r0 + rows) against every position of `in` at once, for calls of several positions.
+  void dots(const FloatInput& in, int64_t positions, int64_t r0, int64_t rows, float* out) const {
+    position_dots(in.blocks, int(positions), w + r0 * cols, cols, rows, out);
   }
   void expand(int64_t r0, int64_t rows, float* dst) const { widen(w + r0 * cols, dst, rows * cols); }
 };
 
-// Row r of `w` against each of the call's positions: out[pos]. Float rows widen each weight
-// vector once for several positions (FloatRows::dots); the quantized readers' dot products take
-// the positions one at a time, their activations already quantized.
+// Rows [r0, r0 + rows) of `w` against each of the call's positions: out[r * kMaxPositions + pos]
+// for row r0 + r. Float rows widen each weight vector once for all positions (position_dots.h);
+// the quantized readers' dot products take the positions one at a time, their activations
+// already quantized.
 template <class Rows>
-void row_dots(const Rows& w, const typename Rows::Input& in, int64_t positions, int64_t r, float* out) {
-  if constexpr (requires { w.dots(in, positions, r, out); }) {
-    if (positions > 1) return w.dots(in, positions, r, out);
+void rows_dots(const Rows& w, const typename Rows::Input& in, int64_t positions, int64_t r0, int64_t rows,
+               float* out) {
+  if constexpr (requires { w.dots(in, positions, r0, rows, out); }) {
+    if (positions > 1) return w.dots(in, positions, r0, rows, out);
   }
-  for (int64_t pos = 0; pos < positions; ++pos) out[pos] = w.dot(in.at(pos), r);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t pos = 0; pos < positions; ++pos) out[r * kMaxPositions + pos] = w.dot(in.at(pos), r0 + r);
 }
 
 // Rows of int8 codes [rows, cols] with scales S [rows, cols / group].

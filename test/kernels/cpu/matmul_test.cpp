@@ -68,12 +68,17 @@ INSTANTIATE_TEST_SUITE_P(
                       MatmulCase{DType::kF16, 1, 288, {768}, false, false, true},
                       MatmulCase{DType::kF16, 1, 45, {29, 3, 3}, true, true, false},
                       MatmulCase{DType::kF16, 9, 200, {600}, false, false, true},
-                      // Batched decode rows: positions in blocks of four, then 3, 2 or 1 left,
-                      // rows whose length leaves a tail past the vector loop.
+                      // Batched decode rows: 2 to 8 positions at once (position_dots.h), rows
+                      // whose length leaves a tail past the vector loop.
                       MatmulCase{DType::kF16, 5, 45, {29, 3, 3}, true, true, false},
                       MatmulCase{DType::kF32, 8, 291, {37}, false, true, true},
                       MatmulCase{DType::kBF16, 3, 130, {66, 2, 2}, true, false, false},
                       MatmulCase{DType::kF16, 2, 24, {9}, false, false, true},
+                      // Rows longer than a block of k (position_dots.h: 512 values at 8
+                      // positions, 680 at 6, 1024 at 4), with a tail past the last block's vectors.
+                      MatmulCase{DType::kF16, 8, 1100, {300, 40, 40}, true, true, true},
+                      MatmulCase{DType::kF32, 6, 2050, {129}, false, false, false},
+                      MatmulCase{DType::kBF16, 4, 1030, {70, 9}, true, false, true},
                       MatmulCase{DType::kBF16, 1, 288, {96, 32, 32}, true, true, false},
                       MatmulCase{DType::kBF16, 1, 33, {17}, false, false, false},
                       MatmulCase{DType::kBF16, 17, 130, {513, 2, 2}, true, true, true},
@@ -116,10 +121,11 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kI8, DType::kQ4, DType::kQ8_0,
                      DType::kQ4_0, DType::kQ4_K, DType::kQ6_K}) {
-    for (int64_t n : {1, 6, 11}) {
+    for (int64_t n : {1, 6, 8, 11}) {
       std::mt19937 rng(int(n) + int(dtype));
       const bool quantized = dtype == DType::kI8 || dtype == DType::kQ4;
-      const int64_t in = block_values(dtype) == 256 ? 512 : quantized || is_ggml_block(dtype) ? 96 : 77;
+      // Float rows: more than one block of k at 6 and 8 positions (position_dots.h).
+      const int64_t in = block_values(dtype) == 256 ? 512 : quantized || is_ggml_block(dtype) ? 96 : 1101;
       const int64_t hidden = 301, group = quantized ? 32 : 0;
       Tensor x(DType::kF32, {n, in}), norm(DType::kF32, {in}), y(DType::kF32, {n, hidden});
       const Weight w_gate = random_weight(dtype, hidden, in, rng, group, DType::kF16);
