@@ -466,7 +466,8 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
       // As many blocks as the GPU holds at once, each looping over its chunks of rows: a
       // quantized row is a few loads a lane, so one block a chunk ran in waves of short blocks,
       // each staging the input again.
-      blocks = std::min(blocks, unsigned(resident_blocks(reinterpret_cast<const void*>(kernel), threads, shared)));
+      const int resident = resident_blocks(reinterpret_cast<const void*>(kernel), threads, shared);
+      blocks = std::min(blocks, unsigned(resident));
     }
     launch(kernel, blocks, threads, shared, stream, p);
   } else {
@@ -482,14 +483,15 @@ __device__ __forceinline__ void store_rounded4(float4 v, DT* __restrict__ p, DT*
     *reinterpret_cast<float4*>(p) = v;
   } else {
     const float f[4] = {v.x, v.y, v.z, v.w};
-    alignas(8) DT h[4], e[4];
+    alignas(8) DT h[4];
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      h[k] = from_f32<DT>(f[k]);
-      e[k] = from_f32<DT>(f[k] - to_f32(h[k]));
-    }
+    for (int k = 0; k < 4; ++k) h[k] = from_f32<DT>(f[k]);
     *reinterpret_cast<uint2*>(p) = *reinterpret_cast<const uint2*>(h);
-    if (lo != nullptr) *reinterpret_cast<uint2*>(lo) = *reinterpret_cast<const uint2*>(e);
+    if (lo == nullptr) return;
+    alignas(8) DT e[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) e[k] = from_f32<DT>(f[k] - to_f32(h[k]));
+    *reinterpret_cast<uint2*>(lo) = *reinterpret_cast<const uint2*>(e);
   }
 }
 
