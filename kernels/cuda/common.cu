@@ -38,19 +38,18 @@ int pdl_mode() {
   return mode;
 }
 
+bool env_is(const char* name, const char* value) {
+  const char* env = std::getenv(name);
+  return env != nullptr && std::strcmp(env, value) == 0;
+}
+
 bool pdl_attention() {
-  static const bool on = [] {
-    const char* env = std::getenv("KUIPER_CUDA_PDL_ATTENTION");
-    return env == nullptr || std::strcmp(env, "0") != 0;
-  }();
+  static const bool on = !env_is("KUIPER_CUDA_PDL_ATTENTION", "0");
   return on;
 }
 
 bool split_gemm_input() {
-  static const bool split = [] {
-    const char* env = std::getenv("KUIPER_CUDA_GEMM16");
-    return env != nullptr && std::strcmp(env, "split") == 0;
-  }();
+  static const bool split = env_is("KUIPER_CUDA_GEMM16", "split");
   return split;
 }
 

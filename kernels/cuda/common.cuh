@@ -175,6 +175,8 @@ __device__ __forceinline__ void grid_dependency_wait() {
 // 2 on with the GEMV allowing the next launch before its main loop rather than after it. The
 // environment variable KUIPER_CUDA_PDL overrides it, for measurements.
 int pdl_mode();
+// Whether environment variable `name` is set to exactly `value` (the switches for measurements).
+bool env_is(const char* name, const char* value);
 inline bool pdl_enabled() { return pdl_mode() != 0; }
 // Multiprocessors of the current device (queried once: the process uses one device).
 int sm_count();

@@ -40,7 +40,6 @@
 //    tok/s that way against 28,409 with one part (H200).
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -169,10 +168,7 @@ int resident_blocks(const void* kernel, int threads, size_t shared) {
 }
 
 bool gemv_fills_gpu() {
-  static const bool fills = [] {
-    const char* env = std::getenv("KUIPER_CUDA_GEMV_GRID");
-    return env == nullptr || std::strcmp(env, "chunks") != 0;
-  }();
+  static const bool fills = !env_is("KUIPER_CUDA_GEMV_GRID", "chunks");
   return fills;
 }
 
