@@ -53,6 +53,11 @@ bool split_gemm_input() {
   return split;
 }
 
+bool pair_gemms() {
+  static const bool on = !env_is("KUIPER_CUDA_GEMM_PAIRS", "0");
+  return on;
+}
+
 int sm_count() {
   static const int count = [] {
     int device = 0, n = 0;

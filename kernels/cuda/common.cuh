@@ -190,6 +190,10 @@ bool pdl_attention();
 // part, the input rounded to the weights' type (see matmul.cu).
 bool split_gemm_input();
 
+// Whether two GEMMs of one shape over one input (k and v, gate and up) run as one strided-batched
+// cuBLAS call (the default) rather than two (KUIPER_CUDA_GEMM_PAIRS=0, for measurements).
+bool pair_gemms();
+
 // Launches a kernel on `stream`; `programmatic`: allowed to overlap the previous kernel's end
 // (see above; its grid_dependency_wait() then waits), else it starts once that kernel is done.
 template <class... Params, class... Args>

@@ -1,8 +1,8 @@
 // The SwiGLU feed-forward's first half: y = silu(norm(x) w_gate^T) * (norm(x) w_up^T).
 // n == 1: one GEMV launch (matmul.cuh) in which each warp streams the same rows of both matrices
 // and writes silu(g) * u; the input is normalised in each block's prologue. n > 1: the gate's
-// GEMM into the workspace, the up projection's into y, then y = silu(gate) * y (cuBLAS, as
-// matmul.cu, over one prepared input).
+// GEMM into the workspace and the up projection's into y, one batched cuBLAS call over one
+// prepared input (matmul.cuh: gemm_pair_products), then y = silu(gate) * y.
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/matmul.cuh"
 
@@ -76,16 +76,22 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
   if (n == 0 || g.hidden == 0) return;
   if (n == 1)
     return gated_gemv<T>(gemv_default_variant(dtype_of<T>(), true), in, w_gate, w_up, y, g, ctx);
-  // Workspace: the gate's products, then the prepared input.
+  // Workspace: the gate's products (and, where the weights sit side by side, the up
+  // projection's right after them, so that one strided GEMM writes both), the prepared input.
+  const void* wg = w_gate.values.raw_data();
+  const void* wu = w_up.values.raw_data();
   const size_t gate_bytes = (size_t(n) * g.hidden * sizeof(float) + 255) / 256 * 256;
-  char* scratch =
-      static_cast<char*>(workspace(ctx, gate_bytes + gemm_input_bytes<T>(in, n, k)).scratch);
-  float* gate = reinterpret_cast<float*>(scratch);
-  const GemmInput x = prepare_gemm_input<T>(in, n, k, scratch + gate_bytes, stream_of(ctx));
-  gemm<T>(x, w_gate.values.raw_data(), nullptr, gate, n, k, g.hidden, false, ctx);
-  gemm<T>(x, w_up.values.raw_data(), nullptr, y.data<float>(), n, k, g.hidden, false, ctx);
   float* py = y.data<float>();
-  launch_binary(gate, py, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
+  const bool paired = pair_gemms() && strides_after(wg, wu);
+  const size_t outputs = (paired ? 2 : 1) * gate_bytes;
+  char* scratch =
+      static_cast<char*>(workspace(ctx, outputs + gemm_input_bytes<T>(in, n, k)).scratch);
+  float* gate = reinterpret_cast<float*>(scratch);
+  float* up = paired ? reinterpret_cast<float*>(scratch + gate_bytes) : py;
+  const GemmInput x = prepare_gemm_input<T>(in, n, k, scratch + outputs, stream_of(ctx));
+  const GemmJob jobs[] = {{wg, gate, g.hidden, 0.f}, {wu, up, g.hidden, 0.f}};
+  run_gemms<T>(x, jobs, n, k, ctx);
+  launch_binary(gate, up, py, int64_t(n) * g.hidden, stream_of(ctx), SwiGluOp{});
 }
 
 void gated_matmul_quantized(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,

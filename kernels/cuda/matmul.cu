@@ -25,8 +25,8 @@
 // were chosen with bench/gemv_bench.cpp on an H200 (gemv.h, NOTES.md).
 //
 // n > 1 (prefill) goes to cuBLAS, one GEMM per output over one prepared input (normalised first
-// when `norm` is given); a bias is broadcast into y first (added to it when accumulating) and
-// the GEMM adds to it:
+// when `norm` is given), two neighbouring outputs of one shape (k and v) as one batched call; a
+// bias is broadcast into y first (added to it when accumulating) and the GEMM adds to it:
 //  - fp32 weights: an fp32 GEMM with CUBLAS_COMPUTE_32F_PEDANTIC, which rules out TF32 whatever
 //    the handle's math mode, so logits match the fp32 reference to ~1e-5.
 //  - fp16/bf16 weights: cuBLAS has no fp32 x 16-bit GEMM, so x is rounded to the weights' type
@@ -214,12 +214,15 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const size_t bytes = gemm_input_bytes<T>(in, s.n, s.in);
   char* scratch = bytes > 0 ? static_cast<char*>(workspace(ctx, bytes).scratch) : nullptr;
   const GemmInput x = prepare_gemm_input<T>(in, s.n, s.in, scratch, stream_of(ctx));
+  std::vector<GemmJob> jobs;
   for (size_t j = 0; j < outs.size(); ++j) {
-    if (rows[j] == 0) continue;
     const MatmulOutput& o = outs[j];
-    gemm<T>(x, o.weight.values.raw_data(), o.bias.empty() ? nullptr : o.bias.data<float>(),
-            o.y.data<float>(), s.n, s.in, rows[j], accumulate, ctx);
+    float* y = o.y.data<float>();
+    const float* bias = o.bias.empty() ? nullptr : o.bias.data<float>();
+    jobs.push_back({o.weight.values.raw_data(), y, rows[j],
+                    start_output(bias, y, s.n, rows[j], accumulate, stream_of(ctx))});
   }
+  run_gemms<T>(x, jobs, s.n, s.in, ctx);
 }
 
 // Quantized weights (int8, q4, ggml's blocks): the GEMV reads codes and scales directly; prefill dequantizes

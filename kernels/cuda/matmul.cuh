@@ -2,6 +2,7 @@
 // The projections shared by matmul.cu and gated_matmul.cu: a GEMV for one position (decoding)
 // and cuBLAS GEMMs for many (prefill). See matmul.cu for the design.
 #include <climits>
+#include <span>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/elementwise.cuh"
@@ -678,6 +679,51 @@ void gemm_products(const GemmInput& x, const void* w, float* y, int n, int k, in
   }
 }
 
+// Whether `second` lies a positive multiple of 16 bytes past `first`: a batch stride the
+// Hopper GEMM kernels' TMA descriptors can take (no negative strides: a pair of separate
+// allocations in the wrong order made cuBLAS read out of bounds).
+inline bool strides_after(const void* first, const void* second) {
+  const ptrdiff_t d = static_cast<const char*>(second) - static_cast<const char*>(first);
+  return d > 0 && d % 16 == 0;
+}
+
+// Whether gemm_pair_products takes (w0, y0) and (w1, y1) as one call.
+inline bool pairable(const void* w0, const void* w1, const float* y0, const float* y1) {
+  return pair_gemms() && strides_after(w0, w1) && strides_after(y0, y1);
+}
+
+// y0 = beta * y0 + x w0^T and y1 = beta * y1 + x w1^T for two weights of one shape [rows, k]
+// (k and v of a block, gate and up), as one strided-batched GEMM when the pair allows it
+// (pairable: the model places such weights, and k and v, side by side): the batch's second
+// matrices are the first ones' offset apart, the input is shared (stride 0). Apart, k and v
+// are GEMMs too small for the GPU (1024 x 4096 at 64 rows for Llama-3.1-8B: cuBLAS split them
+// over k and added a reduction kernel); as a batch of two they fill it twice as well, and a
+// pair is one launch instead of two. Returns false (nothing done) where the pair is not
+// pairable; the caller then runs two GEMMs.
+template <class T>
+bool gemm_pair_products(const GemmInput& x, const void* w0, const void* w1, float* y0, float* y1,
+                        int n, int k, int rows, float beta, const DeviceContext& ctx) {
+  if (!pairable(w0, w1, y0, y1)) return false;
+  const ptrdiff_t w_bytes = static_cast<const char*>(w1) - static_cast<const char*>(w0);
+  const ptrdiff_t y_bytes = reinterpret_cast<char*>(y1) - reinterpret_cast<char*>(y0);
+  const long long w_stride = w_bytes / ptrdiff_t(sizeof(T));
+  const long long y_stride = y_bytes / ptrdiff_t(sizeof(float));
+  auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
+  const float one = 1.f;
+  constexpr cudaDataType_t wt = cuda_data_type<T>();
+  constexpr bool kFloat = std::is_same_v<T, float>;
+  const cudaDataType_t xt = kFloat ? CUDA_R_32F : wt;
+  const cublasComputeType_t compute = kFloat ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  for (const void* part : {x.hi, x.lo}) {
+    if (part == nullptr) break;
+    KUIPER_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w0, wt, k, w_stride, part, xt, k, 0,
+        &beta, y0, CUDA_R_32F, rows, y_stride, 2, compute, CUBLAS_GEMM_DEFAULT));
+    beta = 1.f;  // a second part adds to the first
+  }
+  return true;
+}
+
 // y starts as the bias (plus what it held when accumulating); returns the beta the products
 // then take.
 inline float start_output(const float* bias, float* y, int n, int out, bool accumulate,
@@ -689,12 +735,32 @@ inline float start_output(const float* bias, float* y, int n, int out, bool accu
   return 1.f;
 }
 
-// y [n, out] = x w^T (+ bias), or y += the same.
+// One GEMM over a shared input: y [n, rows] = beta * y + x w^T.
+struct GemmJob {
+  const void* w;
+  float* y;
+  int rows;
+  float beta;
+};
+
+// The jobs in order, each two neighbours of one shape and beta as one batched call
+// (gemm_pair_products), the others alone.
 template <class T>
-void gemm(const GemmInput& x, const void* w, const float* bias, float* y, int n, int k, int out,
-          bool accumulate, const DeviceContext& ctx) {
-  const float beta = start_output(bias, y, n, out, accumulate, stream_of(ctx));
-  gemm_products<T>(x, w, y, n, k, out, out, beta, ctx);
+void run_gemms(const GemmInput& x, std::span<const GemmJob> jobs, int n, int k,
+               const DeviceContext& ctx) {
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const GemmJob& a = jobs[j];
+    if (a.rows == 0) continue;
+    if (j + 1 < jobs.size()) {
+      const GemmJob& b = jobs[j + 1];
+      if (b.rows == a.rows && b.beta == a.beta &&
+          gemm_pair_products<T>(x, a.w, b.w, a.y, b.y, n, k, a.rows, a.beta, ctx)) {
+        ++j;
+        continue;
+      }
+    }
+    gemm_products<T>(x, a.w, a.y, n, k, a.rows, a.rows, a.beta, ctx);
+  }
 }
 
 // ---- quantized weights, n > 1: dequantized to fp16 in chunks of rows, then tensor-core GEMMs ----

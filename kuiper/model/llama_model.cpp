@@ -149,8 +149,11 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
                                  ") and a KV cache of ", context_, " tokens (", kv_bytes >> 20,
                                  " MiB)"));
   auto weight = [&](const std::string& name, Shape shape) { return place(file_.weight(name, shape)); };
+  auto host_rows = [&](const std::string& name, Shape shape, int64_t first, int64_t count) {
+    return row_slice(file_.weight(name, shape), first, first + count);
+  };
   auto rows = [&](const std::string& name, Shape shape, int64_t first, int64_t count) {
-    return place(row_slice(file_.weight(name, shape), first, first + count));
+    return place(host_rows(name, shape, first, count));
   };
   auto columns = [&](const std::string& name, Shape shape, int64_t first, int64_t count) {
     return place(column_slice(file_.weight(name, shape), first, first + count));
@@ -181,16 +184,17 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
     const std::string p = "layers." + std::to_string(l) + ".";
     const ProjectionOptions attention_norm{norm(p + "attention_norm"), c.norm_eps};
     const ProjectionOptions ffn_norm{norm(p + "ffn_norm"), c.norm_eps};
+    const auto [wk, wv] = place_pair(host_rows(p + "wk", {kv_dim, dim}, kv0, kvn),
+                                     host_rows(p + "wv", {kv_dim, dim}, kv0, kvn));
+    const auto [w1, w3] = place_pair(host_rows(p + "w1", {hidden, dim}, s.first_hidden, s.hidden),
+                                     host_rows(p + "w3", {hidden, dim}, s.first_hidden, s.hidden));
     blocks_.push_back(Block{
-        MatmulLayer(p + "qkv",
-                    {rows(p + "wq", {q_dim, dim}, q0, qn), rows(p + "wk", {kv_dim, dim}, kv0, kvn),
-                     rows(p + "wv", {kv_dim, dim}, kv0, kvn)},
+        MatmulLayer(p + "qkv", {rows(p + "wq", {q_dim, dim}, q0, qn), wk, wv},
                     {bias(p + "bq", q_dim, q0, qn), bias(p + "bk", kv_dim, kv0, kvn),
                      bias(p + "bv", kv_dim, kv0, kvn)},
                     attention_norm),
         MatmulLayer(p + "wo", {columns(p + "wo", {dim, q_dim}, q0, qn)}, {}, partial_sum),
-        GatedMatmulLayer(p + "ffn", rows(p + "w1", {hidden, dim}, s.first_hidden, s.hidden),
-                         rows(p + "w3", {hidden, dim}, s.first_hidden, s.hidden), ffn_norm),
+        GatedMatmulLayer(p + "ffn", w1, w3, ffn_norm),
         MatmulLayer(p + "w2", {columns(p + "w2", {dim, hidden}, s.first_hidden, s.hidden)}, {},
                     partial_sum),
     });
@@ -215,9 +219,12 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
   }
   const int64_t logit_rows = std::max<int64_t>(kLogitRows, max_seqs_);
   const Tensor logits(DType::kF32, {logit_rows, c.vocab_size}, dev);
+  // k and v in one allocation, k first, as their weights (place_pair): one strided GEMM writes
+  // both.
+  const Tensor kv(DType::kF32, {2 * int64_t(batch_), kvn}, dev);
   act_ = std::make_unique<Activations>(Activations{
       {}, {}, Tensor(DType::kF32, {batch_, dim}, dev), Tensor(DType::kF32, {batch_, qn}, dev),
-      Tensor(DType::kF32, {batch_, kvn}, dev), Tensor(DType::kF32, {batch_, kvn}, dev),
+      kv.rows(0, batch_), kv.rows(batch_, 2 * int64_t(batch_)),
       Tensor(DType::kF32, {batch_, qn}, dev), Tensor(DType::kF32, {batch_, s.hidden}, dev), logits,
       s.ranks == 1 ? logits : Tensor(DType::kF32, {logit_rows, s.vocab}, dev),
       Tensor(DType::kI32, {1}, dev)});
@@ -260,6 +267,19 @@ Tensor LlamaModel::place(const Tensor& host_tensor) {
 Weight LlamaModel::place(const Weight& host_weight) {
   return {place(host_weight.values),
           host_weight.quantized() ? place(host_weight.scales) : Tensor{}};
+}
+
+std::pair<Weight, Weight> LlamaModel::place_pair(const Weight& a, const Weight& b) {
+  const DType t = a.dtype();
+  const bool float_pair = t == b.dtype() && a.values.shape() == b.values.shape() &&
+                          (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16);
+  if (ctx_.device() == Device::kCPU || !float_pair) return {place(a), place(b)};
+  const int64_t rows = a.rows(), cols = a.cols();
+  const Tensor both(t, {2 * rows, cols}, ctx_.device());
+  const Tensor first = both.rows(0, rows), second = both.rows(rows, 2 * rows);
+  first.copy_from(a.values, &ctx_);
+  second.copy_from(b.values, &ctx_);
+  return {Weight(first), Weight(second)};
 }
 
 void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {

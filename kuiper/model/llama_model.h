@@ -114,6 +114,9 @@ class LlamaModel {
 
   Tensor place(const Tensor& host_tensor);
   Weight place(const Weight& host_weight);
+  // Two float weights of one shape into one device allocation, a's rows first (others as
+  // place()): a batched step's GEMMs take such a pair (k and v, gate and up) as one strided call.
+  std::pair<Weight, Weight> place_pair(const Weight& a, const Weight& b);
   void check_chunks(std::span<const SequenceChunk> chunks) const;
   // Uploads the batch's tokens and row index (padded to `rows` rows of `seqs` sequences for a
   // recorded decode step) and returns the activations that view them.

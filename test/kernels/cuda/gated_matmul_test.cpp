@@ -36,11 +36,21 @@ Tensor cpu_gated(const Problem& p) {
   return y;
 }
 
+// The CUDA call on copies of the problem; `adjacent`: the gate's and up's weights in one
+// allocation, gate first, as the model places them (n > 1 then takes one batched GEMM).
 template <class Call>
-Tensor cuda_gated(const Problem& p, Call call) {
+Tensor cuda_gated(const Problem& p, Call call, bool adjacent = false) {
   const Tensor y = poisoned_cuda(DType::kF32, {p.x.dim(0), p.w_gate.dim(0)});
-  call(MatmulInput{to_cuda(p.x), p.norm.empty() ? Tensor() : to_cuda(p.norm), p.eps},
-       to_cuda(p.w_gate), to_cuda(p.w_up), y);
+  Tensor wg = to_cuda(p.w_gate), wu = to_cuda(p.w_up);
+  if (adjacent) {
+    const int64_t rows = p.w_gate.dim(0);
+    const Tensor both(p.w_gate.dtype(), {2 * rows, p.w_gate.dim(1)}, Device::kCUDA);
+    wg = both.rows(0, rows);
+    wu = both.rows(rows, 2 * rows);
+    wg.copy_from(to_cuda(p.w_gate), &cuda_ctx());
+    wu.copy_from(to_cuda(p.w_up), &cuda_ctx());
+  }
+  call(MatmulInput{to_cuda(p.x), p.norm.empty() ? Tensor() : to_cuda(p.norm), p.eps}, wg, wu, y);
   return to_cpu(y);
 }
 
@@ -55,10 +65,13 @@ TEST(CudaGatedMatmul, MatchesCpu) {
         for (bool norm : {false, true}) {
           const Problem p = make_problem(dtype, c, n, norm, rng);
           const Tensor want = cpu_gated(p);
-          const Tensor got = cuda_gated(p, [&](const MatmulInput& in, const Tensor& wg,
-                                               const Tensor& wu, const Tensor& y) {
-            gated(in, wg, wu, y, cuda_ctx());
-          });
+          const bool adjacent = norm;  // both layouts, without doubling the cases
+          const Tensor got = cuda_gated(
+              p,
+              [&](const MatmulInput& in, const Tensor& wg, const Tensor& wu, const Tensor& y) {
+                gated(in, wg, wu, y, cuda_ctx());
+              },
+              adjacent);
           // silu(g) * u carries the rounding of g and u, sums of in products each, times the
           // other factor: measured against the output's typical size. 16-bit weights with n > 1:
           // tensor cores over the input rounded to 16 bits, as in matmul_test, in both products
@@ -67,7 +80,7 @@ TEST(CudaGatedMatmul, MatchesCpu) {
               n > 1 && dtype != DType::kF32 ? 3 * gemm16_tolerance(dtype) : 1e-4f;
           EXPECT_LT(scaled_diff(got, want), tolerance)
               << dtype_name(dtype) << " n " << n << " in " << c.in << " hidden " << c.hidden
-              << (norm ? " norm" : "");
+              << (norm ? " norm, adjacent weights" : "");
         }
       }
     }

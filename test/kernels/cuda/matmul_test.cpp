@@ -139,6 +139,41 @@ TEST(CudaMatmul, EveryGemvVariantMatchesCpu) {
   }
 }
 
+// Two outputs of one shape (k and v) run as one batched GEMM whose second matrices are the
+// first's offset apart (kernels/cuda/matmul.cuh: gemm_pair_products): here views of one
+// allocation in either order, weights and outputs: in order one batched call, reversed (negative
+// offsets, which the GEMM kernels cannot take) two calls.
+TEST(CudaMatmul, PairedOutputsInEitherOrderMatchCpu) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(84);
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    const auto matmul = kernel_registry().matmul.find(Device::kCUDA, dtype);
+    for (const MatmulCase& c : {MatmulCase{2048, {256, 256}}, MatmulCase{291, {37, 37}}}) {
+      const int64_t n = 17, out = c.outs[0];
+      for (bool reversed : {false, true}) {
+        const Problem p = make_problem(dtype, c, n, true, false, rng);
+        const std::vector<Tensor> want = cpu_matmul(p, true);
+        const Tensor w = to_cuda(random_cpu(dtype, {2 * out, c.in}, rng));
+        const Tensor y = to_cuda(random_cpu(DType::kF32, {2 * n, out}, rng));
+        std::vector<MatmulOutput> outs;
+        for (int j = 0; j < 2; ++j) {
+          const int64_t at = reversed ? 1 - j : j;
+          const Tensor wj = w.rows(at * out, (at + 1) * out), yj = y.rows(at * n, (at + 1) * n);
+          wj.copy_from(to_cuda(p.weights[j]), &cuda_ctx());
+          yj.copy_from(to_cuda(p.starts[j]), &cuda_ctx());
+          outs.push_back({wj, Tensor(), yj});
+        }
+        matmul({to_cuda(p.x), to_cuda(p.norm), p.eps}, outs, true, cuda_ctx());
+        for (int j = 0; j < 2; ++j)
+          EXPECT_LT(scaled_diff(to_cpu(outs[j].y), want[j]),
+                    dtype == DType::kF32 ? 1e-4f : gemm16_tolerance(dtype))
+              << describe(dtype, c, n, true, false, true) << (reversed ? " reversed" : "")
+              << ", output " << j;
+      }
+    }
+  }
+}
+
 // fp32 weights must not go through TF32 (10-bit mantissas): logits would drift by ~1e-3, where
 // two fp32 GEMMs (cuBLAS and OpenBLAS) summing 2048 products differ by ~1e-5.
 TEST(CudaMatmul, Fp32GemmIsFullPrecision) {
