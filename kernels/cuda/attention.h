@@ -2,7 +2,8 @@
 // Which kernel decoding attention uses (kernels/cuda/attention.cu), for tests and measurements.
 // The defaults come from the environment (KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER
 // = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1,
-// KUIPER_CUDA_ATTN_STAGE = keys a stage); a test or benchmark may set them.
+// KUIPER_CUDA_ATTN_STAGE = keys a stage, KUIPER_CUDA_ATTN_TC=0|1 decode rows on tensor cores); a
+// test or benchmark may set them.
 
 namespace kuiper::kernels::cuda {
 
@@ -16,6 +17,10 @@ struct AttentionDecodeConfig {
   int spread = -1;
   // Keys a pipeline stage holds (a multiple of 32); 0: chosen from the shape.
   int stage_keys = 0;
+  // Decode rows (and short chunks) of 16-bit paged caches on the tensor-core kernel
+  // (paged_prefill.cu, blocks of one warp): 1 always, 0 never (only prefill chunks go there),
+  // -1 where rows are many (rows x KV heads >= the SMs, a serving batch).
+  int tensor_cores = -1;
 };
 
 AttentionDecodeConfig attention_decode_config();

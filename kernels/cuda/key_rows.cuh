@@ -49,6 +49,13 @@ struct PagedKeys {
     const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
     return rows >= chunk_rows && start >= 0 && start <= n_rows - rows;
   }
+  // Whether sequence s is not a chunk: 1 to chunk_rows - 1 rows (any number where chunk_rows is
+  // 0), all of them in the batch (the tensor-core kernel's short rows).
+  __device__ __forceinline__ bool is_short(int s) const {
+    const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
+    return rows >= 1 && (chunk_rows <= 0 || rows < chunk_rows) && start >= 0 &&
+           start <= n_rows - rows;
+  }
   // As ContiguousKeys::length, 0 also for a row of no sequence or past its block table; -1 for a
   // row of a prefill chunk (another kernel's).
   __device__ __forceinline__ int length(int row) const {

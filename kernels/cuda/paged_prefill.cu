@@ -13,6 +13,15 @@
 // cache's type straight from the score fragments and V read transposed by ldmatrix. fp32
 // accumulators throughout.
 //
+// In a batch of many rows (a serving step) a second launch of the kernel takes the other
+// sequences (decode rows, short chunks: kShort), instead of the CUDA-core kernels of
+// attention.cu. A decode row's G heads fill a part of one warp's 16 slots, so three warps of
+// four only copy keys; yet 64 rows of Llama-3.1-8B's shape (fp16 cache, H200,
+// paged_attention_bench --many-rows) took 30.6 / 43.9 / 55.9 us at contexts 128 / 192 / 256
+// against the cluster kernel's 34.3 / 49.5 / 63.3 (and its best configuration's 33.9 / 44.4 /
+// 60.1), while blocks of one warp with tiles of 32 keys took 41.3 / 60.9 / 79.3 (each block's
+// chain of tiles twice as long, its copies issued by 32 threads instead of 128).
+//
 // The grid covers every possible tile (rows * G / 64 + one per possible chunk) over shapes only;
 // each block finds its sequence and tile from seq_starts on the device (a warp-wide prefix sum),
 // and blocks beyond the batch's tiles return. A row whose position lies past its block table
@@ -77,8 +86,12 @@ constexpr size_t prefill_shared(int head_dim) {
   return size_t(2) * 2 * kKeys * (head_dim + 8) * 2;
 }
 
-template <class CT, int DK>
-__global__ void __launch_bounds__(kWarps * 32)
+// kShort: the blocks take the sequences that are no chunk (decode rows, short chunks) instead of
+// the chunks. Registers are held to 3 blocks an SM (the shared memory's limit at head_dim 128):
+// unbounded, head_dim 128 took 204 registers a thread, 2 blocks an SM, so that 64 decode rows of
+// Llama-3.1-8B's shape (544 blocks) ran in 3 waves; bounded, 168 (ptxas, no spills).
+template <class CT, int DK, bool kShort>
+__global__ void __launch_bounds__(kWarps * 32, 3)
     paged_prefill_kernel(PrefillParams p, const float* q, const CT* k_cache, const CT* v_cache,
                          PagedKeys keys, float* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -99,7 +112,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int s0 = 0; s0 < keys.n_seqs && !found; s0 += 32) {
       const int s = s0 + lane;
       int rows = 0, tiles = 0;
-      if (s < keys.n_seqs && keys.is_chunk(s)) {
+      if (s < keys.n_seqs && (kShort ? keys.is_short(s) : keys.is_chunk(s))) {
         rows = keys.seq_starts[s + 1] - keys.seq_starts[s];
         tiles = (rows * G + kSlots - 1) / kSlots;
       }
@@ -207,9 +220,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const CT* vs = ks + kKeys * kStride;
     const int key0 = kt * kKeys;
     if (key0 <= warp_pos) {  // else every slot of the warp has all these keys masked
-      float s[8][4];
+      float s[kKeys / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
         s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
         const CT* kr = ks + (nt * 8 + gid) * kStride + tig * 2;
 #pragma unroll
@@ -219,7 +232,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < kKeys / 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int h = e >> 1, t = key0 + nt * 8 + tig * 2 + (e & 1);
@@ -241,7 +254,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           o[dt][2 * h + 1] *= alpha;
         }
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
+        for (int nt = 0; nt < kKeys / 8; ++nt)
 #pragma unroll
           for (int e = 2 * h; e < 2 * h + 2; ++e) {
             s[nt][e] = exp2f(s[nt][e] - ref);
@@ -282,10 +295,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 #endif
 }
 
-template <class CT, int DK>
+template <class CT, int DK, bool kShort>
 void launch_dk(const PrefillParams& p, dim3 grid, const float* q, const CT* k, const CT* v,
                const PagedKeys& keys, float* out, const DeviceContext& ctx) {
-  auto* kernel = paged_prefill_kernel<CT, DK>;
+  auto* kernel = paged_prefill_kernel<CT, DK, kShort>;
   constexpr size_t shared = prefill_shared(16 * DK);
   static OncePerDevice prepared;
   prepared.run([kernel] {
@@ -296,38 +309,54 @@ void launch_dk(const PrefillParams& p, dim3 grid, const float* q, const CT* k, c
               keys, out);
 }
 
+template <class CT, bool kShort>
+void launch_tiles(const float* q, const CT* k_cache, const CT* v_cache, const PagedKeys& keys,
+                  const AttentionShape& shape, int64_t n, float* out, const DeviceContext& ctx) {
+  const int G = shape.n_heads / shape.n_kv_heads;
+  const PrefillParams p{shape.n_heads, G,
+                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim)))};
+  // Tiles: each sequence's slots in tiles of 64, at most one part-filled tile a sequence taken.
+  const int64_t seqs = kShort ? keys.n_seqs : std::min<int64_t>(keys.n_seqs, n / keys.chunk_rows);
+  const dim3 grid(unsigned((n * G + kSlots - 1) / kSlots + seqs), unsigned(shape.n_kv_heads));
+  switch (shape.head_dim) {
+    case 48: return launch_dk<CT, 3, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
+    case 64: return launch_dk<CT, 4, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
+    case 96: return launch_dk<CT, 6, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
+    case 128: return launch_dk<CT, 8, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
+    default: fail("paged_attention: no tensor-core kernel for head_dim ", shape.head_dim);
+  }
+}
+
 }  // namespace
 
-bool prefill_supported(const AttentionShape& shape, int64_t n) {
+bool prefill_supported(const AttentionShape& shape) {
   const int D = shape.head_dim;
-  return n >= kPrefillChunkRows && (D == 48 || D == 64 || D == 96 || D == 128);
+  return D == 48 || D == 64 || D == 96 || D == 128;
 }
 
 template <class CT>
 void launch_paged_prefill(const float* q, const CT* k_cache, const CT* v_cache,
                           const PagedKeys& keys, const AttentionShape& shape, int64_t n, float* out,
                           const DeviceContext& ctx) {
-  const int G = shape.n_heads / shape.n_kv_heads;
-  const PrefillParams p{shape.n_heads, G,
-                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim)))};
-  // Tiles: each chunk's slots in tiles of 64, at most one part-filled tile a chunk.
-  const int64_t chunks = std::min<int64_t>(keys.n_seqs, n / keys.chunk_rows);
-  const dim3 grid(unsigned((n * G + kSlots - 1) / kSlots + chunks), unsigned(shape.n_kv_heads));
-  switch (shape.head_dim) {
-    case 48: launch_dk<CT, 3>(p, grid, q, k_cache, v_cache, keys, out, ctx); break;
-    case 64: launch_dk<CT, 4>(p, grid, q, k_cache, v_cache, keys, out, ctx); break;
-    case 96: launch_dk<CT, 6>(p, grid, q, k_cache, v_cache, keys, out, ctx); break;
-    case 128: launch_dk<CT, 8>(p, grid, q, k_cache, v_cache, keys, out, ctx); break;
-    default: fail("paged_attention: no tensor-core kernel for head_dim ", shape.head_dim);
-  }
+  launch_tiles<CT, false>(q, k_cache, v_cache, keys, shape, n, out, ctx);
 }
 
-template void launch_paged_prefill<__half>(const float*, const __half*, const __half*,
-                                           const PagedKeys&, const AttentionShape&, int64_t,
-                                           float*, const DeviceContext&);
-template void launch_paged_prefill<__nv_bfloat16>(const float*, const __nv_bfloat16*,
-                                                  const __nv_bfloat16*, const PagedKeys&,
-                                                  const AttentionShape&, int64_t, float*,
-                                                  const DeviceContext&);
+template <class CT>
+void launch_paged_short_rows(const float* q, const CT* k_cache, const CT* v_cache,
+                             const PagedKeys& keys, const AttentionShape& shape, int64_t n,
+                             float* out, const DeviceContext& ctx) {
+  launch_tiles<CT, true>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+}
+
+#define KUIPER_PAGED_TENSOR_CORES(CT)                                                           \
+  template void launch_paged_prefill<CT>(const float*, const CT*, const CT*, const PagedKeys&,   \
+                                         const AttentionShape&, int64_t, float*,                 \
+                                         const DeviceContext&);                                  \
+  template void launch_paged_short_rows<CT>(const float*, const CT*, const CT*, const PagedKeys&, \
+                                            const AttentionShape&, int64_t, float*,              \
+                                            const DeviceContext&);
+KUIPER_PAGED_TENSOR_CORES(__half)
+KUIPER_PAGED_TENSOR_CORES(__nv_bfloat16)
+#undef KUIPER_PAGED_TENSOR_CORES
 
 }  // namespace kuiper::kernels::cuda

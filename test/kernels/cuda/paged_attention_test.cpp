@@ -83,9 +83,14 @@ TEST(CudaPagedAttention, DecodeRowsMatchReference) {
       }
 }
 
+// Tolerance of the tensor-core kernel (queries and probabilities rounded to the cache's type),
+// as scaled_diff.
+float tensor_core_tolerance(DType type) { return type == DType::kF16 ? 3e-3f : 2e-2f; }
+
 // A batch of 80 decoding sequences (a serving step): enough (row, KV head) pairs for the
-// cluster kernel's many-rows plan (small stages, one block a pair) on 16-bit caches, the tiled
-// kernel on fp32 ones; random lengths up to 700 keys, so that rows take several rounds.
+// many-rows plans: on 16-bit caches the tensor-core kernel (the default) or
+// the cluster kernel (small stages, one block a pair), on fp32 ones the tiled kernel; random
+// lengths up to 700 keys, so that rows take several rounds.
 TEST(CudaPagedAttention, ManyDecodeRowsMatchReference) {
   KUIPER_REQUIRE_CUDA();
   std::mt19937 rng(205);
@@ -95,11 +100,39 @@ TEST(CudaPagedAttention, ManyDecodeRowsMatchReference) {
   for (const AttentionShape& shape : kShapes)
     for (DType type : {DType::kF32, DType::kF16, DType::kBF16}) {
       const PagedBatch b(seqs, shape, 16, type, rng);
-      EXPECT_LT(max_rel_diff(cuda_attention(b, shape, type),
-                             reference::paged_attention(b.q, b.cache, b.rows, shape)),
-                1e-4f)
-          << describe(shape, 16, type);
+      const Tensor want = reference::paged_attention(b.q, b.cache, b.rows, shape);
+      for (int tensor_cores : {0, 1}) {
+        AttentionDecodeConfig config;
+        config.tensor_cores = tensor_cores;
+        const ConfigScope scope(config);
+        const Tensor got = cuda_attention(b, shape, type);
+        if (tensor_cores == 0 || type == DType::kF32)
+          EXPECT_LT(max_rel_diff(got, want), 1e-4f) << describe(shape, 16, type);
+        else
+          EXPECT_LT(scaled_diff(got, want), tensor_core_tolerance(type))
+              << describe(shape, 16, type) << " tensor cores";
+      }
     }
+}
+
+// Few decode rows forced onto the tensor-core kernel: lengths at block
+// boundaries and long contexts (up to 2048 keys, 32 tiles walked by one block).
+TEST(CudaPagedAttention, DecodeRowsOnTensorCoresMatchReference) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(206);
+  AttentionDecodeConfig config;
+  config.tensor_cores = 1;
+  const ConfigScope scope(config);
+  for (const AttentionShape& shape : kShapes)
+    for (int bs : {16, 32})
+      for (DType type : {DType::kF16, DType::kBF16}) {
+        const PagedBatch b({{0, 1}, {bs - 1, 1}, {bs, 1}, {100, 1}, {1500, 1}, {2047, 1}}, shape,
+                           bs, type, rng);
+        EXPECT_LT(scaled_diff(cuda_attention(b, shape, type),
+                              reference::paged_attention(b.q, b.cache, b.rows, shape)),
+                  tensor_core_tolerance(type))
+            << describe(shape, bs, type);
+      }
 }
 
 // Decode rows and prefill chunks in one batch: fp32 chunks on the CUDA-core kernel, 16-bit ones
@@ -114,11 +147,17 @@ TEST(CudaPagedAttention, MixedBatchMatchesReference) {
         seqs.push_back({300, 130});  // a chunk of several query tiles after a long context
         seqs.push_back({0, 7});      // one row short of a chunk: the CUDA-core kernel's
         const PagedBatch b(seqs, shape, bs, type, rng);
-        const float tolerance = type == DType::kF32 ? 1e-4f : type == DType::kF16 ? 3e-3f : 2e-2f;
-        EXPECT_LT(scaled_diff(cuda_attention(b, shape, type),
-                              reference::paged_attention(b.q, b.cache, b.rows, shape)),
-                  tolerance)
-            << describe(shape, bs, type);
+        const float tolerance = type == DType::kF32 ? 1e-4f : tensor_core_tolerance(type);
+        const Tensor want = reference::paged_attention(b.q, b.cache, b.rows, shape);
+        // By default the other rows go to the tensor cores too where the batch's rows x KV
+        // heads are many; forced, in every shape.
+        for (int tensor_cores : {-1, 1}) {
+          AttentionDecodeConfig config;
+          config.tensor_cores = tensor_cores;
+          const ConfigScope scope(config);
+          EXPECT_LT(scaled_diff(cuda_attention(b, shape, type), want), tolerance)
+              << describe(shape, bs, type) << " tensor cores " << tensor_cores;
+        }
       }
 }
 
