@@ -7,7 +7,11 @@
 // Shapes: TinyLlama-1.1B (32 heads, 4 KV heads, head_dim 64) and Llama-3.1-8B (32/8/128).
 // Each configuration's calls are captured in a CUDA graph, 10 times over (as 10 layers), and the
 // graph replayed; times are medians of 7 event-timed runs of 20 replays, per call.
-// Usage: paged_attention_bench [--dtype fp16|bf16|fp32] [--block 16|32] [--quick]
+// --many-rows instead sweeps the decode kernel's configurations (kernels/cuda/attention.h:
+// cluster, warps, keys a stage, the tiled kernel, the tensor cores) for a serving batch: 64
+// rows of Llama-3.1-8B's shape at contexts 128-256, where a step's attention is ~16% of its
+// time.
+// Usage: paged_attention_bench [--dtype fp16|bf16|fp32] [--block 16|32] [--quick] [--many-rows]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/kernels.h"
 #include "kuiper/base/cuda/check.h"
 #include "kuiper/base/cuda_graph.h"
@@ -177,24 +182,71 @@ void bench_shape(const char* name, const AttentionShape& shape, DType type, int 
   std::fflush(stdout);
 }
 
+// The decode kernel's configurations for 64 rows of the 8B shape: us a call and the rate the
+// keys and values are read at (each row reads its context's once).
+void sweep_many_rows(DType type, int block, const DeviceContext& ctx) {
+  namespace kc = kernels::cuda;
+  const AttentionShape shape{32, 8, 128};
+  const auto& r = kernels::registry();
+  const int64_t q_width = int64_t(shape.n_heads) * shape.head_dim;
+  const int64_t kv_width = int64_t(shape.n_kv_heads) * shape.head_dim;
+  std::mt19937 rng(6);
+  constexpr int kBatch = 64;
+  const kc::AttentionDecodeConfig before = kc::attention_decode_config();
+  for (int context : {128, 192, 256}) {
+    const PagedSetup paged(std::vector<int>(kBatch, context), std::vector<int>(kBatch, 1), block,
+                           kv_width, type, rng);
+    const Tensor q = random_cuda(DType::kF32, {kBatch, q_width}, rng);
+    const Tensor out(DType::kF32, {kBatch, q_width}, Device::kCUDA);
+    const double bytes = 2.0 * kBatch * context * double(storage_bytes(type, kv_width));
+    auto run = [&](const kc::AttentionDecodeConfig& c, const std::string& label) {
+      kc::set_attention_decode_config(c);
+      const double us = time_us(ctx, [&] {
+        r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, ctx);
+      });
+      std::printf("many-rows llama8b %s batch %d context %d %-28s %7.2f us %6.0f GB/s\n",
+                  std::string(dtype_name(type)).c_str(), kBatch, context, label.c_str(), us,
+                  bytes / us * 1e-3);
+      std::fflush(stdout);
+    };
+    run(before, "default");
+    run({kc::AttentionDecodeConfig::kAuto, 0, 0, -1, 0, 1}, "tensor cores");
+    run({kc::AttentionDecodeConfig::kSplit, 0, 0, -1, 0, 0}, "tiled");
+    for (int cluster : {1, 2, 4})
+      for (int warps : {4, 8, 16})
+        for (int stage : {32, 64, 128}) {
+          const std::string label = "cluster " + std::to_string(cluster) + " warps " +
+                                    std::to_string(warps) + " stage " + std::to_string(stage);
+          run({kc::AttentionDecodeConfig::kCluster, cluster, warps, 0, stage, 0}, label);
+        }
+  }
+  kc::set_attention_decode_config(before);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   DType type = DType::kF16;
   int block = 16;
+  bool many_rows = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (std::strcmp(argv[i], "--many-rows") == 0) many_rows = true;
     else if (std::strcmp(argv[i], "--block") == 0 && i + 1 < argc) block = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--dtype") == 0 && i + 1 < argc) {
       const std::string t = argv[++i];
       type = t == "fp32" ? DType::kF32 : t == "bf16" ? DType::kBF16 : DType::kF16;
     } else {
-      std::fprintf(stderr, "usage: %s [--dtype fp16|bf16|fp32] [--block N] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--dtype fp16|bf16|fp32] [--block N] [--quick] [--many-rows]\n", argv[0]);
       return 2;
     }
   }
   try {
     const DeviceContext ctx(Device::kCUDA);
+    if (many_rows) {
+      sweep_many_rows(type, block, ctx);
+      return 0;
+    }
     bench_shape("tinyllama", {32, 4, 64}, type, block, ctx);
     bench_shape("llama8b", {32, 8, 128}, type, block, ctx);
   } catch (const Error& e) {

@@ -9,12 +9,20 @@
 #   big:    Llama-3.1-8B-shaped bf16 one sequence, 512-token prefill, --parallel 64 (and a kernel
 #           trace of it, bench/kernel_trace.cpp), int8 g64 and q4 g32 decode (all exported in the
 #           background while the rest runs);
-#   serve:  serve_bench.sh on the TinyLlama fp16 and 8B bf16 models with fp16 KV caches.
-#   speed_check.sh BUNDLE DATA OUT [tests,tiny,big,serve]
+#   serve:  serve_bench.sh on the TinyLlama fp16 and 8B bf16 models with fp16 KV caches;
+#   attn:   paged_attention_bench --many-rows (the decode kernel's configurations at 64 rows of
+#           the 8B shape; the bundle needs bench/paged_attention_bench).
+# PAR64_ENVS lists extra settings ("NAME=VALUE,NAME=VALUE ...", space separated) to repeat the 8B
+# --parallel 64 bench under, beside the default, for A/B measurements of switches;
+# TINY_PAR64_ENVS the same for TinyLlama's; TINY_PARALLEL the sequence counts (1 8 32 64),
+# TINY_MODELS the one-sequence benches (tiny-fp16 tiny-int8-g64 tiny-q4-g32); MEMCHECK_FILTER
+# the tests compute-sanitizer runs.
+#   speed_check.sh BUNDLE DATA OUT [tests,tiny,big,serve,attn,quant]
+# (quant: the 8B int8 and q4 decode benches, which need their own exports.)
 # The logs stay in /tmp/speed-check; OUT gets them as one logs.tgz (the device tool returns few
 # files) and summary.txt, the figures, written as they come (a run cut short still has them).
 set -uo pipefail
-parts=${4:-tests,tiny,big,serve}
+parts=${4:-tests,tiny,big,serve,attn,quant}
 source "$(dirname "$0")/common.sh"
 results=$3
 unpack_bundle "$1" "$2" /tmp/speed-check
@@ -26,7 +34,8 @@ note() { echo "$*" | tee -a "$results/summary.txt"; }
 bench() {  # bench NAME FILE ARGS...: llama_bench on CUDA, its figures into summary.txt
   local name=$1 file=$2
   shift 2
-  STEP_TAIL=${BENCH_TAIL:-3} step bench-$name "$b/run" llama_bench "$file" --device cuda "$@"
+  STEP_TAIL=${BENCH_TAIL:-3} step bench-$name env ${BENCH_ENV:-} "$b/run" llama_bench "$file" \
+    --device cuda "$@"
   grep -E "^(decode|prefill)" "$out/bench-$name.log" | sed "s/^/$name: /" >> "$results/summary.txt"
 }
 wait_for() { for _ in $(seq 1 150); do [ -f "$1" ] && return 0; sleep 2; done; note "missing $1"; return 1; }
@@ -37,29 +46,41 @@ export_big() {  # NAME ARGS...: the command exporting /tmp/NAME.bin unless a war
 if { has big || has serve; } && [ ! -f /tmp/big.started ]; then
   touch /tmp/big.started
   setsid nohup sh -c "$(export_big 8b-bf16 --dtype bf16 --tokenizer $shared/models/llama3-kjv/tokenizer.json) ;
-    $(export_big big-int8 --dtype int8 --group-size 64) ; $(export_big big-q4 --dtype q4 --group-size 32)" \
+    $( has quant && export_big big-int8 --dtype int8 --group-size 64) ;
+    $( has quant && export_big big-q4 --dtype q4 --group-size 32)" \
     > "$out/export-big.log" 2>&1 < /dev/null &
 fi
 if has tests; then
   step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1
   step memcheck "$b/run" compute-sanitizer --tool memcheck --leak-check full kuiper_cuda_tests \
-    --gtest_brief=1 --gtest_filter='CudaPagedAttention.*:CudaQuantized.*:CudaMatmul.EveryGemv*'
+    --gtest_brief=1 --gtest_filter="${MEMCHECK_FILTER:-CudaPagedAttention.*:CudaQuantized.*:CudaMatmul.EveryGemv*}"
   step golden-llama2 "$b/run" kuiper_tests --gtest_brief=1 \
     --gtest_filter='*cuda_llama2*:*LlamaModelOnDevice*/cuda'
   grep -h "PASSED\|FAILED\|ERROR SUMMARY" "$out"/cuda-tests.log "$out"/memcheck.log \
     "$out"/golden-llama2.log >> "$results/summary.txt"
 fi
 if has tiny; then
-  [ -f /tmp/tiny-q4-g32.bin ] || step export-tiny sh -c "
-    python3 $root/tools/export.py /tmp/tiny-fp16.bin --random $tiny --dtype fp16 -q &&
-    python3 $root/tools/export.py /tmp/tiny-int8-g64.bin --random $tiny --dtype int8 --group-size 64 -q &&
-    python3 $root/tools/export.py /tmp/tiny-q4-g32.bin --random $tiny --dtype q4 --group-size 32 -q"
-  for m in tiny-fp16 tiny-int8-g64 tiny-q4-g32; do
+  models=${TINY_MODELS:-tiny-fp16 tiny-int8-g64 tiny-q4-g32}
+  declare -A tiny_args=([tiny-fp16]="--dtype fp16" [tiny-int8-g64]="--dtype int8 --group-size 64"
+                        [tiny-q4-g32]="--dtype q4 --group-size 32")
+  for m in tiny-fp16 $models; do
+    [ -f /tmp/$m.bin ] || step export-$m python3 $root/tools/export.py /tmp/$m.bin --random $tiny \
+      ${tiny_args[$m]} -q
+  done
+  for m in $models; do
     bench $m /tmp/$m.bin --prompt 16 --decode 256 --repeat 3
   done
-  for n in 1 8 32 64; do
+  for n in ${TINY_PARALLEL:-1 8 32 64}; do
     bench tiny-par$n /tmp/tiny-fp16.bin --prompt 128 --decode 128 --parallel $n --kv-type fp16 --repeat 2
   done
+  for e in ${TINY_PAR64_ENVS:-}; do
+    BENCH_ENV=${e//,/ } bench "tiny-par64-${e//[=,]/_}" /tmp/tiny-fp16.bin --prompt 128 \
+      --decode 128 --parallel 64 --kv-type fp16 --repeat 2
+  done
+fi
+if has attn && [ -x "$b/bin/paged_attention_bench" ]; then
+  STEP_TAIL=4 step attn-sweep "$b/run" paged_attention_bench --dtype fp16 --many-rows
+  grep "^many-rows" "$out/attn-sweep.log" >> "$results/summary.txt"
 fi
 if has big; then
   wait_for /tmp/8b-bf16.bin && {
@@ -67,6 +88,10 @@ if has big; then
     bench big-512 /tmp/8b-bf16.bin --prompt 512 --decode 8 --repeat 2 --kv-type fp16
     for n in 1 64; do
       bench big-par$n /tmp/8b-bf16.bin --prompt 128 --decode 128 --parallel $n --kv-type fp16 --repeat 1
+    done
+    for e in ${PAR64_ENVS:-}; do  # e.g. KUIPER_CUDA_GEMM_PAIRS=0,KUIPER_CUDA_ATTN_STAGE=32
+      BENCH_ENV=${e//,/ } bench "big-par64-${e//[=,]/_}" /tmp/8b-bf16.bin --prompt 128 \
+        --decode 128 --parallel 64 --kv-type fp16 --repeat 1
     done
     [ ! -f "$trace" ] || STEP_TAIL=30 step trace-big-par64 env CUDA_INJECTION64_PATH="$trace" \
       "$b/run" llama_bench /tmp/8b-bf16.bin --device cuda --prompt 128 --decode 128 --parallel 64 \
@@ -80,7 +105,7 @@ if has serve; then
   tail -n 30 "$out/serve.log"
   cat "$out"/serve/bench-*.log >> "$results/summary.txt" 2>/dev/null
 fi
-if has big; then
+if has quant; then
   for m in big-int8 big-q4; do
     wait_for /tmp/$m.bin && bench $m /tmp/$m.bin --prompt 16 --decode 128 --repeat 2
   done
