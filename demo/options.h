@@ -21,6 +21,7 @@ struct Options {
   int kv_blocks = 0;  // KV cache blocks; 0: room for one sequence of `context` (llama_server: more)
   DType kv_dtype = DType::kF32;  // of the KV cache
   int max_sequences = 64;        // sequences one forward pass holds (llama_server: --parallel)
+  int max_batch = 512;           // rows one forward pass holds (llama_server: --batch-size)
   int threads = 0;  // 0: all cores
   int tensor_parallel = 1;  // ranks the model is split over: CPU threads, or GPUs
   bool no_mmap = false;

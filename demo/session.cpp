@@ -44,6 +44,7 @@ Session open_session(const Options& o) {
   mo.kv_blocks = o.kv_blocks;
   mo.kv_dtype = o.kv_dtype;
   mo.max_sequences = o.max_sequences;
+  mo.max_batch = o.max_batch;
   mo.mmap = !o.no_mmap;
   mo.tensor_parallel = o.tensor_parallel;
   s.model = LlamaModel::load(o.model_path, mo);

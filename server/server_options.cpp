@@ -21,6 +21,8 @@ GET /health, GET /metrics. Concurrent requests are decoded together by the batch
                         at most 4096)
       --parallel N      requests decoded together (default 64)
       --queue N         requests waiting beyond those before new ones get 503 (default 64)
+  -b, --batch-size N    tokens one engine step takes, the running requests' next tokens and
+                        prompt chunks (default 512; at least --parallel)
       --kv-type T       KV cache type: fp32 (default), fp16 or bf16
   -t, --threads N       CPU threads (default: all cores)
   -tp, --tensor-parallel N
@@ -53,6 +55,7 @@ ServerOptions parse_server_options(std::span<char* const> args) {
   m["-c"] = m["--ctx-size"] = m["--ctx"] = [&](auto opt, auto v) { o.model.context = number(opt, v); };
   m["--parallel"] = [&](auto opt, auto v) { o.engine.max_running = number(opt, v); };
   m["--queue"] = [&](auto opt, auto v) { o.engine.max_waiting = number(opt, v); };
+  m["-b"] = m["--batch-size"] = [&](auto opt, auto v) { o.engine.token_budget = number(opt, v); };
   m["--kv-type"] = [&](auto, auto v) {
     const auto t = dtype_from_name(v);
     KUIPER_CHECK(t, "unknown --kv-type '", v, "'");
@@ -75,6 +78,8 @@ ServerOptions parse_server_options(std::span<char* const> args) {
   KUIPER_CHECK(o.model.context >= 0, "--ctx-size must be >= 0, got ", o.model.context);
   KUIPER_CHECK(o.engine.max_running >= 1, "--parallel must be >= 1, got ", o.engine.max_running);
   KUIPER_CHECK(o.engine.max_waiting >= 0, "--queue must be >= 0, got ", o.engine.max_waiting);
+  KUIPER_CHECK(o.engine.token_budget >= 1, "--batch-size must be >= 1, got ",
+               o.engine.token_budget);
   KUIPER_CHECK(o.model.threads >= 0, "--threads must be >= 0, got ", o.model.threads);
   KUIPER_CHECK(o.model.tensor_parallel >= 1, "--tensor-parallel must be >= 1, got ",
                o.model.tensor_parallel);
@@ -85,6 +90,7 @@ ServerOptions parse_server_options(std::span<char* const> args) {
   o.model.kv_dtype = o.kv_type;
   o.model.max_sequences = o.engine.max_running;
   o.engine.token_budget = std::max(o.engine.token_budget, o.engine.max_running);
+  o.model.max_batch = o.engine.token_budget;  // the forward pass holds a whole step
   return o;
 }
 
