@@ -1,10 +1,11 @@
 #pragma once
 // Dot products of a run of float weight rows with the few positions of a batched decode step,
 // for matmul's row-by-row pass. With several positions that pass is bound by arithmetic, not by
-// DRAM, on few cores, so each weight vector is loaded and widened once for every position, and
-// the rows are walked one block of k at a time, so that the positions' slice of x stays in L1
-// while the rows stream past: 8 positions of 2048 floats are 64 KB, twice Zen 3's L1D, and read
-// from L2 for every row they held the FMAs to about one a cycle.
+// DRAM, on few cores, so each weight vector is loaded and widened once for every position, each
+// vector of x once for a few rows at a time, and the rows are walked one block of k at a time,
+// so that the positions' slice of x stays in L1 while the rows stream past: 8 positions of 2048
+// floats are 64 KB, twice Zen 3's L1D, and read from L2 for every row they held the FMAs to
+// about one a cycle.
 #include <algorithm>
 #include <cstdint>
 
@@ -45,61 +46,116 @@ inline __m256 sums_of(const __m256 (&v)[kMaxPositions]) {
   return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
 }
 
-// Lane p: sum_k x[p * stride + k] * w[k] for k < len, p < P (lanes past P are zero), asking
-// for the cache line of `ahead` (a later row's weights, or null) at each line of w it reads.
-// P <= 4 keeps two accumulators a position, so that at least eight FMA chains are in flight.
-template <int P, class T>
-inline __m256 block_dots(const float* x, int64_t stride, const T* w, int64_t len, const T* ahead) {
-  constexpr int kAcc = P <= 4 ? 2 : 1;
-  constexpr int64_t kLine = 64 / sizeof(T);  // weights a cache line holds
-  __m256 acc[kAcc][kMaxPositions];  // positions from P on stay zero
-  for (auto& a : acc)
-    for (__m256& v : a) v = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + kLine <= len; k += kLine) {
-    if (ahead) _mm_prefetch(reinterpret_cast<const char*>(ahead + k), _MM_HINT_T0);
-    for (int64_t j = 0; j < kLine; j += 8) {
-      const int a = int(j / 8) % kAcc;
-      const __m256 wv = load8(w + k + j);
-      for (int p = 0; p < P; ++p)
-        acc[a][p] = _mm256_fmadd_ps(_mm256_load_ps(x + p * stride + k + j), wv, acc[a][p]);
-    }
-  }
-  for (; k + 8 <= len; k += 8) {
-    const __m256 wv = load8(w + k);
-    for (int p = 0; p < P; ++p) acc[0][p] = _mm256_fmadd_ps(_mm256_load_ps(x + p * stride + k), wv, acc[0][p]);
-  }
-  if constexpr (kAcc == 2)
-    for (int p = 0; p < P; ++p) acc[0][p] = _mm256_add_ps(acc[0][p], acc[1][p]);
-  __m256 sums = sums_of(acc[0]);
-  if (k < len) {
-    alignas(32) float tail[kMaxPositions] = {};
-    for (int p = 0; p < P; ++p)
-      for (int64_t j = k; j < len; ++j) tail[p] += x[p * stride + j] * to_float(w[j]);
-    sums = _mm256_add_ps(sums, _mm256_load_ps(tail));
-  }
-  return sums;
+// v, which the compiler must now keep in a register. GCC folds a load into every FMA that uses
+// it, so a vector of x multiplied with several rows' weights was loaded once for each row, and
+// the loads, not the FMAs, bounded the loop (Zen 3 VM, 2 rows x 8 positions from L1: 40 GMAC/s
+// a core with the folded loads, 51 with x loaded once).
+inline __m256 in_register(__m256 v) {
+#ifdef __AVX512VL__
+  __asm__("" : "+v"(v));  // any of the 32 registers
+#else
+  __asm__("" : "+x"(v));
+#endif
+  return v;
 }
 
-// position_dots for P positions: blocks of k outside, rows inside, each row's partial sums added
-// up in out. The weights of the row two ahead are asked for while a row's block is multiplied
-// (the hardware prefetcher does not follow rows a whole row apart).
+// Registers for accumulators: 32 vector registers with AVX-512VL (its ymm16-31 serve AVX2 code
+// too), 16 without; a few stay free for the rows' weights and a vector of x.
+#ifdef __AVX512VL__
+constexpr int kAccumulators = 24;
+#else
+constexpr int kAccumulators = 12;
+#endif
+
+// Rows a block_dots call multiplies at once for P positions: each vector of x loaded feeds R
+// FMAs, and R * P accumulators (FMA chains) are in flight, as many as the registers allow. One
+// row of 8 positions had 9 loads to 8 FMAs and only 8 chains, 4-cycle FMAs two a cycle: on the
+// Zen 3 VM (whose CPU has AVX-512VL) 3 rows multiply 8 positions at 53 GMAC/s a core from L2
+// against 44 for one row, and a TinyLlama layer's 8-position projections (cpu_matmul_bench, 2
+// threads) take 5.35 ms against 6.55; 2 rows were 3% slower than 3 from DRAM, and 4 (32
+// accumulators) spill registers and were no faster.
+template <int P>
+constexpr int rows_at_once() { return std::clamp(kAccumulators / P, 1, 4); }
+
+// Lane p of sums[i]: sum_k x[p * stride + k] * w[i][k] for k < len, p < P (lanes past P are
+// zero), for R rows at once, asking at each line of w[i] it reads for the line of ahead[i] (a
+// later row's weights, or null) into L1 and of later[i] (the row's next block, or null) into
+// L2. With R * P <= 4 two accumulators a position keep at least eight FMA chains in flight.
+template <int P, int R, class T>
+inline void block_dots(const float* x, int64_t stride, const T* const (&w)[R], int64_t len,
+                       const T* const (&ahead)[R], const T* const (&later)[R], __m256 (&sums)[R]) {
+  constexpr int kAcc = R * P <= 4 ? 2 : 1;
+  constexpr int64_t kLine = 64 / sizeof(T);  // weights a cache line holds
+  __m256 acc[kAcc][R][kMaxPositions];  // positions from P on stay zero
+  for (auto& a : acc)
+    for (auto& row : a)
+      for (__m256& v : row) v = _mm256_setzero_ps();
+  const auto fmas = [&](int a, int64_t k) {
+    __m256 wv[R];
+    for (int i = 0; i < R; ++i) wv[i] = load8(w[i] + k);
+    for (int p = 0; p < P; ++p) {
+      __m256 xv = _mm256_load_ps(x + p * stride + k);
+      if constexpr (R > 1) xv = in_register(xv);
+      for (int i = 0; i < R; ++i) acc[a][i][p] = _mm256_fmadd_ps(xv, wv[i], acc[a][i][p]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + kLine <= len; k += kLine) {
+    for (int i = 0; i < R; ++i)
+      if (ahead[i]) _mm_prefetch(reinterpret_cast<const char*>(ahead[i] + k), _MM_HINT_T0);
+    for (int i = 0; i < R; ++i)
+      if (later[i]) _mm_prefetch(reinterpret_cast<const char*>(later[i] + k), _MM_HINT_T1);
+    for (int64_t j = 0; j < kLine; j += 8) fmas(int(j / 8) % kAcc, k + j);
+  }
+  for (; k + 8 <= len; k += 8) fmas(0, k);
+  for (int i = 0; i < R; ++i) {
+    if constexpr (kAcc == 2)
+      for (int p = 0; p < P; ++p) acc[0][i][p] = _mm256_add_ps(acc[0][i][p], acc[1][i][p]);
+    sums[i] = sums_of(acc[0][i]);
+    if (k < len) {
+      alignas(32) float tail[kMaxPositions] = {};
+      for (int p = 0; p < P; ++p)
+        for (int64_t j = k; j < len; ++j) tail[p] += x[p * stride + j] * to_float(w[i][j]);
+      sums[i] = _mm256_add_ps(sums[i], _mm256_load_ps(tail));
+    }
+  }
+}
+
+// position_dots for P positions: blocks of k outside, rows inside, R rows at a time (a last few
+// one at a time), each row's partial sums added up in out. While a group's block is multiplied
+// the next group's block is asked for into L1 (the hardware prefetcher does not follow rows a
+// whole row apart), and the group's next block into L2: a whole pass over the rows ahead of its
+// use, it comes from DRAM while the FMAs run instead of after the L1 prefetch asks for it (from
+// DRAM, one thread: 8 positions 9% faster).
 template <int P, class T>
 inline void position_dots_of(const float* blocks, const T* w, int64_t n, int64_t rows, float* out) {
-  constexpr int64_t kBlock = values_per_block(P), kAhead = 2;
+  constexpr int64_t kBlock = values_per_block(P);
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
     const int64_t len = std::min(kBlock, n - k0);
     const float* x = blocks + k0 * P;
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = w + r * n + k0;
-      // The same block of the row kAhead on, or the next block's first rows.
-      const T* ahead = r + kAhead < rows ? row + kAhead * n
-                       : k0 + len < n    ? w + (r + kAhead - rows) * n + k0 + len
-                                         : nullptr;
-      const __m256 sums = block_dots<P>(x, kBlock, row, len, ahead);
-      float* o = out + r * kMaxPositions;
-      _mm256_storeu_ps(o, k0 == 0 ? sums : _mm256_add_ps(_mm256_loadu_ps(o), sums));
-    }
+    // Row r's block in the order the rows are walked: past the last row, the next block's rows.
+    const auto upcoming = [&](int64_t r) -> const T* {
+      return r < rows ? w + r * n + k0 : k0 + len < n ? w + (r - rows) * n + k0 + len : nullptr;
+    };
+    const auto rows_of = [&]<int R>(int64_t r) {
+      const T* row[R];
+      const T* ahead[R];
+      const T* later[R];
+      for (int i = 0; i < R; ++i) {
+        row[i] = w + (r + i) * n + k0, ahead[i] = upcoming(r + i + std::max(R, 2));
+        later[i] = k0 + len < n ? row[i] + kBlock : nullptr;
+      }
+      __m256 sums[R];
+      block_dots<P, R>(x, kBlock, row, len, ahead, later, sums);
+      for (int i = 0; i < R; ++i) {
+        float* o = out + (r + i) * kMaxPositions;
+        _mm256_storeu_ps(o, k0 == 0 ? sums[i] : _mm256_add_ps(_mm256_loadu_ps(o), sums[i]));
+      }
+    };
+    constexpr int R = rows_at_once<P>();
+    int64_t r = 0;
+    for (; r + R <= rows; r += R) rows_of.template operator()<R>(r);
+    for (; r < rows; ++r) rows_of.template operator()<1>(r);
   }
 }
 #endif
