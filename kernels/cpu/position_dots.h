@@ -48,7 +48,7 @@ inline __m256 sums_of(const __m256 (&v)[kMaxPositions]) {
 
 // v, which the compiler must now keep in a register. GCC folds a load into every FMA that uses
 // it, so a vector of x multiplied with several rows' weights was loaded once for each row, and
-// the loads, not the FMAs, bounded the loop (Zen 3 VM, 2 rows x 8 positions from L1: 40 GMAC/s
+// the loads, not the FMAs, bounded the loop (Zen 4 VM, 2 rows x 8 positions from L1: 40 GMAC/s
 // a core with the folded loads, 51 with x loaded once).
 inline __m256 in_register(__m256 v) {
 #ifdef __AVX512VL__
@@ -70,7 +70,7 @@ constexpr int kAccumulators = 12;
 // Rows a block_dots call multiplies at once for P positions: each vector of x loaded feeds R
 // FMAs, and R * P accumulators (FMA chains) are in flight, as many as the registers allow. One
 // row of 8 positions had 9 loads to 8 FMAs and only 8 chains, 4-cycle FMAs two a cycle: on the
-// Zen 3 VM (whose CPU has AVX-512VL) 3 rows multiply 8 positions at 53 GMAC/s a core from L2
+// Zen 4 VM (AVX-512VL) 3 rows multiply 8 positions at 53 GMAC/s a core from L2
 // against 44 for one row, and a TinyLlama layer's 8-position projections (cpu_matmul_bench, 2
 // threads) take 5.35 ms against 6.55; 2 rows were 3% slower than 3 from DRAM, and 4 (32
 // accumulators) spill registers and were no faster.
