@@ -74,6 +74,9 @@ constexpr int kAccumulators = 12;
 // against 44 for one row, and a TinyLlama layer's 8-position projections (cpu_matmul_bench, 2
 // threads) take 5.35 ms against 6.55; 2 rows were 3% slower than 3 from DRAM, and 4 (32
 // accumulators) spill registers and were no faster.
+// (With 16 registers, 8 positions as two groups of 4 with 3 rows at once, the rows' block read
+// twice, were slower: 7.4-7.6 against 5.8-6.4 ms a TinyLlama layer, an x86-64-v3 build on the
+// Zen 4 VM.)
 template <int P>
 constexpr int rows_at_once() { return std::clamp(kAccumulators / P, 1, 4); }
 
