@@ -853,7 +853,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
 // the GPU (a serving batch). 64 rows on an H200 (fp16 caches, 128 + 128 tokens a sequence):
 // Llama-3.1-8B's shape (512 blocks) 9,228 -> 9,444 tok/s, attention alone 12% faster
 // (paged_prefill.cu); TinyLlama's (256 blocks) 35,003 -> 37,164. From shapes only, so that a
-// captured step replays with any rows of the same shape.
+// captured step replays with any rows of the same shape. That kernel finds its rows through
+// seq_starts, so each row must lie in its sequence's range, as LlamaModel::stage lays them out
+// (the CUDA-core kernels go by row_seqs).
 static bool short_rows_on_tensor_cores(const AttentionShape& shape, int64_t n) {
   const int tc = decode_config_storage().tensor_cores;
   return tc == 1 || (tc < 0 && n * shape.n_kv_heads >= int64_t(sm_count()));
