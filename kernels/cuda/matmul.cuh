@@ -656,27 +656,41 @@ constexpr cudaDataType_t cuda_data_type() {
   return CUDA_R_16BF;
 }
 
-// y[:, 0:rows] (ld ldy) = beta * y + x w^T for w [rows, k] of storage T (16-bit: each part of x).
+// cuBLAS's types for weights of storage T: fp32 weights take x in fp32 with the pedantic compute
+// type (no TF32), 16-bit weights x in their type, accumulating in fp32.
+template <class T>
+struct GemmTypes {
+  static constexpr bool kFloat = std::is_same_v<T, float>;
+  static constexpr cudaDataType_t w = cuda_data_type<T>();
+  static constexpr cudaDataType_t x = kFloat ? CUDA_R_32F : w;
+  static constexpr cublasComputeType_t compute =
+      kFloat ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+};
+
+// gemm(part, beta) for each part of x (fp32 weights and the default: one; hi, then lo with
+// split_gemm_input()), the second adding to the first.
+template <class Gemm>
+void for_each_part(const GemmInput& x, float beta, const Gemm& gemm) {
+  for (const void* part : {x.hi, x.lo}) {
+    if (part == nullptr) break;
+    gemm(part, beta);
+    beta = 1.f;
+  }
+}
+
+// y[:, 0:rows] (ld ldy) = beta * y + x w^T for w [rows, k] of storage T.
 template <class T>
 void gemm_products(const GemmInput& x, const void* w, float* y, int n, int k, int rows, int ldy,
                    float beta, const DeviceContext& ctx) {
+  using G = GemmTypes<T>;
   auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
   // Column-major, cuBLAS sees w as k x rows, x as k x n and y as rows x n: y = w^T x.
   const float one = 1.f;
-  constexpr cudaDataType_t wt = cuda_data_type<T>();
-  if constexpr (std::is_same_v<T, float>) {
-    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, wt, k,
-                                     x.hi, CUDA_R_32F, k, &beta, y, CUDA_R_32F, ldy,
-                                     CUBLAS_COMPUTE_32F_PEDANTIC, CUBLAS_GEMM_DEFAULT));
-  } else {
-    for (const void* part : {x.hi, x.lo}) {
-      if (part == nullptr) break;
-      KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, wt, k,
-                                       part, wt, k, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F,
-                                       CUBLAS_GEMM_DEFAULT));
-      beta = 1.f;  // the second part adds to the first
-    }
-  }
+  for_each_part(x, beta, [&](const void* part, float b) {
+    KUIPER_CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w, G::w, k,
+                                     part, G::x, k, &b, y, CUDA_R_32F, ldy, G::compute,
+                                     CUBLAS_GEMM_DEFAULT));
+  });
 }
 
 // Whether `second` lies a positive multiple of 16 bytes past `first`: a batch stride the
@@ -708,19 +722,14 @@ bool gemm_pair_products(const GemmInput& x, const void* w0, const void* w1, floa
   const ptrdiff_t y_bytes = reinterpret_cast<char*>(y1) - reinterpret_cast<char*>(y0);
   const long long w_stride = w_bytes / ptrdiff_t(sizeof(T));
   const long long y_stride = y_bytes / ptrdiff_t(sizeof(float));
+  using G = GemmTypes<T>;
   auto handle = static_cast<cublasHandle_t>(ctx.cublas_handle());
   const float one = 1.f;
-  constexpr cudaDataType_t wt = cuda_data_type<T>();
-  constexpr bool kFloat = std::is_same_v<T, float>;
-  const cudaDataType_t xt = kFloat ? CUDA_R_32F : wt;
-  const cublasComputeType_t compute = kFloat ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
-  for (const void* part : {x.hi, x.lo}) {
-    if (part == nullptr) break;
+  for_each_part(x, beta, [&](const void* part, float b) {
     KUIPER_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w0, wt, k, w_stride, part, xt, k, 0,
-        &beta, y0, CUDA_R_32F, rows, y_stride, 2, compute, CUBLAS_GEMM_DEFAULT));
-    beta = 1.f;  // a second part adds to the first
-  }
+        handle, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, k, &one, w0, G::w, k, w_stride, part, G::x, k,
+        0, &b, y0, CUDA_R_32F, rows, y_stride, 2, G::compute, CUBLAS_GEMM_DEFAULT));
+  });
   return true;
 }
 
