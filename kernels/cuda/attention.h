@@ -18,7 +18,7 @@ struct AttentionDecodeConfig {
   // Keys a pipeline stage holds (a multiple of 32); 0: chosen from the shape.
   int stage_keys = 0;
   // Decode rows (and short chunks) of 16-bit paged caches on the tensor-core kernel
-  // (paged_prefill.cu, blocks of one warp): 1 always, 0 never (only prefill chunks go there),
+  // (paged_prefill.cu, a second launch): 1 always, 0 never (only prefill chunks go there),
   // -1 where rows are many (rows x KV heads >= the SMs, a serving batch).
   int tensor_cores = -1;
 };

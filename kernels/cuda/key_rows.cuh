@@ -43,18 +43,20 @@ struct PagedKeys {
   // (the tensor-core prefill); 0: every row is this kernel's.
   int chunk_rows;
 
+  // Rows of sequence s in the batch, or -1 where its range is not within the batch's rows.
+  __device__ __forceinline__ int seq_rows(int s) const {
+    const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
+    return rows >= 0 && start >= 0 && start <= n_rows - rows ? rows : -1;
+  }
   // Whether sequence s is a prefill chunk: chunk_rows rows or more, all of them in the batch.
   __device__ __forceinline__ bool is_chunk(int s) const {
-    if (chunk_rows <= 0) return false;
-    const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
-    return rows >= chunk_rows && start >= 0 && start <= n_rows - rows;
+    return chunk_rows > 0 && seq_rows(s) >= chunk_rows;
   }
   // Whether sequence s is not a chunk: 1 to chunk_rows - 1 rows (any number where chunk_rows is
   // 0), all of them in the batch (the tensor-core kernel's short rows).
   __device__ __forceinline__ bool is_short(int s) const {
-    const int start = seq_starts[s], rows = seq_starts[s + 1] - start;
-    return rows >= 1 && (chunk_rows <= 0 || rows < chunk_rows) && start >= 0 &&
-           start <= n_rows - rows;
+    const int rows = seq_rows(s);
+    return rows >= 1 && (chunk_rows <= 0 || rows < chunk_rows);
   }
   // As ContiguousKeys::length, 0 also for a row of no sequence or past its block table; -1 for a
   // row of a prefill chunk (another kernel's).

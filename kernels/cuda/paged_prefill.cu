@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
       const int s = s0 + lane;
       int rows = 0, tiles = 0;
       if (s < keys.n_seqs && (kShort ? keys.is_short(s) : keys.is_chunk(s))) {
-        rows = keys.seq_starts[s + 1] - keys.seq_starts[s];
+        rows = keys.seq_rows(s);
         tiles = (rows * G + kSlots - 1) / kSlots;
       }
       int upto = tiles;  // inclusive prefix sum over the lanes

@@ -170,7 +170,7 @@ TEST(CudaPagedAttention, LongPrefillMatchesReference) {
     const PagedBatch b({{0, 512}}, shape, 16, type, rng);
     EXPECT_LT(scaled_diff(cuda_attention(b, shape, type),
                           reference::paged_attention(b.q, b.cache, b.rows, shape)),
-              type == DType::kF16 ? 3e-3f : 2e-2f)
+              tensor_core_tolerance(type))
         << dtype_name(type);
   }
 }
