@@ -237,7 +237,8 @@ int main(int argc, char** argv) {
       const std::string t = argv[++i];
       type = t == "fp32" ? DType::kF32 : t == "bf16" ? DType::kBF16 : DType::kF16;
     } else {
-      std::fprintf(stderr, "usage: %s [--dtype fp16|bf16|fp32] [--block N] [--quick] [--many-rows]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--dtype fp16|bf16|fp32] [--block N] [--quick] [--many-rows]\n",
+                   argv[0]);
       return 2;
     }
   }

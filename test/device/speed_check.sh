@@ -38,6 +38,11 @@ bench() {  # bench NAME FILE ARGS...: llama_bench on CUDA, its figures into summ
     --device cuda "$@"
   grep -E "^(decode|prefill)" "$out/bench-$name.log" | sed "s/^/$name: /" >> "$results/summary.txt"
 }
+bench_under() {  # NAME FILE "ENVS" ARGS...: bench NAME-<setting> FILE ARGS under each of ENVS
+  local name=$1 file=$2 envs=$3 e
+  shift 3
+  for e in $envs; do BENCH_ENV=${e//,/ } bench "$name-${e//[=,]/_}" "$file" "$@"; done
+}
 wait_for() { for _ in $(seq 1 150); do [ -f "$1" ] && return 0; sleep 2; done; note "missing $1"; return 1; }
 export_big() {  # NAME ARGS...: the command exporting /tmp/NAME.bin unless a warm machine has it
   echo "[ -f /tmp/$1.bin ] || { python3 $root/tools/export.py /tmp/$1.tmp --random $big ${*:2} -q &&
@@ -73,10 +78,8 @@ if has tiny; then
   for n in ${TINY_PARALLEL:-1 8 32 64}; do
     bench tiny-par$n /tmp/tiny-fp16.bin --prompt 128 --decode 128 --parallel $n --kv-type fp16 --repeat 2
   done
-  for e in ${TINY_PAR64_ENVS:-}; do
-    BENCH_ENV=${e//,/ } bench "tiny-par64-${e//[=,]/_}" /tmp/tiny-fp16.bin --prompt 128 \
-      --decode 128 --parallel 64 --kv-type fp16 --repeat 2
-  done
+  bench_under tiny-par64 /tmp/tiny-fp16.bin "${TINY_PAR64_ENVS:-}" --prompt 128 --decode 128 \
+    --parallel 64 --kv-type fp16 --repeat 2
 fi
 if has attn && [ -x "$b/bin/paged_attention_bench" ]; then
   STEP_TAIL=4 step attn-sweep "$b/run" paged_attention_bench --dtype fp16 --many-rows
@@ -89,10 +92,9 @@ if has big; then
     for n in 1 64; do
       bench big-par$n /tmp/8b-bf16.bin --prompt 128 --decode 128 --parallel $n --kv-type fp16 --repeat 1
     done
-    for e in ${PAR64_ENVS:-}; do  # e.g. KUIPER_CUDA_GEMM_PAIRS=0,KUIPER_CUDA_ATTN_STAGE=32
-      BENCH_ENV=${e//,/ } bench "big-par64-${e//[=,]/_}" /tmp/8b-bf16.bin --prompt 128 \
-        --decode 128 --parallel 64 --kv-type fp16 --repeat 1
-    done
+    # e.g. PAR64_ENVS="KUIPER_CUDA_GEMM_PAIRS=0 KUIPER_CUDA_ATTN_TC=0,KUIPER_CUDA_PDL=0"
+    bench_under big-par64 /tmp/8b-bf16.bin "${PAR64_ENVS:-}" --prompt 128 --decode 128 \
+      --parallel 64 --kv-type fp16 --repeat 1
     [ ! -f "$trace" ] || STEP_TAIL=30 step trace-big-par64 env CUDA_INJECTION64_PATH="$trace" \
       "$b/run" llama_bench /tmp/8b-bf16.bin --device cuda --prompt 128 --decode 128 --parallel 64 \
       --kv-type fp16 --repeat 1

@@ -88,27 +88,28 @@ def test_completion_greedy_is_golden(golden, llama2, stream):
         assert usage.completion_tokens == len(p["greedy_ids"])
 
 
-def test_tensor_parallel_ranks_give_the_golden_completions(golden, start_server):
-    """--tensor-parallel 2 on the CPU: the model split over two threads, each request's greedy
-    reply unchanged."""
-    server = start_server("llama2-kjv", "--parallel", "4", "-c", "512", "-tp", "2")
+def assert_golden_completions(server, golden):
+    """Each llama2 golden prompt, one request after another, gets its greedy continuation."""
     client = server.client()
     for p in golden["llama2"]["prompts"]:
         reply = client.completions.create(model="m", prompt=p["prompt"], temperature=0,
                                           max_tokens=len(p["greedy_ids"]))
         assert reply.choices[0].text == " " + p["greedy_text"]
+
+
+def test_tensor_parallel_ranks_give_the_golden_completions(golden, start_server):
+    """--tensor-parallel 2 on the CPU: the model split over two threads, each request's greedy
+    reply unchanged."""
+    assert_golden_completions(start_server("llama2-kjv", "--parallel", "4", "-c", "512", "-tp", "2"),
+                              golden)
 
 
 def test_a_small_batch_size_prefills_in_chunks_and_stays_golden(golden, start_server, server_bin):
     """-b 3 with two requests running: each step holds their next tokens and one or two prompt
     tokens, so prompts are fed a few tokens a step; the greedy replies are unchanged. A batch
     size of 0 is refused before the model loads."""
-    server = start_server("llama2-kjv", "--parallel", "2", "-b", "3", "-c", "512")
-    client = server.client()
-    for p in golden["llama2"]["prompts"]:
-        reply = client.completions.create(model="m", prompt=p["prompt"], temperature=0,
-                                          max_tokens=len(p["greedy_ids"]))
-        assert reply.choices[0].text == " " + p["greedy_text"]
+    assert_golden_completions(start_server("llama2-kjv", "--parallel", "2", "-b", "3", "-c", "512"),
+                              golden)
     proc = subprocess.run([str(server_bin), "model.bin", "tok.model", "--batch-size", "0"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "--batch-size must be >= 1" in proc.stderr
