@@ -2,8 +2,9 @@
 // Which kernel decoding attention uses (kernels/cuda/attention.cu), for tests and measurements.
 // The defaults come from the environment (KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER
 // = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1,
-// KUIPER_CUDA_ATTN_STAGE = keys a stage, KUIPER_CUDA_ATTN_TC=0|1 decode rows on tensor cores); a
-// test or benchmark may set them.
+// KUIPER_CUDA_ATTN_STAGE = keys a stage, KUIPER_CUDA_ATTN_TC=0|1 decode rows on tensor cores,
+// KUIPER_CUDA_ATTN_TC_ORDER=heads|tiles the tensor-core grid's order); a test or benchmark may
+// set them.
 
 namespace kuiper::kernels::cuda {
 
@@ -21,6 +22,9 @@ struct AttentionDecodeConfig {
   // (paged_prefill.cu, a second launch): 1 always, 0 never (only prefill chunks go there),
   // -1 where rows are many (rows x KV heads >= the SMs, a serving batch).
   int tensor_cores = -1;
+  // The tensor-core kernel's grid: 1 KV heads fastest (the blocks of one sequence's heads run
+  // together), 0 tiles fastest (the blocks of one head's tiles of every sequence).
+  int heads_fastest = 1;
 };
 
 AttentionDecodeConfig attention_decode_config();

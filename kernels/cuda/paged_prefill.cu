@@ -28,6 +28,7 @@
 // gets NaN, as a block outside the cache reads NaN.
 #include "kernels/cuda/paged_prefill.h"
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/once_per_device.cuh"
 
 namespace kuiper::kernels::cuda {
@@ -38,8 +39,12 @@ constexpr int kSlots = 16 * kWarps;  // query slots a block
 constexpr int kKeys = 64;            // keys a tile
 
 struct PrefillParams {
-  int n_heads, group;
+  int n_heads, n_kv_heads, group;
   float scale_log2;  // log2(e) / sqrt(head_dim)
+  // The grid's x runs over KV heads and y over tiles (else the other way round): the blocks of
+  // one sequence's heads then start together and read the same 2 KB cache rows (each a 256-byte
+  // share of every row) at once, instead of one head's blocks of every sequence.
+  bool heads_fastest;
 };
 
 template <class CT>
@@ -103,7 +108,8 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
   __shared__ int tile_seq, tile_first, tile_slots, tile_keys;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gid = lane >> 2, tig = lane & 3;  // fragment row group, thread in the group
-  const int G = p.group, kvh = blockIdx.y;
+  const int G = p.group, kvh = p.heads_fastest ? blockIdx.x : blockIdx.y;
+  const int tile_index = p.heads_fastest ? blockIdx.y : blockIdx.x;
 
   // This block's (sequence, tile): the x-th tile over the chunks in sequence order.
   if (warp == 0) {
@@ -122,7 +128,7 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
         const int t = __shfl_up_sync(0xffffffffu, upto, o);
         if (lane >= o) upto += t;
       }
-      const int first = base + upto - tiles, x = int(blockIdx.x);
+      const int first = base + upto - tiles, x = tile_index;
       const bool mine = tiles > 0 && x >= first && x < first + tiles;
       if (mine) {
         tile_seq = s;
@@ -186,19 +192,31 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
 
   const PagedRow row_of{keys.block_tables + int64_t(seq) * keys.max_blocks, keys.block_size,
                         keys.num_blocks};
-  const int64_t kv_width = int64_t(gridDim.y) * D;
+  const int64_t kv_width = int64_t(p.n_kv_heads) * D;
   // Tile kt's keys and values into stage kt % 2: zeros past the tile's keys (their
   // probabilities are 0, and 0 * garbage could be NaN), NaN for a block outside the cache.
+  // The cache rows of a tile's keys are looked up a tile ahead into key_rows (by the first
+  // kKeys threads, published by the loop's barriers): looked up between the copies (whose asm
+  // orders memory), each block-table load waited for the copy before it, a chain of loads a
+  // tile for every thread.
+  __shared__ int key_rows[2][kKeys];  // cache row of each key of tiles kt and kt + 1 (by kt % 2)
+  auto look_up = [&](int kt) {
+    const int t = kt * kKeys + tid;
+    if (tid < kKeys) key_rows[kt & 1][tid] = t < n_keys ? int(row_of(t)) : -2;
+  };
+  constexpr int kThreads = kWarps * 32;
+  const CT* const k_head = k_cache + int64_t(kvh) * D;  // this block's KV head of cache row 0
+  const CT* const v_head = v_cache + int64_t(kvh) * D;
   auto issue = [&](int kt) {
     if (kt < n_tiles) {
       CT* st = tiles + (kt & 1) * 2 * kKeys * kStride;
-      for (int i = tid; i < 2 * kKeys * kUnits; i += blockDim.x) {
+      for (int i = tid; i < 2 * kKeys * kUnits; i += kThreads) {
         const int is_v = i >= kKeys * kUnits, j = i - is_v * kKeys * kUnits;
-        const int key = j / kUnits, u = j - key * kUnits, t = kt * kKeys + key;
+        const int key = j / kUnits, u = j - key * kUnits;
         CT* dst = st + (is_v * kKeys + key) * kStride + u * 8;
-        const int64_t at = t < n_keys ? row_of(t) : -2;
+        const int at = key_rows[kt & 1][key];
         if (at >= 0)
-          cp_async16(dst, (is_v ? v_cache : k_cache) + at * kv_width + int64_t(kvh) * D + u * 8);
+          cp_async16(dst, (is_v ? v_head : k_head) + int64_t(at) * kv_width + u * 8);
         else
           *reinterpret_cast<uint4*>(dst) = at == -2 ? make_uint4(0, 0, 0, 0) : make_uint4(
               0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu);  // NaN in fp16 and bf16
@@ -211,11 +229,19 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
 #pragma unroll
   for (int dt = 0; dt < 2 * DK; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this lane's share of the sum
+  look_up(0);
+  look_up(1);
+  __syncthreads();  // key_rows holds tiles 0 and 1
   issue(0);
+  __syncthreads();  // every thread has read tile 0's rows: look_up(2) may overwrite them
   for (int kt = 0; kt < n_tiles; ++kt) {
     issue(kt + 1);
+    // Into the half that issue(kt) read before the last barrier (the one above for kt = 0;
+    // without it, a thread ahead overwrote tile 0's rows while others still copied, which
+    // compute-sanitizer's slower schedule showed as wrong outputs).
+    look_up(kt + 2);
     cp_async_wait<1>();
-    __syncthreads();  // tile kt is in
+    __syncthreads();  // tile kt is in, key_rows has tile kt + 2
     const CT* ks = tiles + (kt & 1) * 2 * kKeys * kStride;
     const CT* vs = ks + kKeys * kStride;
     const int key0 = kt * kKeys;
@@ -313,11 +339,15 @@ template <class CT, bool kShort>
 void launch_tiles(const float* q, const CT* k_cache, const CT* v_cache, const PagedKeys& keys,
                   const AttentionShape& shape, int64_t n, float* out, const DeviceContext& ctx) {
   const int G = shape.n_heads / shape.n_kv_heads;
-  const PrefillParams p{shape.n_heads, G,
-                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim)))};
+  const bool heads_fastest = attention_decode_config().heads_fastest != 0;
+  const PrefillParams p{shape.n_heads, shape.n_kv_heads, G,
+                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim))),
+                        heads_fastest};
   // Tiles: each sequence's slots in tiles of 64, at most one part-filled tile a sequence taken.
   const int64_t seqs = kShort ? keys.n_seqs : std::min<int64_t>(keys.n_seqs, n / keys.chunk_rows);
-  const dim3 grid(unsigned((n * G + kSlots - 1) / kSlots + seqs), unsigned(shape.n_kv_heads));
+  const auto n_tiles = unsigned((n * G + kSlots - 1) / kSlots + seqs);
+  const auto heads = unsigned(shape.n_kv_heads);
+  const dim3 grid = heads_fastest ? dim3(heads, n_tiles) : dim3(n_tiles, heads);
   switch (shape.head_dim) {
     case 48: return launch_dk<CT, 3, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
     case 64: return launch_dk<CT, 4, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);

@@ -22,8 +22,8 @@ template <class CT>
 void launch_paged_prefill(const float* q, const CT* k_cache, const CT* v_cache,
                           const PagedKeys& keys, const AttentionShape& shape, int64_t n, float* out,
                           const DeviceContext& ctx);
-// The same kernel in blocks of one warp over every other sequence (fewer rows than
-// keys.chunk_rows: decode rows, short chunks), for a batch of many rows.
+// The same kernel over every other sequence (fewer rows than keys.chunk_rows: decode rows,
+// short chunks), for a batch of many rows.
 template <class CT>
 void launch_paged_short_rows(const float* q, const CT* k_cache, const CT* v_cache,
                              const PagedKeys& keys, const AttentionShape& shape, int64_t n,

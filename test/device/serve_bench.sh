@@ -12,8 +12,8 @@ source "$(dirname "$0")/common.sh"
 unpack_bundle "$1" "$2" "$3"
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 big=$shared/models/llama3.1-8b/config.json
-# SERVE_8B=0 leaves the 8B shape out (a shorter run); SERVE_ARGS adds server options (e.g.
-# "--kv-type fp16").
+# SERVE_8B=0 leaves the 8B shape out (a shorter run), SERVE_TINY=0 TinyLlama's; SERVE_ARGS adds server options (e.g.
+# "--kv-type fp16"); SERVE_REQUESTS requests a client (4), SERVE_CONCURRENCY the clients (1,8,32,64).
 # (Files a warm machine kept from an earlier call are used as they are.)
 step export sh -c "{ [ -f /tmp/serve-tiny-fp16.bin ] || python3 $root/tools/export.py \
                      /tmp/serve-tiny-fp16.bin --random $tiny --dtype fp16 \
@@ -29,11 +29,12 @@ serve() {  # NAME MODEL TOKENIZER
   local port
   port=$(grep -o 'listening on http://[^ ]*' "$log" | sed 's/.*://')
   step bench-$1 python3 "$root/bench/serve_bench.py" --url "http://127.0.0.1:$port" \
-    --concurrency 1,8,32,64 --requests 4 --prompt-tokens 128 --max-tokens 128
+    --concurrency ${SERVE_CONCURRENCY:-1,8,32,64} --requests ${SERVE_REQUESTS:-4} --prompt-tokens 128 \
+    --max-tokens 128
   kill -TERM $pid
   wait $pid || { echo "FAILED: llama_server $1 exited $? after SIGTERM"; status=1; }
   tail -n 3 "$log"
 }
-serve tiny-fp16 /tmp/serve-tiny-fp16.bin "$shared/models/llama2/tokenizer.model"
+[ "${SERVE_TINY:-1}" = 0 ] || serve tiny-fp16 /tmp/serve-tiny-fp16.bin "$shared/models/llama2/tokenizer.model"
 [ "${SERVE_8B:-1}" = 0 ] || serve 8b-bf16 /tmp/8b-bf16.bin "$shared/models/llama3-kjv/tokenizer.json"
 exit $status

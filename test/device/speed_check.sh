@@ -16,7 +16,7 @@
 # --parallel 64 bench under, beside the default, for A/B measurements of switches;
 # TINY_PAR64_ENVS the same for TinyLlama's; TINY_PARALLEL the sequence counts (1 8 32 64),
 # TINY_MODELS the one-sequence benches (tiny-fp16 tiny-int8-g64 tiny-q4-g32); MEMCHECK_FILTER
-# the tests compute-sanitizer runs.
+# the tests compute-sanitizer runs, CUDA_TESTS_FILTER those of the plain run (all).
 #   speed_check.sh BUNDLE DATA OUT [tests,tiny,big,serve,attn,quant]
 # (quant: the 8B int8 and q4 decode benches, which need their own exports.)
 # The logs stay in /tmp/speed-check; OUT gets them as one logs.tgz (the device tool returns few
@@ -50,13 +50,14 @@ export_big() {  # NAME ARGS...: the command exporting /tmp/NAME.bin unless a war
 }
 if { has big || has serve; } && [ ! -f /tmp/big.started ]; then
   touch /tmp/big.started
-  setsid nohup sh -c "$(export_big 8b-bf16 --dtype bf16 --tokenizer $shared/models/llama3-kjv/tokenizer.json) ;
-    $( has quant && export_big big-int8 --dtype int8 --group-size 64) ;
-    $( has quant && export_big big-q4 --dtype q4 --group-size 32)" \
-    > "$out/export-big.log" 2>&1 < /dev/null &
+  exports=$(export_big 8b-bf16 --dtype bf16 --tokenizer $shared/models/llama3-kjv/tokenizer.json)
+  # (an empty part between two ';' is a syntax error that ran none of them)
+  has quant && exports+=" ; $(export_big big-int8 --dtype int8 --group-size 64) ;
+    $(export_big big-q4 --dtype q4 --group-size 32)"
+  setsid nohup sh -c "$exports" > "$out/export-big.log" 2>&1 < /dev/null &
 fi
 if has tests; then
-  step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1
+  step cuda-tests "$b/run" kuiper_cuda_tests --gtest_brief=1 --gtest_filter="${CUDA_TESTS_FILTER:-*}"
   step memcheck "$b/run" compute-sanitizer --tool memcheck --leak-check full kuiper_cuda_tests \
     --gtest_brief=1 --gtest_filter="${MEMCHECK_FILTER:-CudaPagedAttention.*:CudaQuantized.*:CudaMatmul.EveryGemv*}"
   step golden-llama2 "$b/run" kuiper_tests --gtest_brief=1 \

@@ -150,14 +150,17 @@ TEST(CudaPagedAttention, MixedBatchMatchesReference) {
         const float tolerance = type == DType::kF32 ? 1e-4f : tensor_core_tolerance(type);
         const Tensor want = reference::paged_attention(b.q, b.cache, b.rows, shape);
         // By default the other rows go to the tensor cores too where the batch's rows x KV
-        // heads are many; forced, in every shape.
-        for (int tensor_cores : {-1, 1}) {
-          AttentionDecodeConfig config;
-          config.tensor_cores = tensor_cores;
-          const ConfigScope scope(config);
-          EXPECT_LT(scaled_diff(cuda_attention(b, shape, type), want), tolerance)
-              << describe(shape, bs, type) << " tensor cores " << tensor_cores;
-        }
+        // heads are many; forced, in every shape; with the tensor-core grid in either order.
+        for (int tensor_cores : {-1, 1})
+          for (int heads_fastest : {1, 0}) {
+            AttentionDecodeConfig config;
+            config.tensor_cores = tensor_cores;
+            config.heads_fastest = heads_fastest;
+            const ConfigScope scope(config);
+            EXPECT_LT(scaled_diff(cuda_attention(b, shape, type), want), tolerance)
+                << describe(shape, bs, type) << " tensor cores " << tensor_cores
+                << " heads fastest " << heads_fastest;
+          }
       }
 }
 
