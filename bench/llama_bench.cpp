@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/kernels.h"
 #include "kuiper/base/error.h"
 #include "kuiper/engine/engine.h"
 #include "kuiper/model/llama_model.h"
@@ -96,6 +97,42 @@ void report_collectives(LlamaModel& model, int64_t rows, double step_s) {
               model.tensor_parallel(), s * 1e3, static_cast<long long>(rows), 100.0 * s / step_s);
 }
 
+// A decoding step of n sequences (one token each, at `position`) through forward_batch alone,
+// without the engine: ms a step when 20 are queued back to back (the device's time, the host
+// staying ahead) and when each is followed by the argmax and its copy to the host, as the engine
+// waits for its picks. Against the engine's step, what its host work between steps costs.
+void report_step_times(LlamaModel& model, int n, int32_t position) {
+  const int per_seq = (position + 1 + model.kv_block_size() - 1) / model.kv_block_size();
+  if (int64_t(n) * per_seq > model.kv_blocks()) return;
+  std::vector<int32_t> blocks(size_t(n) * per_seq), tokens(size_t(n), 1);
+  for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = int32_t(i);
+  std::vector<SequenceChunk> chunks;
+  for (int s = 0; s < n; ++s)
+    chunks.push_back({std::span(tokens).subspan(size_t(s), 1), position,
+                      std::span(blocks).subspan(size_t(s) * per_seq, size_t(per_seq)), true});
+  const DeviceContext& ctx = model.device_context();
+  const Tensor picks(DType::kI32, {n}, model.device());
+  std::vector<int32_t> host(static_cast<size_t>(n));
+  auto time_steps = [&](bool wait_for_picks) {
+    constexpr int kSteps = 20;
+    model.forward_batch(chunks);  // warm: the graph of this size exists after the first
+    ctx.synchronize();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kSteps; ++i) {
+      const Tensor logits = model.forward_batch(chunks);
+      if (!wait_for_picks) continue;
+      kernels::registry().argmax.find(model.device(), DType::kF32)(logits, picks, ctx);
+      copy_bytes(host.data(), Device::kCPU, picks.raw_data(), model.device(),
+                 size_t(n) * sizeof(int32_t), &ctx);
+    }
+    ctx.synchronize();
+    return seconds(start) / kSteps * 1e3;
+  };
+  const double queued = time_steps(false), waited = time_steps(true);
+  std::printf("step     %d sequences at position %d: %.3f ms queued back to back, %.3f ms with "
+              "each step's picks copied back\n", n, position, queued, waited);
+}
+
 void run_parallel(const BenchOptions& o, LlamaModel& model) {
   const int n = o.parallel;
   std::mt19937 rng(1);
@@ -144,6 +181,9 @@ void run_parallel(const BenchOptions& o, LlamaModel& model) {
               std::string(dtype_name(model.kv_dtype())).c_str());
   std::printf("decode   aggregate %.1f tokens/s; per sequence median %.1f tokens/s\n",
               median(aggregate), median(per_seq));
+  std::printf("step     engine %.3f ms (sequences / aggregate tokens/s)\n",
+              1e3 * n / median(aggregate));
+  report_step_times(model, n, o.prompt + o.decode / 2);
   report_collectives(model, n, n / median(aggregate));
   std::printf("ttft     median %.2f ms, p99 %.2f ms (all %d submitted at once)\n",
               median(ttft_ms), percentile(ttft_ms, 99), n);

@@ -210,8 +210,8 @@ void sweep_many_rows(DType type, int block, const DeviceContext& ctx) {
       std::fflush(stdout);
     };
     run(before, "default");
-    run({kc::AttentionDecodeConfig::kAuto, 0, 0, -1, 0, 1, 1}, "tensor cores");
-    run({kc::AttentionDecodeConfig::kAuto, 0, 0, -1, 0, 1, 0}, "tensor cores, tiles fastest");
+    run({kc::AttentionDecodeConfig::kAuto, 0, 0, -1, 0, 1, 2}, "tensor cores, 2 warps");
+    run({kc::AttentionDecodeConfig::kAuto, 0, 0, -1, 0, 1, 4}, "tensor cores, 4 warps");
     run({kc::AttentionDecodeConfig::kSplit, 0, 0, -1, 0, 0}, "tiled");
     for (int cluster : {1, 2, 4})
       for (int warps : {4, 8, 16})

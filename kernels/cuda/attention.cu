@@ -566,8 +566,8 @@ AttentionDecodeConfig& decode_config_storage() {
       c.spread = std::atoi(env) != 0 ? 1 : 0;
     if (const char* env = std::getenv("KUIPER_CUDA_ATTN_STAGE")) c.stage_keys = std::atoi(env);
     if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC")) c.tensor_cores = std::atoi(env);
-    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC_ORDER"))
-      c.heads_fastest = std::strcmp(env, "tiles") == 0 ? 0 : 1;
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC_WARPS"))
+      c.short_warps = std::atoi(env) == 2 || std::atoi(env) == 4 ? std::atoi(env) : 0;
     return c;
   }();
   return config;

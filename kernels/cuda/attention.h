@@ -3,7 +3,7 @@
 // The defaults come from the environment (KUIPER_CUDA_ATTN=split|cluster, KUIPER_CUDA_ATTN_CLUSTER
 // = blocks a cluster, KUIPER_CUDA_ATTN_WARPS = warps a block, KUIPER_CUDA_ATTN_SPREAD=0|1,
 // KUIPER_CUDA_ATTN_STAGE = keys a stage, KUIPER_CUDA_ATTN_TC=0|1 decode rows on tensor cores,
-// KUIPER_CUDA_ATTN_TC_ORDER=heads|tiles the tensor-core grid's order); a test or benchmark may
+// KUIPER_CUDA_ATTN_TC_WARPS=2|4 the tensor-core short rows' warps); a test or benchmark may
 // set them.
 
 namespace kuiper::kernels::cuda {
@@ -22,9 +22,10 @@ struct AttentionDecodeConfig {
   // (paged_prefill.cu, a second launch): 1 always, 0 never (only prefill chunks go there),
   // -1 where rows are many (rows x KV heads >= the SMs, a serving batch).
   int tensor_cores = -1;
-  // The tensor-core kernel's grid: 1 KV heads fastest (the blocks of one sequence's heads run
-  // together), 0 tiles fastest (the blocks of one head's tiles of every sequence).
-  int heads_fastest = 1;
+  // Warps a block of the tensor-core kernel's short rows (2: 32 query slots and 32-key tiles a
+  // block; 4: 64 and 64, as its prefill chunks; 0: 4 where a block a (row, KV head) all fit the
+  // GPU at once, else 2).
+  int short_warps = 0;
 };
 
 AttentionDecodeConfig attention_decode_config();

@@ -1,8 +1,12 @@
 // Argument checks, launch settings and device facts shared by the kernels (common.cuh).
 #include "kernels/cuda/common.cuh"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 namespace kuiper::kernels::cuda {
 
@@ -66,6 +70,19 @@ int sm_count() {
     return n;
   }();
   return count;
+}
+
+int resident_blocks(const void* kernel, int threads, size_t shared) {
+  static std::mutex mutex;
+  static std::map<std::tuple<const void*, int, size_t>, int> known;
+  const std::lock_guard lock(mutex);
+  auto [it, added] = known.try_emplace({kernel, threads, shared}, 0);
+  if (added) {
+    int per_sm = 0;
+    KUIPER_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared));
+    it->second = std::max(1, per_sm) * sm_count();
+  }
+  return it->second;
 }
 
 }  // namespace kuiper::kernels::cuda

@@ -180,6 +180,9 @@ bool env_is(const char* name, const char* value);
 inline bool pdl_enabled() { return pdl_mode() != 0; }
 // Multiprocessors of the current device (queried once: the process uses one device).
 int sm_count();
+// Blocks of `kernel` the whole GPU holds at once (asked of the driver once per kernel, block
+// size and shared-memory size; a kernel asking for more than 48 KB must have been allowed it).
+int resident_blocks(const void* kernel, int threads, size_t shared);
 
 // Whether attention is launched programmatically too (KUIPER_CUDA_PDL_ATTENTION=0|1 overrides
 // the default, for measurements).

@@ -40,9 +40,6 @@
 //    tok/s that way against 28,409 with one part (H200).
 #include <algorithm>
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -154,18 +151,6 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
 
 std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
 
-int resident_blocks(const void* kernel, int threads, size_t shared) {
-  static std::mutex mutex;
-  static std::map<std::tuple<const void*, int, size_t>, int> known;
-  const std::lock_guard lock(mutex);
-  auto [it, added] = known.try_emplace({kernel, threads, shared}, 0);
-  if (added) {
-    int per_sm = 0;
-    KUIPER_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared));
-    it->second = std::max(1, per_sm) * sm_count();
-  }
-  return it->second;
-}
 
 bool gemv_fills_gpu() {
   static const bool fills = !env_is("KUIPER_CUDA_GEMV_GRID", "chunks");

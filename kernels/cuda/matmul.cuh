@@ -434,10 +434,6 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
 // variable KUIPER_CUDA_GEMV_GRID=chunks says otherwise, for measurements.
 bool gemv_fills_gpu();
 
-// Blocks of `kernel` the whole GPU holds at once (asked of the driver once per kernel, block
-// size and shared-memory size).
-int resident_blocks(const void* kernel, int threads, size_t shared);
-
 // Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
 // that still give ~16 warps per SM, while each lane keeps at least two loads per row.
 inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec) {
@@ -552,6 +548,18 @@ __global__ void prepare_kernel(const float* __restrict__ x, const float* __restr
   }
 }
 
+// x rounded to 16 bits (hi, and the rounding error in lo unless null), 4 values a thread over
+// the whole [n, in] input: prepare_kernel without a norm takes one block a row, which for the
+// 64 rows of 14336 values of a serving step's w2 is a chain of four batches of loads a thread.
+template <class DT>
+__global__ void round_kernel(const float4* __restrict__ x, int64_t count4, DT* __restrict__ hi,
+                             DT* __restrict__ lo) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count4) store_rounded4<DT>(x[i], hi + 4 * i, lo != nullptr ? lo + 4 * i : nullptr);
+}
+
 // Runs the GEMV of p (weights of storage type T) with `variant`.
 template <class T, bool kGated>
 void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
@@ -633,6 +641,12 @@ GemmInput prepare_gemm_input(const MatmulInput& in, int n, int k, char* scratch,
     const size_t part_bytes = (size_t(n) * k * sizeof(T) + 255) / 256 * 256;  // lo stays aligned
     DT* hi = reinterpret_cast<DT*>(scratch);
     DT* lo = split_gemm_input() ? reinterpret_cast<DT*>(scratch + part_bytes) : nullptr;
+    const int64_t count = int64_t(n) * k;
+    if (norm == nullptr && count % 4 == 0 && aligned16(x)) {
+      launch(round_kernel<DT>, blocks_for(count / 4, kThreads), kThreads, 0, stream,
+             reinterpret_cast<const float4*>(x), count / 4, hi, lo);
+      return {hi, lo};
+    }
     launch(norm != nullptr ? prepare_kernel<DT, true> : prepare_kernel<DT, false>, unsigned(n),
            kThreads, 0, stream, x, norm, in.eps, k, hi, lo);
     return {hi, lo};

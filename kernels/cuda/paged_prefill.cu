@@ -15,18 +15,20 @@
 //
 // In a batch of many rows (a serving step) a second launch of the kernel takes the other
 // sequences (decode rows, short chunks: kShort), instead of the CUDA-core kernels of
-// attention.cu. A decode row's G heads fill a part of one warp's 16 slots, so three warps of
-// four only copy keys; yet 64 rows of Llama-3.1-8B's shape (fp16 cache, H200,
-// paged_attention_bench --many-rows) took 30.6 / 43.9 / 55.9 us at contexts 128 / 192 / 256
-// against the cluster kernel's 34.3 / 49.5 / 63.3 (and its best configuration's 33.9 / 44.4 /
-// 60.1), while blocks of one warp with tiles of 32 keys took 41.3 / 60.9 / 79.3 (each block's
-// chain of tiles twice as long, its copies issued by 32 threads instead of 128).
+// attention.cu, in blocks of 2 warps (32 slots, 32-key tiles). A decode row's G heads fill a
+// part of one warp's 16 slots, so the other warp only copies keys. Before this wave 64 rows of
+// Llama-3.1-8B's shape (fp16 cache, H200, paged_attention_bench --many-rows) took 30.6 / 43.9 /
+// 55.9 us at contexts 128 / 192 / 256 in blocks of 4 warps against the cluster kernel's 34.3 /
+// 49.5 / 63.3, while blocks of one warp with tiles of 32 keys took 41.3 / 60.9 / 79.3; with the
+// cache rows looked up a tile ahead (below), 4 warps took 18.8 / 27.9 / 36.6.
 //
-// The grid covers every possible tile (rows * G / 64 + one per possible chunk) over shapes only;
+// The grid covers every possible tile (rows * G / slots + one per possible chunk) over shapes only;
 // each block finds its sequence and tile from seq_starts on the device (a warp-wide prefix sum),
 // and blocks beyond the batch's tiles return. A row whose position lies past its block table
 // gets NaN, as a block outside the cache reads NaN.
 #include "kernels/cuda/paged_prefill.h"
+
+#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/once_per_device.cuh"
@@ -34,17 +36,13 @@
 namespace kuiper::kernels::cuda {
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kSlots = 16 * kWarps;  // query slots a block
-constexpr int kKeys = 64;            // keys a tile
+// A block of kWarps warps takes 16 * kWarps query slots and walks the keys in tiles of as many:
+// 4 warps for prefill chunks; the short rows' launch 2 or 4 (launch_paged_short_rows).
+constexpr int kChunkWarps = 4;
 
 struct PrefillParams {
   int n_heads, n_kv_heads, group;
   float scale_log2;  // log2(e) / sqrt(head_dim)
-  // The grid's x runs over KV heads and y over tiles (else the other way round): the blocks of
-  // one sequence's heads then start together and read the same 2 KB cache rows (each a 256-byte
-  // share of every row) at once, instead of one head's blocks of every sequence.
-  bool heads_fastest;
 };
 
 template <class CT>
@@ -87,29 +85,33 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 
 // Shared memory of one block: two stages of a key tile and a value tile, rows padded by 16
 // bytes so that the fragment loads of 8 rows hit distinct banks.
-constexpr size_t prefill_shared(int head_dim) {
-  return size_t(2) * 2 * kKeys * (head_dim + 8) * 2;
+constexpr size_t prefill_shared(int head_dim, int keys) {
+  return size_t(2) * 2 * keys * (head_dim + 8) * 2;
 }
 
 // kShort: the blocks take the sequences that are no chunk (decode rows, short chunks) instead of
-// the chunks. Registers are held to 3 blocks an SM (the shared memory's limit at head_dim 128):
-// unbounded, head_dim 128 took 204 registers a thread, 2 blocks an SM, so that 64 decode rows of
-// Llama-3.1-8B's shape (544 blocks) ran in 3 waves; bounded, 168 (ptxas, no spills).
-template <class CT, int DK, bool kShort>
-__global__ void __launch_bounds__(kWarps * 32, 3)
+// the chunks. Registers are held to what the shared memory allows an SM (3 blocks of 4 warps, 6
+// of 2): unbounded, head_dim 128 took 204 registers a thread, 2 blocks of 4 warps an SM, so that
+// 64 decode rows of Llama-3.1-8B's shape (544 blocks) ran in 3 waves; bounded, 168 (ptxas, no
+// spills). With 4 warps and 64-key tiles those 544 blocks still took 2 waves of 396, the second
+// a third full; 2 warps and 32-key tiles (35 KB) fit 6 blocks an SM, all in one wave.
+// The grid's x runs over KV heads, y over tiles: the blocks of one sequence's heads start
+// together and read the same cache rows (each a share of every row) at once.
+template <class CT, int DK, bool kShort, int kWarps>
+__global__ void __launch_bounds__(kWarps * 32, 12 / kWarps)
     paged_prefill_kernel(PrefillParams p, const float* q, const CT* k_cache, const CT* v_cache,
                          PagedKeys keys, float* out) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   allow_dependent_launch();
   grid_dependency_wait();
   constexpr int D = 16 * DK, kStride = D + 8, kUnits = D / 8;  // 16-byte units a row
+  constexpr int kSlots = 16 * kWarps, kKeys = kSlots;  // query slots a block, keys a tile
   extern __shared__ __align__(16) unsigned char prefill_smem[];
   CT* const tiles = reinterpret_cast<CT*>(prefill_smem);  // [stage][K, V][kKeys][kStride]
   __shared__ int tile_seq, tile_first, tile_slots, tile_keys;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gid = lane >> 2, tig = lane & 3;  // fragment row group, thread in the group
-  const int G = p.group, kvh = p.heads_fastest ? blockIdx.x : blockIdx.y;
-  const int tile_index = p.heads_fastest ? blockIdx.y : blockIdx.x;
+  const int G = p.group, kvh = blockIdx.x, tile_index = blockIdx.y;
 
   // This block's (sequence, tile): the x-th tile over the chunks in sequence order.
   if (warp == 0) {
@@ -149,10 +151,50 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
   const int seq_row = keys.seq_starts[seq], first = tile_first, slots = tile_slots;
   const int max_pos = keys.max_blocks * keys.block_size;  // positions past it have no keys
   const int row0 = seq_row + first / G, tile_rows = (first + slots - 1) / G - first / G + 1;
+  const PagedRow row_of{keys.block_tables + int64_t(seq) * keys.max_blocks, keys.block_size,
+                        keys.num_blocks};
+  const int64_t kv_width = int64_t(p.n_kv_heads) * D;
+  // Tile kt's keys and values into stage kt % 2: zeros past the tile's keys (their
+  // probabilities are 0, and 0 * garbage could be NaN), NaN for a block outside the cache.
+  // The cache rows of a tile's keys are looked up a tile ahead into key_rows (by the first
+  // kKeys threads, published by the loop's barriers): looked up between the copies (whose asm
+  // orders memory), each block-table load waited for the copy before it, a chain of loads a
+  // tile for every thread (64 rows of Llama-3.1-8B's shape, H200: 43.6 -> 27.9 us a call at
+  // 192 keys). The first two tiles are looked up before the tile's key count is known (keys
+  // past the table read as -2), so that those loads fly with the positions'.
+  __shared__ int key_rows[2][kKeys];  // cache row of each key of tiles kt and kt + 1 (by kt % 2)
+  auto look_up = [&](int kt) {
+    const int t = kt * kKeys + tid;
+    if (tid < kKeys) key_rows[kt & 1][tid] = t < max_pos ? int(row_of(t)) : -2;
+  };
+  look_up(0);
+  look_up(1);
   for (int r = tid; r < tile_rows; r += blockDim.x) {
     const int32_t pos = keys.positions[row0 + r];
     if (pos >= 0 && pos < max_pos) atomicMax(&tile_keys, pos + 1);
   }
+  __syncthreads();  // tile_keys is complete, key_rows holds tiles 0 and 1
+  const int n_keys = tile_keys, n_tiles = (n_keys + kKeys - 1) / kKeys;
+  constexpr int kThreads = kWarps * 32;
+  const CT* const k_head = k_cache + int64_t(kvh) * D;  // this block's KV head of cache row 0
+  const CT* const v_head = v_cache + int64_t(kvh) * D;
+  auto issue = [&](int kt) {
+    if (kt < n_tiles) {
+      CT* st = tiles + (kt & 1) * 2 * kKeys * kStride;
+      for (int i = tid; i < 2 * kKeys * kUnits; i += kThreads) {
+        const int is_v = i >= kKeys * kUnits, j = i - is_v * kKeys * kUnits;
+        const int key = j / kUnits, u = j - key * kUnits;
+        CT* dst = st + (is_v * kKeys + key) * kStride + u * 8;
+        const int at = kt * kKeys + key < n_keys ? key_rows[kt & 1][key] : -2;
+        if (at >= 0)
+          cp_async16(dst, (is_v ? v_head : k_head) + int64_t(at) * kv_width + u * 8);
+        else
+          *reinterpret_cast<uint4*>(dst) = at == -2 ? make_uint4(0, 0, 0, 0) : make_uint4(
+              0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu);  // NaN in fp16 and bf16
+      }
+    }
+    cp_async_commit();
+  };
 
   // This lane's two slots (fragment rows gid and gid + 8 of its warp): row, head, position
   // (-1: no slot, or a position past the block table).
@@ -184,55 +226,15 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
       qa[kk][2 + h] = pack2<CT>(hi.x * p.scale_log2, hi.y * p.scale_log2);
     }
   }
+  issue(0);  // (issued before the queries load, it spilled 56 bytes at head_dim 128)
   int warp_pos = max(pos[0], pos[1]);  // the warp's last key
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) warp_pos = max(warp_pos, __shfl_xor_sync(0xffffffffu, warp_pos, o));
-  __syncthreads();  // tile_keys is complete
-  const int n_keys = tile_keys, n_tiles = (n_keys + kKeys - 1) / kKeys;
-
-  const PagedRow row_of{keys.block_tables + int64_t(seq) * keys.max_blocks, keys.block_size,
-                        keys.num_blocks};
-  const int64_t kv_width = int64_t(p.n_kv_heads) * D;
-  // Tile kt's keys and values into stage kt % 2: zeros past the tile's keys (their
-  // probabilities are 0, and 0 * garbage could be NaN), NaN for a block outside the cache.
-  // The cache rows of a tile's keys are looked up a tile ahead into key_rows (by the first
-  // kKeys threads, published by the loop's barriers): looked up between the copies (whose asm
-  // orders memory), each block-table load waited for the copy before it, a chain of loads a
-  // tile for every thread.
-  __shared__ int key_rows[2][kKeys];  // cache row of each key of tiles kt and kt + 1 (by kt % 2)
-  auto look_up = [&](int kt) {
-    const int t = kt * kKeys + tid;
-    if (tid < kKeys) key_rows[kt & 1][tid] = t < n_keys ? int(row_of(t)) : -2;
-  };
-  constexpr int kThreads = kWarps * 32;
-  const CT* const k_head = k_cache + int64_t(kvh) * D;  // this block's KV head of cache row 0
-  const CT* const v_head = v_cache + int64_t(kvh) * D;
-  auto issue = [&](int kt) {
-    if (kt < n_tiles) {
-      CT* st = tiles + (kt & 1) * 2 * kKeys * kStride;
-      for (int i = tid; i < 2 * kKeys * kUnits; i += kThreads) {
-        const int is_v = i >= kKeys * kUnits, j = i - is_v * kKeys * kUnits;
-        const int key = j / kUnits, u = j - key * kUnits;
-        CT* dst = st + (is_v * kKeys + key) * kStride + u * 8;
-        const int at = key_rows[kt & 1][key];
-        if (at >= 0)
-          cp_async16(dst, (is_v ? v_head : k_head) + int64_t(at) * kv_width + u * 8);
-        else
-          *reinterpret_cast<uint4*>(dst) = at == -2 ? make_uint4(0, 0, 0, 0) : make_uint4(
-              0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu, 0x7fff7fffu);  // NaN in fp16 and bf16
-      }
-    }
-    cp_async_commit();
-  };
 
   float o[2 * DK][4];  // output fragments: dims 8 dt .. 8 dt + 7
 #pragma unroll
   for (int dt = 0; dt < 2 * DK; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this lane's share of the sum
-  look_up(0);
-  look_up(1);
-  __syncthreads();  // key_rows holds tiles 0 and 1
-  issue(0);
   __syncthreads();  // every thread has read tile 0's rows: look_up(2) may overwrite them
   for (int kt = 0; kt < n_tiles; ++kt) {
     issue(kt + 1);
@@ -321,39 +323,43 @@ __global__ void __launch_bounds__(kWarps * 32, 3)
 #endif
 }
 
-template <class CT, int DK, bool kShort>
-void launch_dk(const PrefillParams& p, dim3 grid, const float* q, const CT* k, const CT* v,
-               const PagedKeys& keys, float* out, const DeviceContext& ctx) {
-  auto* kernel = paged_prefill_kernel<CT, DK, kShort>;
-  constexpr size_t shared = prefill_shared(16 * DK);
+// The kernel, allowed its shared memory (once per device).
+template <class CT, int DK, bool kShort, int kWarps>
+auto* prepared_kernel() {
+  auto* kernel = paged_prefill_kernel<CT, DK, kShort, kWarps>;
   static OncePerDevice prepared;
   prepared.run([kernel] {
     KUIPER_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           int(shared)));
+                                           int(prefill_shared(16 * DK, 16 * kWarps))));
   });
-  launch_with(pdl_attention(), kernel, grid, dim3(kWarps * 32), shared, stream_of(ctx), p, q, k, v,
-              keys, out);
+  return kernel;
 }
 
-template <class CT, bool kShort>
+template <class CT, int DK, bool kShort, int kWarps>
 void launch_tiles(const float* q, const CT* k_cache, const CT* v_cache, const PagedKeys& keys,
                   const AttentionShape& shape, int64_t n, float* out, const DeviceContext& ctx) {
   const int G = shape.n_heads / shape.n_kv_heads;
-  const bool heads_fastest = attention_decode_config().heads_fastest != 0;
   const PrefillParams p{shape.n_heads, shape.n_kv_heads, G,
-                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim))),
-                        heads_fastest};
-  // Tiles: each sequence's slots in tiles of 64, at most one part-filled tile a sequence taken.
+                        float(1.4426950408889634 / std::sqrt(double(shape.head_dim)))};
+  // Tiles: each sequence's slots in tiles of 16 * kWarps, at most one part-filled tile a
+  // sequence taken.
+  constexpr int kSlots = 16 * kWarps;
   const int64_t seqs = kShort ? keys.n_seqs : std::min<int64_t>(keys.n_seqs, n / keys.chunk_rows);
-  const auto n_tiles = unsigned((n * G + kSlots - 1) / kSlots + seqs);
-  const auto heads = unsigned(shape.n_kv_heads);
-  const dim3 grid = heads_fastest ? dim3(heads, n_tiles) : dim3(n_tiles, heads);
-  switch (shape.head_dim) {
-    case 48: return launch_dk<CT, 3, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
-    case 64: return launch_dk<CT, 4, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
-    case 96: return launch_dk<CT, 6, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
-    case 128: return launch_dk<CT, 8, kShort>(p, grid, q, k_cache, v_cache, keys, out, ctx);
-    default: fail("paged_attention: no tensor-core kernel for head_dim ", shape.head_dim);
+  const dim3 grid(unsigned(shape.n_kv_heads), unsigned((n * G + kSlots - 1) / kSlots + seqs));
+  launch_with(pdl_attention(), prepared_kernel<CT, DK, kShort, kWarps>(), grid,
+              dim3(kWarps * 32), prefill_shared(16 * DK, kSlots), stream_of(ctx), p, q, k_cache,
+              v_cache, keys, out);
+}
+
+// f(std::integral_constant<int, head_dim / 16>) for the head sizes the kernel serves.
+template <class F>
+void with_head_dim(int head_dim, const F& f) {
+  switch (head_dim) {
+    case 48: return f(std::integral_constant<int, 3>{});
+    case 64: return f(std::integral_constant<int, 4>{});
+    case 96: return f(std::integral_constant<int, 6>{});
+    case 128: return f(std::integral_constant<int, 8>{});
+    default: fail("paged_attention: no tensor-core kernel for head_dim ", head_dim);
   }
 }
 
@@ -368,14 +374,31 @@ template <class CT>
 void launch_paged_prefill(const float* q, const CT* k_cache, const CT* v_cache,
                           const PagedKeys& keys, const AttentionShape& shape, int64_t n, float* out,
                           const DeviceContext& ctx) {
-  launch_tiles<CT, false>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+  with_head_dim(shape.head_dim, [&]<int DK>(std::integral_constant<int, DK>) {
+    launch_tiles<CT, DK, false, kChunkWarps>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+  });
 }
 
+// Short rows in blocks of 4 warps where one a (row, KV head) fit the GPU at once, else of 2
+// (attention.h: short_warps). H200, 64 rows (fp16 cache, 128 + 128 tokens a sequence): the 512
+// blocks of Llama-3.1-8B's shape (3 an SM of 4 warps: two waves) 10,410 tok/s in 4 warps,
+// 10,571 in 2; TinyLlama's 256 blocks (one wave either way) 40,462 in 4, 36,222 in 2 (each
+// block's chain of tiles twice as long). From shapes only, so that a captured step replays with
+// any rows of the same shape.
 template <class CT>
 void launch_paged_short_rows(const float* q, const CT* k_cache, const CT* v_cache,
                              const PagedKeys& keys, const AttentionShape& shape, int64_t n,
                              float* out, const DeviceContext& ctx) {
-  launch_tiles<CT, true>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+  with_head_dim(shape.head_dim, [&]<int DK>(std::integral_constant<int, DK>) {
+    int warps = attention_decode_config().short_warps;
+    if (warps == 0) {
+      const int fit = resident_blocks(reinterpret_cast<const void*>(prepared_kernel<CT, DK, true, 4>()),
+                                      4 * 32, prefill_shared(16 * DK, 64));
+      warps = n * shape.n_kv_heads <= fit ? 4 : 2;
+    }
+    if (warps == 4) return launch_tiles<CT, DK, true, 4>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+    launch_tiles<CT, DK, true, 2>(q, k_cache, v_cache, keys, shape, n, out, ctx);
+  });
 }
 
 #define KUIPER_PAGED_TENSOR_CORES(CT)                                                           \

@@ -150,16 +150,16 @@ TEST(CudaPagedAttention, MixedBatchMatchesReference) {
         const float tolerance = type == DType::kF32 ? 1e-4f : tensor_core_tolerance(type);
         const Tensor want = reference::paged_attention(b.q, b.cache, b.rows, shape);
         // By default the other rows go to the tensor cores too where the batch's rows x KV
-        // heads are many; forced, in every shape; with the tensor-core grid in either order.
+        // heads are many; forced, in every shape; short rows in blocks of 2 and of 4 warps.
         for (int tensor_cores : {-1, 1})
-          for (int heads_fastest : {1, 0}) {
+          for (int short_warps : {2, 4}) {
             AttentionDecodeConfig config;
             config.tensor_cores = tensor_cores;
-            config.heads_fastest = heads_fastest;
+            config.short_warps = short_warps;
             const ConfigScope scope(config);
             EXPECT_LT(scaled_diff(cuda_attention(b, shape, type), want), tolerance)
                 << describe(shape, bs, type) << " tensor cores " << tensor_cores
-                << " heads fastest " << heads_fastest;
+                << " short rows' warps " << short_warps;
           }
       }
 }
