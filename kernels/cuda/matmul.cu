@@ -40,6 +40,7 @@
 //    tok/s that way against 28,409 with one part (H200).
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cuda/cuda_kernels.h"
@@ -152,9 +153,14 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
 std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
 
 
-bool gemv_fills_gpu() {
-  static const bool fills = !env_is("KUIPER_CUDA_GEMV_GRID", "chunks");
-  return fills;
+int gemv_grid_share() {
+  static const int share = [] {
+    const char* env = std::getenv("KUIPER_CUDA_GEMV_GRID");
+    if (env == nullptr) return 100;
+    if (std::strcmp(env, "chunks") == 0) return 0;
+    return std::clamp(std::atoi(env), 1, 100);
+  }();
+  return share;
 }
 
 namespace {
@@ -175,7 +181,7 @@ int gemv_default_variant(DType dtype, bool gated) {
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
-  // int8, q4: r1u2w8, with the grid filling the GPU (gemv_fills_gpu): on an H200 TinyLlama's
+  // int8, q4: r1u2w8, with the grid filling the GPU (gemv_grid_share): on an H200 TinyLlama's
   // shape decoded int8 1340 / q4 1448 tok/s against r4u2w4's 1182 / 1342, Llama-3.1-8B's 367 /
   // 493 against 340 / 449 (NOTES.md). ggml's blocks keep r4u2w4 until measured.
   if (is_quantized(dtype)) return 5;

@@ -353,7 +353,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
     }
     const int row0 = st.row0;
     chunk += gridDim.x;
-    // Only int8 and q4 codes loop (gemv_fills_gpu): floats and ggml's blocks keep the code of one
+    // Only int8 and q4 codes loop (gemv_grid_share): floats and ggml's blocks keep the code of one
     // chunk a block (measured for floats; ggml's blocks not yet measured with the loop).
     const bool more = kQ && !kBlocks && chunk * groups_per_block * kRows < p.rows;
     if (more) {  // the next chunk's first loads go out before this one's sums and stores
@@ -429,10 +429,11 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   }
 }
 
-// Whether a GEMV of int8 or q4 codes launches only as many blocks as the GPU holds at once
-// (each looping over chunks of rows) rather than one block a chunk: yes unless the environment
-// variable KUIPER_CUDA_GEMV_GRID=chunks says otherwise, for measurements.
-bool gemv_fills_gpu();
+// The share (percent) of the blocks the GPU holds at once that a GEMV of int8 or q4 codes
+// launches, each looping over chunks of rows: 100 by default; KUIPER_CUDA_GEMV_GRID=chunks (0:
+// one block a chunk) or =<percent> (fewer leave room for the next kernel's blocks, which under
+// programmatic launch start their first weight loads while this one drains), for measurements.
+int gemv_grid_share();
 
 // Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
 // that still give ~16 warps per SM, while each lane keeps at least two loads per row.
@@ -459,12 +460,12 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
     const int threads = c.warps_per_block * 32;
     unsigned blocks = blocks_for(p.rows, rows_per_block);
-    if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_fills_gpu()) {
+    if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_grid_share() > 0) {
       // As many blocks as the GPU holds at once, each looping over its chunks of rows: a
       // quantized row is a few loads a lane, so one block a chunk ran in waves of short blocks,
       // each staging the input again.
       const int resident = resident_blocks(reinterpret_cast<const void*>(kernel), threads, shared);
-      blocks = std::min(blocks, unsigned(resident));
+      blocks = std::min(blocks, unsigned(std::max(1, resident * gemv_grid_share() / 100)));
     }
     launch(kernel, blocks, threads, shared, stream, p);
   } else {
