@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/kernels.h"
+#include "kuiper/base/allocator.h"
 #include "kuiper/base/error.h"
 #include "kuiper/engine/engine.h"
 #include "kuiper/model/llama_model.h"

@@ -92,9 +92,10 @@ constexpr size_t prefill_shared(int head_dim, int keys) {
 // kShort: the blocks take the sequences that are no chunk (decode rows, short chunks) instead of
 // the chunks. Registers are held to what the shared memory allows an SM (3 blocks of 4 warps, 6
 // of 2): unbounded, head_dim 128 took 204 registers a thread, 2 blocks of 4 warps an SM, so that
-// 64 decode rows of Llama-3.1-8B's shape (544 blocks) ran in 3 waves; bounded, 168 (ptxas, no
-// spills). With 4 warps and 64-key tiles those 544 blocks still took 2 waves of 396, the second
-// a third full; 2 warps and 32-key tiles (35 KB) fit 6 blocks an SM, all in one wave.
+// 64 decode rows of Llama-3.1-8B's shape (544 blocks) ran in 3 waves; bounded, 168 (ptxas: no
+// spills in blocks of 2 warps; in blocks of 4 at head_dim 128, 44 bytes since the look-ahead of
+// the cache rows). With 4 warps and 64-key tiles those 544 blocks still took 2 waves of 396, the
+// second a third full; 2 warps and 32-key tiles (35 KB) fit 6 blocks an SM, all in one wave.
 // The grid's x runs over KV heads, y over tiles: the blocks of one sequence's heads start
 // together and read the same cache rows (each a share of every row) at once.
 template <class CT, int DK, bool kShort, int kWarps>
