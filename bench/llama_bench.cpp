@@ -99,9 +99,10 @@ void report_collectives(LlamaModel& model, int64_t rows, double step_s) {
 }
 
 // A decoding step of n sequences (one token each, at `position`) through forward_batch alone,
-// without the engine: ms a step when 20 are queued back to back (the device's time, the host
-// staying ahead) and when each is followed by the argmax and its copy to the host, as the engine
-// waits for its picks. Against the engine's step, what its host work between steps costs.
+// without the engine: ms a step when 20 are called back to back (the device's time plus the
+// upload of each step's index, which waits for the step before) and when each is followed by
+// the argmax and its copy to the host, as the engine waits for its picks. Against the engine's
+// step: what its own host work between steps costs.
 void report_step_times(LlamaModel& model, int n, int32_t position) {
   const int per_seq = (position + 1 + model.kv_block_size() - 1) / model.kv_block_size();
   if (int64_t(n) * per_seq > model.kv_blocks()) return;

@@ -152,7 +152,6 @@ void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
 
 std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
 
-
 int gemv_grid_share() {
   static const int share = [] {
     const char* env = std::getenv("KUIPER_CUDA_GEMV_GRID");
