@@ -16,6 +16,13 @@ unpack_bundle() {
   [ -n "${KUIPER_UNPACKED:-}" ] || { tar xf "$1" -C "$b" && tar xf "$2" -C "$shared"; } || exit 1
   export KUIPER_UNPACKED=1
   export KUIPER_SHARED_DIR=$shared KUIPER_SOURCE_DIR=$root KUIPER_BIN_DIR=$b/bin PYTHONUNBUFFERED=1
+  # Python packages the tests need and that machine lacks (gguf, the GGUF tests' writer; its
+  # numpy, pyyaml, requests and tqdm are there), carried as wheels in the data archive's
+  # wheels/ folder (pip download gguf --no-deps -d wheels), installed without the network.
+  if compgen -G "$shared/wheels/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps "$shared"/wheels/*.whl ||
+      echo "wheels in $shared/wheels: not installed"
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 }
 
