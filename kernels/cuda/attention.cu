@@ -566,8 +566,10 @@ AttentionDecodeConfig& decode_config_storage() {
       c.spread = std::atoi(env) != 0 ? 1 : 0;
     if (const char* env = std::getenv("KUIPER_CUDA_ATTN_STAGE")) c.stage_keys = std::atoi(env);
     if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC")) c.tensor_cores = std::atoi(env);
-    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC_WARPS"))
-      c.short_warps = std::atoi(env) == 2 || std::atoi(env) == 4 ? std::atoi(env) : 0;
+    if (const char* env = std::getenv("KUIPER_CUDA_ATTN_TC_WARPS")) {
+      const int warps = std::atoi(env);
+      c.short_warps = warps == 2 || warps == 4 ? warps : 0;
+    }
     return c;
   }();
   return config;

@@ -206,6 +206,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const GemmInput x = prepare_gemm_input<T>(in, s.n, s.in, scratch, stream_of(ctx));
   std::vector<GemmJob> jobs;
   for (size_t j = 0; j < outs.size(); ++j) {
+    if (rows[j] == 0) continue;  // nor a bias launch of no blocks
     const MatmulOutput& o = outs[j];
     float* y = o.y.data<float>();
     const float* bias = o.bias.empty() ? nullptr : o.bias.data<float>();

@@ -12,8 +12,9 @@ source "$(dirname "$0")/common.sh"
 unpack_bundle "$1" "$2" "$3"
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 big=$shared/models/llama3.1-8b/config.json
-# SERVE_8B=0 leaves the 8B shape out (a shorter run), SERVE_TINY=0 TinyLlama's; SERVE_ARGS adds server options (e.g.
-# "--kv-type fp16"); SERVE_REQUESTS requests a client (4), SERVE_CONCURRENCY the clients (1,8,32,64).
+# SERVE_8B=0 leaves the 8B shape out (a shorter run), SERVE_TINY=0 TinyLlama's; SERVE_ARGS adds
+# server options (e.g. "--kv-type fp16"); SERVE_REQUESTS requests a client (4), SERVE_CONCURRENCY
+# the clients (1,8,32,64).
 # (Files a warm machine kept from an earlier call are used as they are.)
 step export sh -c "{ [ -f /tmp/serve-tiny-fp16.bin ] || python3 $root/tools/export.py \
                      /tmp/serve-tiny-fp16.bin --random $tiny --dtype fp16 \
