@@ -7,6 +7,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/gemv.h"
+#include "kernels/cuda/gemv_trace.cuh"
 #include "kernels/cuda/ggml_blocks.cuh"
 
 namespace kuiper::kernels::cuda {
@@ -43,6 +44,7 @@ struct GemvParams {
   int split;           // warps sharing one group of rows
   bool accumulate;     // y += ..., not y = ...
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
+  unsigned long long* trace;  // KUIPER_CUDA_GEMV_TRACE's stamps of this launch, or null
 };
 
 // Output j's row of scales for weight row `row` (codes with group scales; else null).
@@ -323,6 +325,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   };
 
   // The weights do not depend on earlier kernels: the first loads go out before the wait.
+  gemv_stamp(p.trace, kStartMin, true);
   const int first = sub * 32 + lane;
   int chunk = blockIdx.x;
   Streams st = streams_of(chunk);
@@ -330,10 +333,12 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   Batch cur;
   load(cur, st, first);
   grid_dependency_wait();
+  gemv_stamp(p.trace, kWaitMin, true);
   if (p.early_trigger) allow_dependent_launch();
   float scale = 1.f;
   if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
   else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
+  gemv_stamp(p.trace, kStagedMax, false);
   for (;;) {
 #pragma unroll
     for (int s = 0; s < kStreams; ++s) acc[s] = 0.f;
@@ -384,7 +389,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
         else store_row(p, v, acc[r] * scale);
       }
     }
-    if (!more) return;
+    if (!more) return gemv_stamp(p.trace, kEndMin, true);
     if (split > 1) __syncthreads();  // partial is written again for the next chunk
     if (independent && st.nvec == 0) return;
   }
@@ -467,6 +472,7 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
       const int resident = resident_blocks(reinterpret_cast<const void*>(kernel), threads, shared);
       blocks = std::min(blocks, unsigned(std::max(1, resident * gemv_grid_share() / 100)));
     }
+    p.trace = gemv_trace_slot(p.rows, p.in, p.norm != nullptr, kGated, blocks, threads);
     launch(kernel, blocks, threads, shared, stream, p);
   } else {
     fail("gemv: no variant ", v);
