@@ -180,10 +180,11 @@ int gemv_default_variant(DType dtype, bool gated) {
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
   if (forced >= 0) return forced;
-  // int8, q4: r1u2w8, with the grid filling the GPU (gemv_grid_share): on an H200 TinyLlama's
-  // shape decoded int8 1340 / q4 1448 tok/s against r4u2w4's 1182 / 1342, Llama-3.1-8B's 367 /
-  // 493 against 340 / 449 (NOTES.md). ggml's blocks keep r4u2w4 until measured.
-  if (is_quantized(dtype)) return 5;
+  // int8, q4: r1u4w8 (r1u2w8 for gated_matmul), with the grid filling the GPU
+  // (gemv_grid_share): on an H200, Llama-3.1-8B's shape decoded int8 377 / q4 496 tok/s against
+  // r1u2w8's 365 / 493 and r4u2w4's 340 / 449, TinyLlama's q4 1496 against 1448, int8 within
+  // 1 % (NOTES.md). ggml's blocks keep r4u2w4 until measured.
+  if (is_quantized(dtype)) return gated ? 5 : 6;
   if (is_ggml_block(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }

@@ -65,7 +65,7 @@ inline GemvOutput gemv_output(const Weight& w, const Tensor& bias, const Tensor&
 // on TinyLlama's shapes (bench/gemv_bench.cpp).
 inline constexpr GemvVariant kGemvVariants[] = {
     {1, 4, 4, 0, false}, {1, 2, 4, 0, true},  {2, 2, 4, 0, true},
-    {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {1, 2, 8, 0, false},
+    {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {1, 2, 8, 0, false}, {1, 4, 8, 0, false},
 };
 inline constexpr int kNumGemvVariants = int(std::size(kGemvVariants));
 
