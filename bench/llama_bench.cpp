@@ -272,9 +272,10 @@ int run(int argc, char** argv) {
 #ifdef KUIPER_WITH_CUDA
   if (o.device == Device::kCUDA) {
     // KUIPER_CUDA_GEMV_TRACE=1: the GEMV launches of one more decoding step, stamped.
-    kernels::cuda::gemv_trace_reset();
-    next = model->forward_greedy({&next, 1}, o.prompt + o.decode - 1);
-    kernels::cuda::gemv_trace_dump();
+    if (kernels::cuda::gemv_trace_reset()) {
+      next = model->forward_greedy({&next, 1}, o.prompt + o.decode - 1);
+      kernels::cuda::gemv_trace_dump();
+    }
     // Read before the copy test below, whose 2 GiB of buffers would count too.
     std::printf("cuda     peak GPU memory in use %.1f MiB (weights, KV cache, activations, scratch)\n",
                 double(cuda_allocator().stats().peak_bytes_in_use) / (1 << 20));

@@ -28,12 +28,10 @@ void gemv_with_variant(int variant, const MatmulInput& in, std::span<const Matmu
 void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
                              const Weight& w_up, const Tensor& y, const DeviceContext& ctx);
 
-}  // namespace kuiper::kernels::cuda
-
-namespace kuiper::kernels::cuda {
 // KUIPER_CUDA_GEMV_TRACE=1 (measurement): gemv_trace_reset() clears the stamps of the GEMV
-// launches (gemv_trace.cuh), gemv_trace_dump() prints those recorded since, one line a launch in
-// the order they started (returns false when tracing is off).
-void gemv_trace_reset();
-bool gemv_trace_dump();
+// launches (gemv_trace.cuh) and returns whether tracing is on; gemv_trace_dump() prints those
+// recorded since, one line a launch in the order they started.
+bool gemv_trace_reset();
+void gemv_trace_dump();
+
 }  // namespace kuiper::kernels::cuda

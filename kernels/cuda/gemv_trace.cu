@@ -49,20 +49,21 @@ unsigned long long* gemv_trace_slot(int rows, int in, bool norm, bool gated, uns
   return t->slots + int64_t(id) * kStamps;
 }
 
-void gemv_trace_reset() {
+bool gemv_trace_reset() {
   Trace* t = trace();
-  if (t == nullptr) return;
+  if (t == nullptr) return false;
   std::vector<unsigned long long> init(size_t(kSlots) * kStamps, 0);
   for (int s = 0; s < kSlots; ++s)
     for (int k : {kStartMin, kWaitMin, kEndMin}) init[size_t(s) * kStamps + k] = ~0ull;
   KUIPER_CUDA_CHECK(cudaDeviceSynchronize());
   KUIPER_CUDA_CHECK(cudaMemcpy(t->slots, init.data(), init.size() * sizeof(init[0]),
                                cudaMemcpyHostToDevice));
+  return true;
 }
 
-bool gemv_trace_dump() {
+void gemv_trace_dump() {
   Trace* t = trace();
-  if (t == nullptr) return false;
+  if (t == nullptr) return;
   std::vector<unsigned long long> v(size_t(kSlots) * kStamps);
   KUIPER_CUDA_CHECK(cudaDeviceSynchronize());
   KUIPER_CUDA_CHECK(cudaMemcpy(v.data(), t->slots, v.size() * sizeof(v[0]), cudaMemcpyDeviceToHost));
@@ -72,7 +73,7 @@ bool gemv_trace_dump() {
   std::sort(ids.begin(), ids.end(), [&](int a, int b) {
     return v[size_t(a) * kStamps + kStartMin] < v[size_t(b) * kStamps + kStartMin];
   });
-  if (ids.empty()) return true;
+  if (ids.empty()) return;
   const double t0 = double(v[size_t(ids[0]) * kStamps + kStartMin]);
   double prev_end = t0;
   std::printf("gemv-trace us from the first start: rows x in, blocks x threads | start first..last"
@@ -89,7 +90,6 @@ bool gemv_trace_dump() {
                 us(kEndMin), us(kEndMax), (double(x[kWaitMin]) - prev_end) / 1e3);
     prev_end = double(x[kEndMax]);
   }
-  return true;
 }
 
 }  // namespace kuiper::kernels::cuda

@@ -4,7 +4,9 @@
 # machine kept from an earlier call), points the tests at them, and prints the GPU. Then
 #   step NAME COMMAND...
 # runs a command with its log in $out/NAME.log, shows the last lines, and sets status=1 when it
-# fails.
+# fails. A script that sets $parts (a comma list) and $results asks has PART, writes a line to
+# $results/summary.txt (and stdout) with note, and waits for a file with wait_for FILE [TRIES]
+# (2 s a try, 150 by default).
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 b=/tmp/kuiper-bundle shared=/tmp/kuiper-shared
 status=0
@@ -32,4 +34,12 @@ step() {
   shift
   "$@" >"$out/$name.log" 2>&1 || { echo "FAILED ($?): $name"; status=1; }
   tail -n "${STEP_TAIL:-8}" "$out/$name.log"
+}
+
+has() { [[ ",$parts," == *",$1,"* ]]; }
+note() { echo "$*" | tee -a "$results/summary.txt"; }
+wait_for() {
+  for _ in $(seq 1 "${2:-150}"); do [ -f "$1" ] && return 0; sleep 2; done
+  note "missing $1"
+  return 1
 }

@@ -12,8 +12,6 @@ parts=${4:-tiny,big}
 source "$(dirname "$0")/common.sh"
 results=$3
 unpack_bundle "$1" "$2" /tmp/gemv-sweep
-has() { [[ ",$parts," == *",$1,"* ]]; }
-note() { echo "$*" | tee -a "$results/summary.txt"; }
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 big=$shared/models/llama3.1-8b/config.json
 declare -A config=([tiny-fp16]=$tiny [tiny-int8]=$tiny [tiny-q4]=$tiny [big-int8]=$big [big-q4]=$big)
@@ -26,7 +24,6 @@ for m in $models; do
   [ -f /tmp/$m.bin ] || exports+="python3 $root/tools/export.py /tmp/$m.tmp --random ${config[$m]} ${args[$m]} -q && mv /tmp/$m.tmp /tmp/$m.bin; "
 done
 [ -z "$exports" ] || setsid nohup sh -c "$exports" > "$out/export.log" 2>&1 < /dev/null &
-wait_for() { for _ in $(seq 1 200); do [ -f "$1" ] && return 0; sleep 2; done; note "missing $1"; return 1; }
 decode() {  # MODEL ENV...: the decode line of llama_bench under the settings
   local m=$1
   shift
@@ -36,7 +33,7 @@ decode() {  # MODEL ENV...: the decode line of llama_bench under the settings
 for m in $models; do
   [[ $m == big-* ]] && ! has big && continue
   [[ $m == tiny-* ]] && ! has tiny && continue
-  wait_for /tmp/$m.bin || continue
+  wait_for /tmp/$m.bin 200 || continue
   for pair in ${PAIRS:--1:-1}; do
     note "$m ${BENCH_ENV:-} gemv ${pair%:*} gated ${pair#*:}: $(decode $m KUIPER_CUDA_GEMV=${pair%:*} KUIPER_CUDA_GEMV_GATED=${pair#*:})"
   done
@@ -56,7 +53,7 @@ if has nsys; then
 fi
 if has ncu; then
   for m in ${NCU_MODELS:-big-q4}; do
-    wait_for /tmp/$m.bin || continue
+    wait_for /tmp/$m.bin 200 || continue
     STEP_TAIL=400 step ncu-$m env ${BENCH_ENV:-} ncu --clock-control none -k regex:gemv_kernel \
       --launch-skip "${NCU_SKIP:-2000}" --launch-count "${NCU_COUNT:-5}" \
       ${NCU_ARGS:---section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis} \

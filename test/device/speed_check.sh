@@ -29,8 +29,6 @@ unpack_bundle "$1" "$2" /tmp/speed-check
 big=$shared/models/llama3.1-8b/config.json
 tiny=$shared/models/tinyllama-chat/resaved-transformers-4.56.0/config.json
 trace=$b/bin/libkernel_trace.so
-has() { [[ ",$parts," == *",$1,"* ]]; }
-note() { echo "$*" | tee -a "$results/summary.txt"; }
 bench() {  # bench NAME FILE ARGS...: llama_bench on CUDA, its figures into summary.txt
   local name=$1 file=$2
   shift 2
@@ -43,7 +41,6 @@ bench_under() {  # NAME FILE "ENVS" ARGS...: bench NAME-<setting> FILE ARGS unde
   shift 3
   for e in $envs; do BENCH_ENV=${e//,/ } bench "$name-${e//[=,]/_}" "$file" "$@"; done
 }
-wait_for() { for _ in $(seq 1 150); do [ -f "$1" ] && return 0; sleep 2; done; note "missing $1"; return 1; }
 export_big() {  # NAME ARGS...: the command exporting /tmp/NAME.bin unless a warm machine has it
   echo "[ -f /tmp/$1.bin ] || { python3 $root/tools/export.py /tmp/$1.tmp --random $big ${*:2} -q &&
     mv /tmp/$1.tmp /tmp/$1.bin; }"
