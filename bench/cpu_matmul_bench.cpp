@@ -87,7 +87,7 @@ int run(int argc, char** argv) {
       reg.matmul.find(Device::kCPU, dtype)(kernels::MatmulInput{x, {}, 0.f}, std::span(qkv), false, cpu);
       const kernels::MatmulOutput o[] = {{l.wo, {}, y}};
       reg.matmul.find(Device::kCPU, dtype)(kernels::MatmulInput{q, {}, 0.f}, std::span(o), true, cpu);
-      reg.gated_matmul.find(Device::kCPU, dtype)(kernels::MatmulInput{x, {}, 0.f}, l.w1, l.w3, g, cpu);
+      reg.gated_matmul.find(Device::kCPU, dtype)(kernels::MatmulInput{x, {}, 0.f}, l.w1, l.w3, g, Tensor(), cpu);
       const kernels::MatmulOutput down[] = {{l.w2, {}, y}};
       reg.matmul.find(Device::kCPU, dtype)(kernels::MatmulInput{h, {}, 0.f}, std::span(down), true, cpu);
       if (r > 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

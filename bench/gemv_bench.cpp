@@ -252,7 +252,7 @@ void gemv_sweep(const DeviceContext& ctx, const std::vector<DType>& dtypes) {
           for (int i = 0; i < kCalls; ++i) {
             const auto& w = ws[size_t(i % copies)];
             if (s.kind == kGated) {
-              kernels::cuda::gated_gemv_with_variant(v, in, w[0], w[1], ys[0], ctx);
+              kernels::cuda::gated_gemv_with_variant(v, in, w[0], w[1], ys[0], Tensor(), ctx);
             } else {
               std::vector<MatmulOutput> outs;
               for (size_t j = 0; j < w.size(); ++j) outs.push_back({w[j], Tensor(), ys[j]});
@@ -355,7 +355,7 @@ struct TinyLlama {
         matmul({a.att, Tensor(), 0.f}, std::span(o), true, ctx);
       }
       if (ops & kGated)
-        r.gated_matmul.find(kCuda, wtype)({a.x, L.ffn_norm, kEps}, L.w1, L.w3, a.h, ctx);
+        r.gated_matmul.find(kCuda, wtype)({a.x, L.ffn_norm, kEps}, L.w1, L.w3, a.h, Tensor(), ctx);
       if (ops & kW2) {
         const MatmulOutput down[] = {{L.w2, Tensor(), a.x}};
         matmul({a.h, Tensor(), 0.f}, std::span(down), true, ctx);

@@ -34,7 +34,19 @@ struct MatmulInput {
   Tensor x;
   Tensor norm;  // empty: x as it is
   float eps = 0.f;
+  // x quantized once by the kernel that wrote it (input_codes_bytes), or empty. Only a CUDA GEMV
+  // (n == 1) of int8 or q4 weights reads it, instead of quantizing x in each of its blocks; every
+  // other kernel takes x.
+  Tensor codes;
 };
+
+// Bytes of the int8 codes of an input of `in` values (in % 32 == 0) as a GEMV of int8 or q4
+// weights takes them: the codes, then one fp32 scale (max|x| / 127) per block of 8 values.
+// Blocks of 8 because the kernel writing them computes 8 consecutive outputs in one block.
+constexpr int64_t kInputCodeBlock = 8;
+constexpr int64_t input_codes_bytes(int64_t in) {
+  return in + in / kInputCodeBlock * int64_t(sizeof(float));
+}
 
 // One projection of the input: y [n, out] from weight [out, in] (float, or int8 with group
 // scales: kuiper/tensor/weight.h) and bias fp32 [out] (or empty).
@@ -52,9 +64,11 @@ using MatmulFn = void(const MatmulInput& in, std::span<const MatmulOutput> outs,
                       const DeviceContext& ctx);
 
 // The SwiGLU feed-forward's first half in one pass: y = silu(norm(x) * w_gate^T) * (norm(x) * w_up^T),
-// with w_gate and w_up [hidden, in] of one dtype and y fp32 [n, hidden].  Key: weight dtype.
+// with w_gate and w_up [hidden, in] of one dtype and y fp32 [n, hidden].  y_codes (or empty):
+// where a CUDA GEMV (n == 1) also writes y's codes (MatmulInput::codes) for the projection that
+// reads y; other kernels leave it alone.  Key: weight dtype.
 using GatedMatmulFn = void(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
-                           const Tensor& y, const DeviceContext& ctx);
+                           const Tensor& y, const Tensor& y_codes, const DeviceContext& ctx);
 
 // Rotary embedding of the batch's queries and keys, and the keys and values appended to the
 // cache, in one pass.  In each head, the pair (2j, 2j+1) of row i turns by the angle of frequency

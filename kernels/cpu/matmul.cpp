@@ -144,7 +144,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
 }
 
 void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
-                  const DeviceContext&) {
+                  const Tensor& /*y_codes: for CUDA GEMVs*/, const DeviceContext&) {
   const Tensor x = normalized(in);
   const int64_t n = x.dim(0), k = x.dim(1), hidden = w_gate.rows();
   const float* xs = x.data<float>();

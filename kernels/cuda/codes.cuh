@@ -150,4 +150,65 @@ __device__ __forceinline__ int dot_codes(const uint4& w, const StagedCodes& x, i
   }
 }
 
+// The input quantized once by the kernel that wrote it (MatmulInput::codes, kernels.h): int8
+// codes in blocks of kInputCodeBlock (8) values, then one fp32 scale a block, read from global
+// memory (L1) by each lane for its own loads: no staging, no barrier. XCodes<T> is what one
+// 16-byte load of T's codes pairs with: 16 codes and 2 scales (int8), 32 codes and 4 (q4).
+template <class T>
+struct XCodes {
+  static constexpr int kBlocks = kPer16<T> / 8;
+  int4 q[kBlocks / 2];
+  float s[kBlocks];
+};
+__host__ __device__ inline const float* input_code_scales(const int8_t* codes, int in) {
+  return reinterpret_cast<const float*>(codes + in);
+}
+__host__ __device__ inline float* input_code_scales(int8_t* codes, int in) {
+  return reinterpret_cast<float*>(codes + in);
+}
+template <class T>
+__device__ __forceinline__ XCodes<T> load_x_codes(const int8_t* codes, const float* scales, int i) {
+  XCodes<T> x;
+  const int4* q = reinterpret_cast<const int4*>(codes);
+  if constexpr (XCodes<T>::kBlocks == 2) {
+    x.q[0] = __ldg(q + i);
+    const float2 s = __ldg(reinterpret_cast<const float2*>(scales) + i);
+    x.s[0] = s.x;
+    x.s[1] = s.y;
+  } else {
+    x.q[0] = __ldg(q + 2 * i);
+    x.q[1] = __ldg(q + 2 * i + 1);
+    const float4 s = __ldg(reinterpret_cast<const float4*>(scales) + i);
+    x.s[0] = s.x;
+    x.s[1] = s.y;
+    x.s[2] = s.z;
+    x.s[3] = s.w;
+  }
+  return x;
+}
+
+// The dot product of load i of a row of codes with those input codes, in units of the weights'
+// group scale: each block of 8 an integer dot product times its scale. q4's codes are offset by
+// 8 (code - 8 is the weight): the block's sum of input codes, times -8, starts its dot product.
+template <class T>
+__device__ __forceinline__ float dot_x_codes(const uint4& w, const XCodes<T>& x) {
+  if constexpr (T::kBits == 8) {
+    const int d0 = __dp4a(int(w.x), x.q[0].x, __dp4a(int(w.y), x.q[0].y, 0));
+    const int d1 = __dp4a(int(w.z), x.q[0].z, __dp4a(int(w.w), x.q[0].w, 0));
+    return fmaf(float(d0), x.s[0], float(d1) * x.s[1]);
+  } else {
+    constexpr uint32_t kLow = 0x0f0f0f0fu;
+    constexpr int kMinus8 = int(0xf8f8f8f8u);  // -8 in every byte
+    // Values 0-15 of the block are the low nibbles (x.q[0]), 16-31 the high ones (x.q[1]).
+    auto block = [&](uint32_t w0, uint32_t w1, int a0, int a1) {
+      const int offset = __dp4a(a0, kMinus8, __dp4a(a1, kMinus8, 0));
+      return float(__dp4a(int(w0), a0, __dp4a(int(w1), a1, offset)));
+    };
+    float d = block(w.x & kLow, w.y & kLow, x.q[0].x, x.q[0].y) * x.s[0];
+    d = fmaf(block(w.z & kLow, w.w & kLow, x.q[0].z, x.q[0].w), x.s[1], d);
+    d = fmaf(block((w.x >> 4) & kLow, (w.y >> 4) & kLow, x.q[1].x, x.q[1].y), x.s[2], d);
+    return fmaf(block((w.z >> 4) & kLow, (w.w >> 4) & kLow, x.q[1].z, x.q[1].w), x.s[3], d);
+  }
+}
+
 }  // namespace kuiper::kernels::cuda

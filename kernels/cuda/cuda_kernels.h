@@ -18,7 +18,7 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
             const DeviceContext& ctx);
 template <class T>
 void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
-                  const DeviceContext& ctx);
+                  const Tensor& y_codes, const DeviceContext& ctx);
 // int8 or q4 weights with group scales, or ggml's blocks: integer GEMV over the codes (n == 1),
 // fp16 dequantized chunks for tensor-core GEMMs (n > 1).
 MatmulFn matmul_quantized;

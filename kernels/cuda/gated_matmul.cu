@@ -30,7 +30,8 @@ GatedShape check_gated(const MatmulInput& in, const Weight& w_gate, const Weight
 
 template <class T>
 void gated_gemv(int variant, const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
-                const Tensor& y, const GatedShape& g, const DeviceContext& ctx) {
+                const Tensor& y, const Tensor& y_codes, const GatedShape& g,
+                const DeviceContext& ctx) {
   GemvParams p{};
   p.x = in.x.data<float>();
   p.norm = in.norm.empty() ? nullptr : in.norm.data<float>();
@@ -41,20 +42,25 @@ void gated_gemv(int variant, const MatmulInput& in, const Weight& w_gate, const 
   p.out[0] = gemv_output(w_gate, Tensor(), y);
   p.out[1] = gemv_output(w_up, Tensor(), Tensor());
   p.group = int(w_gate.group());
+  if (!y_codes.empty()) {
+    check_input_codes("gated_matmul", "output codes", y_codes, g.hidden);
+    p.y_codes = static_cast<int8_t*>(y_codes.raw_data());
+  }
   run_gemv<T, true>(variant, p, ctx);
 }
 
 }  // namespace
 
 void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
-                             const Weight& w_up, const Tensor& y, const DeviceContext& ctx) {
+                             const Weight& w_up, const Tensor& y, const Tensor& y_codes,
+                             const DeviceContext& ctx) {
   const DType wtype = w_gate.dtype();
   const GatedShape g = check_gated(in, w_gate, w_up, y, wtype);
   KUIPER_CHECK(g.s.n == 1, "gated gemv: ", g.s.n, " rows, expected 1");
   switch (wtype) {
-    case DType::kF32: return gated_gemv<float>(variant, in, w_gate, w_up, y, g, ctx);
-    case DType::kF16: return gated_gemv<f16>(variant, in, w_gate, w_up, y, g, ctx);
-    case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, g, ctx);
+    case DType::kF32: return gated_gemv<float>(variant, in, w_gate, w_up, y, y_codes, g, ctx);
+    case DType::kF16: return gated_gemv<f16>(variant, in, w_gate, w_up, y, y_codes, g, ctx);
+    case DType::kBF16: return gated_gemv<bf16>(variant, in, w_gate, w_up, y, y_codes, g, ctx);
     case DType::kI8:
     case DType::kQ4:
     case DType::kQ8_0:
@@ -62,7 +68,7 @@ void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w
     case DType::kQ4_K:
     case DType::kQ6_K:
       return with_codes(w_gate, [&]<class Q>(Q) {
-        gated_gemv<Q>(variant, in, w_gate, w_up, y, g, ctx);
+        gated_gemv<Q>(variant, in, w_gate, w_up, y, y_codes, g, ctx);
       });
     default: fail("gated gemv: weights of ", dtype_name(wtype));
   }
@@ -70,12 +76,13 @@ void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w
 
 template <class T>
 void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_up, const Tensor& y,
-                  const DeviceContext& ctx) {
+                  const Tensor& y_codes, const DeviceContext& ctx) {
   const GatedShape g = check_gated(in, w_gate, w_up, y, dtype_of<T>());
   const int n = g.s.n, k = g.s.in;
   if (n == 0 || g.hidden == 0) return;
   if (n == 1)
-    return gated_gemv<T>(gemv_default_variant(dtype_of<T>(), true), in, w_gate, w_up, y, g, ctx);
+    return gated_gemv<T>(gemv_default_variant(dtype_of<T>(), true), in, w_gate, w_up, y, y_codes, g,
+                         ctx);
   // Workspace: the gate's products (and, where the weights sit side by side, the up
   // projection's right after them, so that one strided GEMM writes both), the prepared input.
   const void* wg = w_gate.values.raw_data();
@@ -95,13 +102,14 @@ void gated_matmul(const MatmulInput& in, const Weight& w_gate, const Weight& w_u
 }
 
 void gated_matmul_quantized(const MatmulInput& in, const Weight& w_gate, const Weight& w_up,
-                            const Tensor& y, const DeviceContext& ctx) {
+                            const Tensor& y, const Tensor& y_codes, const DeviceContext& ctx) {
   const GatedShape g = check_gated(in, w_gate, w_up, y, w_gate.dtype());
   const int n = g.s.n, k = g.s.in;
   if (n == 0 || g.hidden == 0) return;
   with_codes(w_gate, [&]<class Q>(Q) {
     if (n == 1)
-      return gated_gemv<Q>(gemv_default_variant(w_gate.dtype(), true), in, w_gate, w_up, y, g, ctx);
+      return gated_gemv<Q>(gemv_default_variant(w_gate.dtype(), true), in, w_gate, w_up, y, y_codes,
+                           g, ctx);
     // Workspace: the gate's products, the prepared input, one dequantized chunk.
     const size_t gate_bytes = (size_t(n) * g.hidden * sizeof(float) + 255) / 256 * 256;
     const size_t x_bytes = (gemm_input_bytes<f16>(in, n, k) + 255) / 256 * 256;
@@ -119,10 +127,10 @@ void gated_matmul_quantized(const MatmulInput& in, const Weight& w_gate, const W
 }
 
 template void gated_matmul<float>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
-                                  const DeviceContext&);
+                                  const Tensor&, const DeviceContext&);
 template void gated_matmul<f16>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
-                                const DeviceContext&);
+                                const Tensor&, const DeviceContext&);
 template void gated_matmul<bf16>(const MatmulInput&, const Weight&, const Weight&, const Tensor&,
-                                 const DeviceContext&);
+                                 const Tensor&, const DeviceContext&);
 
 }  // namespace kuiper::kernels::cuda

@@ -19,14 +19,15 @@ struct GemvVariant {
 
 std::span<const GemvVariant> gemv_variants();
 // The variant used for n == 1 with weights of `dtype` (an index into gemv_variants()), by
-// matmul or (gated) by gated_matmul.
-int gemv_default_variant(DType dtype, bool gated = false);
+// matmul or (gated) by gated_matmul, given its input's codes (MatmulInput::codes) or not.
+int gemv_default_variant(DType dtype, bool gated = false, bool input_codes = false);
 // matmul / gated_matmul for n == 1 through one variant (rows that do not allow 16-byte loads
 // take the scalar kernel whatever the variant).
 void gemv_with_variant(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                        bool accumulate, const DeviceContext& ctx);
 void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
-                             const Weight& w_up, const Tensor& y, const DeviceContext& ctx);
+                             const Weight& w_up, const Tensor& y, const Tensor& y_codes,
+                             const DeviceContext& ctx);
 
 // KUIPER_CUDA_GEMV_TRACE=1 (measurement): gemv_trace_reset() clears the stamps of the GEMV
 // launches (gemv_trace.cuh) and returns whether tracing is on; gemv_trace_dump() prints those

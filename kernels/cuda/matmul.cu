@@ -57,7 +57,15 @@ InputShape check_input(const char* op, const MatmulInput& in) {
     expect_numel(op, "norm weight", in.norm, k);
   }
   KUIPER_CHECK(n <= INT_MAX && k <= INT_MAX, op, ": sizes beyond int range");
+  if (!in.codes.empty()) check_input_codes(op, "input codes", in.codes, k);
   return {int(n), int(k)};
+}
+
+void check_input_codes(const char* op, const char* what, const Tensor& codes, int64_t in) {
+  expect_tensor(op, what, codes, DType::kI8);
+  KUIPER_CHECK(in % 32 == 0, op, ": ", what, " need a multiple of 32 values, not ", in);
+  expect_numel(op, what, codes, input_codes_bytes(in));
+  KUIPER_CHECK(aligned16(codes.raw_data()), op, ": ", what, " must be 16-byte aligned");
 }
 
 int check_projection(const char* op, const Weight& w, DType wtype, const Tensor& bias,
@@ -120,6 +128,7 @@ void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
     KUIPER_CHECK(total <= INT_MAX, "matmul: sizes beyond int range");
     p.rows = int(total);
     for (int j = p.n_outputs; j <= kMaxGemvOutputs; ++j) p.first_row[j] = p.rows;
+    p.x_codes = in.codes.empty() ? nullptr : static_cast<const int8_t*>(in.codes.raw_data());
     run_gemv<T, false>(variant, p, ctx);
   }
 }
@@ -162,6 +171,14 @@ int gemv_grid_share() {
   return share;
 }
 
+bool gemv_input_codes() {
+  static const bool on = [] {
+    const char* env = std::getenv("KUIPER_CUDA_GEMV_CODES");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return on;
+}
+
 namespace {
 
 int env_variant(const char* name) {
@@ -175,7 +192,7 @@ int env_variant(const char* name) {
 // r2u4w4a for fp32, r2u2w4ap for 16-bit weights: the best all-round on TinyLlama's shapes.
 // KUIPER_CUDA_GEMV=<index> (KUIPER_CUDA_GEMV_GATED for gated_matmul) overrides it, for
 // measurements.
-int gemv_default_variant(DType dtype, bool gated) {
+int gemv_default_variant(DType dtype, bool gated, bool input_codes) {
   static const int forced = env_variant("KUIPER_CUDA_GEMV");
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
@@ -183,8 +200,10 @@ int gemv_default_variant(DType dtype, bool gated) {
   // int8, q4: r1u4w8 (r1u2w8 for gated_matmul), with the grid filling the GPU
   // (gemv_grid_share): on an H200, Llama-3.1-8B's shape decoded int8 377 / q4 496 tok/s against
   // r1u2w8's 365 / 493 and r4u2w4's 340 / 449, TinyLlama's q4 1496 against 1448, int8 within
-  // 1 % (NOTES.md). ggml's blocks keep r4u2w4 until measured.
-  if (is_quantized(dtype)) return gated ? 5 : 6;
+  // 1 % (NOTES.md). Given the input's codes, r1u2w8: r1u4w8 then needs 76 (int8) / 116 (q4)
+  // registers, so three blocks an SM instead of four, and spills when held to 64; r1u2w8 takes
+  // 59 / 64. ggml's blocks keep r4u2w4 until measured.
+  if (is_quantized(dtype)) return gated || input_codes ? 5 : 6;
   if (is_ggml_block(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
 }
@@ -231,7 +250,8 @@ void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs,
   if (s.n == 0) return;
   with_codes(outs[0].weight, [&]<class Q>(Q) {
     if (s.n == 1)
-      return gemv_matmul<Q>(gemv_default_variant(wtype), in, outs, accumulate, rows, s, ctx);
+      return gemv_matmul<Q>(gemv_default_variant(wtype, false, !in.codes.empty()), in, outs,
+                            accumulate, rows, s, ctx);
     const size_t x_bytes = (gemm_input_bytes<f16>(in, s.n, s.in) + 255) / 256 * 256;
     const int max_rows = *std::max_element(rows.begin(), rows.end());
     char* scratch = static_cast<char*>(

@@ -45,7 +45,37 @@ struct GemvParams {
   bool accumulate;     // y += ..., not y = ...
   bool early_trigger;  // allow the next kernel's launch before the main loop, not after it
   unsigned long long* trace;  // KUIPER_CUDA_GEMV_TRACE's stamps of this launch, or null
+  const int8_t* x_codes;  // the input's codes (MatmulInput::codes) where the kernel reads them
+  int8_t* y_codes;        // where the kernel also writes its output's codes (one output), or null
 };
+
+// Lane t of a warp quantizes `value`, row `row` of an output, into the codes of that output
+// (MatmulInput::codes) where `valid`: lanes 8b..8b+7 hold one block of 8 consecutive rows, the
+// first a multiple of 8. The codes are those of stage_codes (nearest of x * (127 / max|x|)).
+// Every lane of the warp takes part (shuffles).
+__device__ __forceinline__ void write_input_code(float value, int row, bool valid, int in,
+                                                 int8_t* codes) {
+  float max = valid ? fabsf(value) : 0.f;
+  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 1));
+  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 2));
+  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 4));
+  if (!valid) return;
+  const float inverse = max > 0.f ? 127.f / max : 0.f;
+  codes[row] = int8_t(__float2int_rn(value * inverse));
+  if (row % kInputCodeBlock == 0)
+    input_code_scales(codes, in)[row / kInputCodeBlock] = max / 127.f;
+}
+
+// y's codes (MatmulInput::codes) written after the kernel that wrote y, where that kernel could
+// not (the scalar GEMV, chunks of rows that are not whole blocks of 8). n % 8 == 0.
+template <int = 0>
+__global__ void input_codes_kernel(const float* __restrict__ y, int n, int8_t* __restrict__ codes) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int base = int(blockIdx.x) * int(blockDim.x), i = base + int(threadIdx.x);
+  if (base >= n) return;  // whole warps: n % 32 need not hold, the warp's lanes past n are idle
+  write_input_code(i < n ? y[i] : 0.f, i, i < n, n, codes);
+}
 
 // Output j's row of scales for weight row `row` (codes with group scales; else null).
 template <class T>
@@ -81,12 +111,12 @@ __device__ __forceinline__ OutputRow locate(const GemvParams& p, int v) {
   return {j, v - p.first_row[j]};
 }
 
-// y = result (+ bias) or y += the same, for virtual row v (plain matmul).
-__device__ __forceinline__ void store_row(const GemvParams& p, int v, float result) {
+// y = result (+ bias) or y += the same, for virtual row v (plain matmul); returns what it stored.
+__device__ __forceinline__ float store_row(const GemvParams& p, int v, float result) {
   const OutputRow o = locate(p, v);
   const GemvOutput& out = p.out[o.output];
   const float value = result + (out.bias != nullptr ? out.bias[o.row] : 0.f);
-  out.y[o.row] = p.accumulate ? out.y[o.row] + value : value;
+  return out.y[o.row] = p.accumulate ? out.y[o.row] + value : value;
 }
 
 // The block stages x * norm in shared memory and returns rsqrt(mean(x^2) + eps), the scale that
@@ -211,26 +241,34 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // issued before the current one is used. kNorm: the block first stages x * norm in shared memory,
 // and the sums are scaled by the row's rsqrt(mean(x^2) + eps) at the end. Quantized weights:
 // the block always stages x as int8 codes (stage_codes) and takes integer dot products; ggml's
-// block types (ggml_blocks.cuh) the same, through their own loads and dot products.
+// block types (ggml_blocks.cuh) the same, through their own loads and dot products. kCodes: the
+// input comes quantized (p.x_codes, written by the kernel before): each lane loads the codes
+// its weights pair with beside them (XCodes), nothing is staged.
+// p.y_codes: the block also writes its chunk's outputs as codes (rows a chunk a multiple of 8).
 // A block's rows come in chunks (its warps' groups of rows): chunk blockIdx.x, then every
 // gridDim.x-th after it, the next chunk's first loads issued before this one's sums and stores.
 // With one block a chunk (the grid covering the rows) that loop runs once; a grid sized to what
 // the GPU holds at once (launch_gemv_variant) stages the input once per block, not per chunk.
-template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated>
-__global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvParams p) {
+template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated,
+          bool kCodes = false>
+// (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for. The others
+// leave it open, 0: an explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
+__global__ void __launch_bounds__(256, kCodes ? 4 : 0) gemv_kernel(const __grid_constant__ GemvParams p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
   constexpr bool kQ = kIsQuantized<T>;
   constexpr bool kBlocks = kIsBlocks<T>;
+  static_assert(!kCodes || (kQ && !kBlocks && !kNorm));
   extern __shared__ float4 staged[];  // kNorm: the normalised input; kQ: its codes
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
+  __shared__ float chunk_outputs[2][32];  // p.y_codes: a chunk's outputs, by chunk parity
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, split = p.split;
   const int group = warp / split, sub = warp - group * split;
   const int groups_per_block = (blockDim.x >> 5) / split;
   // Warps interact (barriers) when they split rows or stage the input; otherwise a warp past the
   // last row may leave.
-  const bool independent = !kNorm && !kQ && split == 1;
+  const bool independent = !kNorm && !kQ && split == 1 && p.y_codes == nullptr;
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
   // One chunk's weight streams: each row's address and (codes with group scales) row of scales.
@@ -262,11 +300,15 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   };
   // A batch of loads: 16 bytes of weights per (unroll, stream), and for codes their group's
   // scale (ggml blocks: a load of their own, scales included).
+  struct NoCodes {};
   struct Batch {
     typename LoadOf<T>::type w[kUnroll][kStreams];
     float scale[kQ && !kBlocks ? kUnroll : 1][kStreams];
+    std::conditional_t<kCodes, XCodes<T>, NoCodes> x[kUnroll];  // kCodes: the input's codes
   };
-  auto load = [&](Batch& b, const Streams& st, int base) {
+  const float* x_scales = kCodes ? input_code_scales(p.x_codes, p.in) : nullptr;
+  // with_x: the input's codes too (kCodes; not before the dependency wait).
+  auto load = [&](Batch& b, const Streams& st, int base, bool with_x = true) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int i = base + u * stride;
@@ -283,7 +325,15 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
                                         : 0.f;
         }
       }
+      if constexpr (kCodes)
+        if (with_x && i < st.nvec) b.x[u] = load_x_codes<T>(p.x_codes, x_scales, i);
     }
+  };
+  auto load_x = [&](Batch& b, int nvec, int base) {
+    if constexpr (kCodes)
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (base + u * stride < nvec) b.x[u] = load_x_codes<T>(p.x_codes, x_scales, base + u * stride);
   };
   const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
   float acc[kStreams];
@@ -296,6 +346,10 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
         const StagedCodes x = staged_codes(staged, p.in);
 #pragma unroll
         for (int s = 0; s < kStreams; ++s) acc[s] += T::dot(b.w[u][s], x, i);
+      } else if constexpr (kCodes) {
+#pragma unroll
+        for (int s = 0; s < kStreams; ++s)
+          acc[s] = fmaf(dot_x_codes<T>(b.w[u][s], b.x[u]), b.scale[u][s], acc[s]);
       } else if constexpr (kQ) {
         const StagedCodes x = staged_codes(staged, p.in);
         const float x_scale = x.scale[kVec == 32 ? i : i >> 1];
@@ -331,12 +385,15 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
   Streams st = streams_of(chunk);
   if (independent && st.nvec == 0) return;
   Batch cur;
-  load(cur, st, first);
+  load(cur, st, first, false);
   grid_dependency_wait();
   gemv_stamp(p.trace, kWaitMin, true);
   if (p.early_trigger) allow_dependent_launch();
+  load_x(cur, st.nvec, first);
   float scale = 1.f;
-  if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
+  int parity = 0;  // p.y_codes: which half of chunk_outputs this chunk writes
+  if constexpr (kCodes) {}
+  else if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
   else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
   gemv_stamp(p.trace, kStagedMax, false);
   for (;;) {
@@ -357,6 +414,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
       }
     }
     const int row0 = st.row0;
+    const int chunk_row0 = chunk * groups_per_block * kRows;
     chunk += gridDim.x;
     // Only int8 and q4 codes loop (gemv_grid_share): floats and ggml's blocks keep the code of one
     // chunk a block (measured for floats; ggml's blocks not yet measured with the loop).
@@ -385,9 +443,19 @@ __global__ void __launch_bounds__(256) gemv_kernel(const __grid_constant__ GemvP
       for (int r = 0; r < kRows; ++r) {
         const int v = row0 + r;
         if (v >= p.rows) break;
-        if constexpr (kGated) p.out[0].y[v] = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
-        else store_row(p, v, acc[r] * scale);
+        float value;
+        if constexpr (kGated) p.out[0].y[v] = value = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
+        else value = store_row(p, v, acc[r] * scale);
+        if (p.y_codes != nullptr) chunk_outputs[parity][v - chunk_row0] = value;
       }
+    }
+    if (p.y_codes != nullptr) {  // the block's rows are whole blocks of 8 (launch_gemv_variant)
+      __syncthreads();  // the chunk's outputs are in chunk_outputs[parity]
+      const int rows = groups_per_block * kRows, v = chunk_row0 + lane;
+      if (warp == 0)
+        write_input_code(lane < rows && v < p.rows ? chunk_outputs[parity][lane] : 0.f, v,
+                         lane < rows && v < p.rows, p.rows, p.y_codes);
+      parity ^= 1;  // the next chunk's outputs go to the other half while warp 0 reads this one
     }
     if (!more) return gemv_stamp(p.trace, kEndMin, true);
     if (split > 1) __syncthreads();  // partial is written again for the next chunk
@@ -440,6 +508,11 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
 // programmatic launch start their first weight loads while this one drains), for measurements.
 int gemv_grid_share();
 
+// Whether GEMVs read and write their inputs' codes (MatmulInput::codes) where given: yes by
+// default; KUIPER_CUDA_GEMV_CODES=0 ignores them (every GEMV quantizes its input itself), for
+// measurements.
+bool gemv_input_codes();
+
 // Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
 // that still give ~16 warps per SM, while each lane keeps at least two loads per row.
 inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec) {
@@ -451,8 +524,10 @@ inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec
   return split;
 }
 
+// Launches variant v; returns whether the kernel writes p.y_codes (its chunks are whole blocks of
+// 8 rows; otherwise p.y_codes is cleared and the caller writes them after).
 template <class DT, bool kGated, int kV = 0>
-void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
+bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
   if constexpr (kV < kNumGemvVariants) {
     if (v != kV) return launch_gemv_variant<DT, kGated, kV + 1>(v, p, shared, stream);
     constexpr GemvVariant c = kGemvVariants[kV];
@@ -461,8 +536,12 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
                   ? c.warps_per_row
                   : auto_split(kRows, c.warps_per_block, p.rows, p.in / kPer16<DT>);
     const int rows_per_block = kRows * c.warps_per_block / p.split;
+    if (rows_per_block % kInputCodeBlock != 0 || rows_per_block > 32 || p.rows % kInputCodeBlock != 0)
+      p.y_codes = nullptr;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
+    if constexpr (kIsQuantized<DT> && !kIsBlocks<DT> && !kGated)
+      if (p.x_codes != nullptr) kernel = gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, false, true>;
     const int threads = c.warps_per_block * 32;
     unsigned blocks = blocks_for(p.rows, rows_per_block);
     if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_grid_share() > 0) {
@@ -474,6 +553,7 @@ void launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
     }
     p.trace = gemv_trace_slot(p.rows, p.in, p.norm != nullptr, kGated, blocks, threads);
     launch(kernel, blocks, threads, shared, stream, p);
+    return p.y_codes != nullptr;
   } else {
     fail("gemv: no variant ", v);
   }
@@ -574,6 +654,7 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   constexpr int kVec = kPer16<DT>;
   cudaStream_t stream = stream_of(ctx);
   if (p.rows == 0) return;
+  if (!gemv_input_codes()) p.x_codes = p.y_codes = nullptr;
   if (p.norm != nullptr && p.in > kMaxStagedInput) {  // too long for shared memory
     float* xn = static_cast<float*>(workspace(ctx, size_t(p.in) * sizeof(float)).scratch);
     launch(prepare_kernel<float, true>, 1, 256, 0, stream, p.x, p.norm, p.eps, p.in, xn,
@@ -601,15 +682,27 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   }
   size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
   if (kIsQuantized<DT> && vec) shared = staged_codes_bytes(p.in);
+  // The input's codes replace the staging where the vector path of int8/q4 codes takes x as it is.
+  if (!(kIsQuantized<DT> && !kIsBlocks<DT> && !kGated && vec && p.norm == nullptr))
+    p.x_codes = nullptr;
+  if (p.x_codes != nullptr) shared = 0;
   p.early_trigger = pdl_mode() == 2;
+  int8_t* const y_codes = p.y_codes;
+  bool wrote_codes = false;
   if (vec) {
-    launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
+    wrote_codes = launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
   } else {
     constexpr int kWarps = 4;
     p.split = 1;
+    p.y_codes = nullptr;
     launch(p.norm != nullptr ? gemv_scalar_kernel<DT, true, kGated>
                              : gemv_scalar_kernel<DT, false, kGated>,
            blocks_for(p.rows, kWarps), kWarps * 32, shared, stream, p);
+  }
+  if (y_codes != nullptr && !wrote_codes) {
+    constexpr int kThreads = 256;
+    launch(input_codes_kernel<>, blocks_for(p.rows, kThreads), kThreads, 0, stream, p.out[0].y,
+           p.rows, y_codes);
   }
 }
 
@@ -850,6 +943,8 @@ struct InputShape {
   int n, in;
 };
 InputShape check_input(const char* op, const MatmulInput& in);
+// Checks the int8 codes of an input of `in` values (MatmulInput::codes).
+void check_input_codes(const char* op, const char* what, const Tensor& codes, int64_t in);
 // Checks a weight of `wtype` with `in` columns and its output [n, rows] (and bias); returns rows.
 int check_projection(const char* op, const Weight& w, DType wtype, const Tensor& bias,
                      const Tensor& y, int n, int in);

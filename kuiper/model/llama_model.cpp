@@ -30,6 +30,9 @@ struct LlamaModel::Activations {
   Tensor logits;             // [logit_rows, vocab]
   Tensor logit_shard;        // [logit_rows, this rank's vocabulary]: logits itself for one rank
   Tensor next_token;         // int32 [1]
+  // h quantized once, by the ffn layer, for w2 (kernels.h: MatmulInput::codes): one row, on
+  // CUDA where w2 holds int8 or q4 codes; else empty.
+  Tensor h_codes;
 
   Activations first(int64_t n) const {
     Activations a = *this;
@@ -228,6 +231,12 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
       Tensor(DType::kF32, {batch_, qn}, dev), Tensor(DType::kF32, {batch_, s.hidden}, dev), logits,
       s.ranks == 1 ? logits : Tensor(DType::kF32, {logit_rows, s.vocab}, dev),
       Tensor(DType::kI32, {1}, dev)});
+  const bool w2_codes = std::all_of(blocks_.begin(), blocks_.end(), [](const Block& b) {
+    const DType t = b.w2.weights()[0].dtype();
+    return t == DType::kI8 || t == DType::kQ4;
+  });
+  if (dev == Device::kCUDA && w2_codes && s.hidden % 32 == 0)
+    act_->h_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(s.hidden)}, dev);
   // Four int32 per row (token, position, slot, sequence), the sequences' starts and tables.
   index_ = Tensor(DType::kI32,
                   {4 * int64_t(batch_) + max_seqs_ + 1 + int64_t(max_seqs_) * max_table_}, dev);
@@ -291,8 +300,8 @@ void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   b.wo.forward({a.att}, {a.x}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' heads' parts of the update (one rank: nothing)
   // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
-  b.ffn.forward({a.x}, {a.h}, ctx);
-  b.w2.forward({a.h}, {a.x}, ctx);
+  b.ffn.forward({a.x}, {a.h, a.h_codes}, ctx);  // h_codes: h quantized once for w2, or empty
+  b.w2.forward({a.h, a.h_codes}, {a.x}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' hidden units' parts
 }
 

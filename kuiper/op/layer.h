@@ -32,11 +32,13 @@ class TensorList {
 // One step of the network. forward() checks what every layer needs checked (how many tensors,
 // all on the context's device), then base_forward() checks shapes and calls the kernel that the
 // registry holds for the tensors' device and dtype. Outputs are written in place; const refers
-// to the layer's configuration, not to the memory behind output tensors.
+// to the layer's configuration, not to the memory behind output tensors. The last
+// `optional_inputs` inputs and `optional_outputs` outputs (an input's codes: kernels.h's
+// MatmulInput::codes) may be left out or empty.
 class Layer {
  public:
   Layer(LayerType type, std::string name, int n_inputs, int n_outputs,
-        std::vector<Tensor> weights = {});
+        std::vector<Tensor> weights = {}, int optional_inputs = 0, int optional_outputs = 0);
   virtual ~Layer() = default;
 
   LayerType type() const { return type_; }
@@ -60,6 +62,8 @@ class Layer {
   std::string name_;
   int n_inputs_;
   int n_outputs_;
+  int optional_inputs_;
+  int optional_outputs_;
 };
 
 }  // namespace kuiper

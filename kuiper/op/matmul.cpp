@@ -7,7 +7,7 @@ namespace kuiper {
 
 MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases,
                          ProjectionOptions options)
-    : Layer(LayerType::kMatmul, std::move(name), 1, int(weights.size())),
+    : Layer(LayerType::kMatmul, std::move(name), 2, int(weights.size()), {}, 1),
       projections_(std::move(weights)),
       biases_(std::move(biases)),
       options_(std::move(options)) {
@@ -40,6 +40,7 @@ MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vec
 
 void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
   const Tensor& x = in[0];
+  const Tensor codes = in.size() > 1 ? in[1] : Tensor();
   const int64_t n = x.dim(0);
   expect_shape(x, {n, projections_[0].cols()}, "input");
   for (size_t i = 0; i < projections_.size(); ++i) {
@@ -51,13 +52,13 @@ void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContex
     outs.clear();
     for (size_t i : group) outs.push_back({projections_[i], biases_[i], out[i]});
     kernels::registry().matmul.find(ctx.device(), projections_[group.front()].dtype())(
-        {x, options_.norm, options_.eps}, outs, options_.residual, ctx);
+        {x, options_.norm, options_.eps, codes}, outs, options_.residual, ctx);
   }
 }
 
 GatedMatmulLayer::GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up,
                                    ProjectionOptions options)
-    : Layer(LayerType::kGatedMatmul, std::move(name), 1, 1),
+    : Layer(LayerType::kGatedMatmul, std::move(name), 1, 2, {}, 0, 1),
       gate_(std::move(w_gate)),
       up_(std::move(w_up)),
       options_(std::move(options)) {
@@ -80,7 +81,7 @@ void GatedMatmulLayer::base_forward(TensorList in, TensorList out, const DeviceC
   expect_shape(x, {x.dim(0), gate_.cols()}, "input");
   expect_shape(out[0], {x.dim(0), gate_.rows()}, "output");
   kernels::registry().gated_matmul.find(ctx.device(), gate_.dtype())(
-      {x, options_.norm, options_.eps}, gate_, up_, out[0], ctx);
+      {x, options_.norm, options_.eps}, gate_, up_, out[0], out.size() > 1 ? out[1] : Tensor(), ctx);
 }
 
 }  // namespace kuiper

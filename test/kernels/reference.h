@@ -24,15 +24,15 @@ inline Tensor matmul(const Tensor& x, const Weight& w, const Tensor& bias) {
 // x rounded as the integer dot products of q4 weights take it: per block of 32 values of a row,
 // scale max|x| / 127 and the nearest multiple of it (the multiplication by 127 / max|x| in fp32,
 // as kernels/cpu/weight_rows.cpp does, so that the codes are the same).
-inline Tensor int8_blocks(const Tensor& x) {
+inline Tensor int8_blocks(const Tensor& x, size_t block = 32) {
   Tensor y(DType::kF32, x.shape());
   const auto in = x.span<float>();
   const auto out = y.span<float>();
-  for (size_t b = 0; b < in.size(); b += 32) {
+  for (size_t b = 0; b < in.size(); b += block) {
     float max = 0.f;
-    for (size_t j = b; j < b + 32; ++j) max = std::max(max, std::fabs(in[j]));
+    for (size_t j = b; j < b + block; ++j) max = std::max(max, std::fabs(in[j]));
     const float inverse = max > 0.f ? 127.f / max : 0.f;
-    for (size_t j = b; j < b + 32; ++j) out[j] = float(std::nearbyint(in[j] * inverse) * (double(max) / 127.0));
+    for (size_t j = b; j < b + block; ++j) out[j] = float(std::nearbyint(in[j] * inverse) * (double(max) / 127.0));
   }
   return y;
 }

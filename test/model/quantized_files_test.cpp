@@ -2,7 +2,8 @@
 // int8 export, written by test/tools/legacy_int8.py) against tools/export.py's own files of the
 // same weights: the same codes and scales give bit-identical logits. What the loader cannot
 // serve, and damaged int8 and q4 files, end in one clear line. int8 greedy decoding keeps to the
-// fp32 golden generations; q4's departs from them later or earlier, and how far is printed.
+// fp32 golden generations, on the CPU and on CUDA; q4's departs from them later or earlier, and how
+// far is printed.
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -355,6 +356,20 @@ void expect_near_tie(const nlohmann::json& step, int32_t ours, const std::string
       << what << ": int8 chose " << ours << ", transformers' top 5 were " << step.dump();
 }
 
+// The CPU, and CUDA where a device is present: the greedy runs decode a token at a time, so on
+// CUDA they take the decoding GEMVs (and h quantized once for w2: kernels.h's
+// MatmulInput::codes).
+std::vector<Device> test_devices() {
+  std::vector<Device> devices = {Device::kCPU};
+  if (cuda_device_count() > 0) devices.push_back(Device::kCUDA);
+  return devices;
+}
+std::unique_ptr<LlamaModel> load_on(Device device, const std::filesystem::path& path) {
+  ModelOptions options;
+  options.device = device;
+  return LlamaModel::load(path, options);
+}
+
 // One golden llama2 prompt decoded greedily by a model: how many of its ids agree with
 // transformers' fp32 greedy ids before the first difference (and the id chosen there), and, fed
 // the golden ids (teacher forcing), at which steps its top token is another one.
@@ -394,25 +409,28 @@ GoldenAgreement agreement(LlamaModel& m, const nlohmann::json& p) {
 TEST(Int8Files, GreedyMatchesFp32OnGolden) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  for (const std::string& args : {kOursInt8, kLlama2 + " --dtype int8 --group-size 32"}) {
-    const auto m = LlamaModel::load(exported_model(args));
-    std::ostringstream free_run, forced;  // "agreeing/total" per prompt
-    for (const auto& p : golden().at("llama2").at("prompts")) {
-      const std::string what = args + ": " + p.at("prompt").get<std::string>();
-      const GoldenAgreement a = agreement(*m, p);
-      const auto& steps = p.at("step_top5");
-      free_run << ' ' << a.agree << '/' << a.total;
-      if (a.agree < std::min<size_t>(20, a.total))
-        expect_near_tie(steps.at(a.agree), a.chosen, what + " (step " + std::to_string(a.agree) + ")");
-      for (const auto& [k, top] : a.forced_misses)
-        expect_near_tie(steps.at(k), top, what + " (fed, step " + std::to_string(k) + ")");
-      forced << ' ' << a.total - a.forced_misses.size() << '/' << a.total;
+  for (const Device device : test_devices())
+    for (const std::string& args : {kOursInt8, kLlama2 + " --dtype int8 --group-size 32"}) {
+      const auto m = load_on(device, exported_model(args));
+      std::ostringstream free_run, forced;  // "agreeing/total" per prompt
+      for (const auto& p : golden().at("llama2").at("prompts")) {
+        const std::string what =
+            std::string(device_name(device)) + " " + args + ": " + p.at("prompt").get<std::string>();
+        const GoldenAgreement a = agreement(*m, p);
+        const auto& steps = p.at("step_top5");
+        free_run << ' ' << a.agree << '/' << a.total;
+        if (a.agree < std::min<size_t>(20, a.total))
+          expect_near_tie(steps.at(a.agree), a.chosen,
+                          what + " (step " + std::to_string(a.agree) + ")");
+        for (const auto& [k, top] : a.forced_misses)
+          expect_near_tie(steps.at(k), top, what + " (fed, step " + std::to_string(k) + ")");
+        forced << ' ' << a.total - a.forced_misses.size() << '/' << a.total;
+      }
+      std::cout << "[ int8     ] " << device_name(device) << " " << args.substr(args.find("--dtype"))
+                << ": greedy ids agreeing with transformers' before the first difference:"
+                << free_run.str()
+                << "; top token = golden id, teacher-forced:" << forced.str() << "\n";
     }
-    std::cout << "[ int8     ] " << args.substr(args.find("--dtype"))
-              << ": greedy ids agreeing with transformers' before the first difference:"
-              << free_run.str()
-              << "; top token = golden id, teacher-forced:" << forced.str() << "\n";
-  }
 }
 
 // q4 (groups of 32) moves llama2-kjv's logits by ~10%, so its greedy text parts from the fp32
@@ -423,21 +441,24 @@ TEST(Int8Files, GreedyMatchesFp32OnGolden) {
 TEST(Q4Files, GreedyStaysWithFp32OnGolden) {
   KUIPER_REQUIRE_SHARED("models/llama2-kjv");
   KUIPER_REQUIRE_SHARED("models/golden_public.json");
-  const auto m = LlamaModel::load(exported_model(kLlama2 + " --dtype q4 --group-size 32"));
-  EXPECT_EQ(m->config().dtype, DType::kQ4);
-  std::ostringstream free_run, forced;
-  size_t fed = 0, kept = 0;
-  for (const auto& p : golden().at("llama2").at("prompts")) {
-    const GoldenAgreement a = agreement(*m, p);
-    free_run << ' ' << a.agree << '/' << a.total;
-    forced << ' ' << a.total - a.forced_misses.size() << '/' << a.total;
-    fed += a.total;
-    kept += a.total - a.forced_misses.size();
+  for (const Device device : test_devices()) {
+    const auto m = load_on(device, exported_model(kLlama2 + " --dtype q4 --group-size 32"));
+    EXPECT_EQ(m->config().dtype, DType::kQ4);
+    std::ostringstream free_run, forced;
+    size_t fed = 0, kept = 0;
+    for (const auto& p : golden().at("llama2").at("prompts")) {
+      const GoldenAgreement a = agreement(*m, p);
+      free_run << ' ' << a.agree << '/' << a.total;
+      forced << ' ' << a.total - a.forced_misses.size() << '/' << a.total;
+      fed += a.total;
+      kept += a.total - a.forced_misses.size();
+    }
+    EXPECT_GE(4 * kept, 3 * fed) << device_name(device) << ", teacher-forced:" << forced.str();
+    std::cout << "[ q4       ] " << device_name(device)
+              << " --dtype q4 --group-size 32: greedy ids agreeing with transformers' "
+                 "before the first difference:"
+              << free_run.str() << "; top token = golden id, teacher-forced:" << forced.str() << "\n";
   }
-  EXPECT_GE(4 * kept, 3 * fed) << "teacher-forced:" << forced.str();
-  std::cout << "[ q4       ] --dtype q4 --group-size 32: greedy ids agreeing with transformers' "
-               "before the first difference:"
-            << free_run.str() << "; top token = golden id, teacher-forced:" << forced.str() << "\n";
 }
 
 // Damaged q4 files: cut short, scales whose groups do not tile q4's 32-value blocks, a dtype no

@@ -135,7 +135,7 @@ TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
       const Tensor expected = reference::silu_times(reference::matmul(xn, w_gate, {}),
                                                     reference::matmul(xn, w_up, {}));
       kernels::registry().gated_matmul.find(Device::kCPU, dtype)({x, norm, 1e-6f}, w_gate, w_up, y,
-                                                                DeviceContext::cpu());
+                                                                Tensor(), DeviceContext::cpu());
       EXPECT_LT(max_rel_diff(y, expected), 1e-4) << dtype_name(dtype) << " n=" << n;
     }
   }

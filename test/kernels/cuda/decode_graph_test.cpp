@@ -53,7 +53,7 @@ struct TinyStep {
                                   att, ctx);
     const MatmulOutput o[] = {{wo, Tensor(), x}};
     matmul(plain(att), std::span(o), true, ctx);
-    r.gated_matmul.find(kCuda, kF16)({x, ffn_norm, 1e-5f}, w1, w3, h, ctx);
+    r.gated_matmul.find(kCuda, kF16)({x, ffn_norm, 1e-5f}, w1, w3, h, Tensor(), ctx);
     const MatmulOutput down[] = {{w2, Tensor(), x}};
     matmul(plain(h), std::span(down), true, ctx);
     const MatmulOutput cls[] = {{classifier, Tensor(), logits}};

@@ -32,7 +32,7 @@ Problem make_problem(DType dtype, GatedCase c, int64_t n, bool with_norm, std::m
 Tensor cpu_gated(const Problem& p) {
   const Tensor y(DType::kF32, {p.x.dim(0), p.w_gate.dim(0)});
   kernel_registry().gated_matmul.find(Device::kCPU, p.w_gate.dtype())(
-      {p.x, p.norm, p.eps}, p.w_gate, p.w_up, y, cpu_ctx());
+      {p.x, p.norm, p.eps}, p.w_gate, p.w_up, y, Tensor(), cpu_ctx());
   return y;
 }
 
@@ -69,7 +69,7 @@ TEST(CudaGatedMatmul, MatchesCpu) {
           const Tensor got = cuda_gated(
               p,
               [&](const MatmulInput& in, const Tensor& wg, const Tensor& wu, const Tensor& y) {
-                gated(in, wg, wu, y, cuda_ctx());
+                gated(in, wg, wu, y, Tensor(), cuda_ctx());
               },
               adjacent);
           // silu(g) * u carries the rounding of g and u, sums of in products each, times the
@@ -99,7 +99,7 @@ TEST(CudaGatedMatmul, EveryGemvVariantMatchesCpu) {
         for (int v = 0; v < int(variants.size()); ++v) {
           const Tensor got = cuda_gated(p, [&](const MatmulInput& in, const Tensor& wg,
                                                const Tensor& wu, const Tensor& y) {
-            kernels::cuda::gated_gemv_with_variant(v, in, wg, wu, y, cuda_ctx());
+            kernels::cuda::gated_gemv_with_variant(v, in, wg, wu, y, Tensor(), cuda_ctx());
           });
           EXPECT_LT(scaled_diff(got, want), 1e-4f)
               << dtype_name(dtype) << " variant " << v << " in " << c.in << " hidden " << c.hidden
@@ -116,15 +116,15 @@ TEST(CudaGatedMatmul, RejectsMismatchedShapes) {
   const Tensor x(DType::kF32, {1, 64}, Device::kCUDA);
   const Tensor wg(DType::kBF16, {8, 64}, Device::kCUDA), wu(DType::kBF16, {8, 64}, Device::kCUDA);
   const Tensor y(DType::kF32, {1, 8}, Device::kCUDA);
-  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kBF16, {9, 64}, Device::kCUDA), y, cuda_ctx()),
+  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kBF16, {9, 64}, Device::kCUDA), y, {}, cuda_ctx()),
                Error);
-  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kF16, {8, 64}, Device::kCUDA), y, cuda_ctx()),
+  EXPECT_THROW(gated(plain(x), wg, Tensor(DType::kF16, {8, 64}, Device::kCUDA), y, {}, cuda_ctx()),
                Error);
-  EXPECT_THROW(gated(plain(x), wg, wu, Tensor(DType::kF32, {1, 9}, Device::kCUDA), cuda_ctx()),
+  EXPECT_THROW(gated(plain(x), wg, wu, Tensor(DType::kF32, {1, 9}, Device::kCUDA), {}, cuda_ctx()),
                Error);
-  EXPECT_THROW(gated({x, Tensor(DType::kF32, {65}, Device::kCUDA), 1e-5f}, wg, wu, y, cuda_ctx()),
+  EXPECT_THROW(gated({x, Tensor(DType::kF32, {65}, Device::kCUDA), 1e-5f}, wg, wu, y, {}, cuda_ctx()),
                Error);
-  EXPECT_NO_THROW(gated(plain(x), wg, wu, y, cuda_ctx()));
+  EXPECT_NO_THROW(gated(plain(x), wg, wu, y, {}, cuda_ctx()));
 }
 
 }  // namespace

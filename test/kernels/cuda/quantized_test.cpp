@@ -179,14 +179,116 @@ TEST(CudaQuantized, GatedMatmulMatchesFloat64Reference) {
         const Tensor y = poisoned_cuda(DType::kF32, {n, hidden});
         const MatmulInput in{test::to_cuda(x), test::to_cuda(nw), 1e-5f};
         if (n == 1)
-          kernels::cuda::gated_gemv_with_variant(v, in, to_cuda(wg), to_cuda(wu), y, cuda_ctx());
+          kernels::cuda::gated_gemv_with_variant(v, in, to_cuda(wg), to_cuda(wu), y, Tensor(), cuda_ctx());
         else
           kernel_registry().gated_matmul.find(Device::kCUDA, c.dtype)(in, to_cuda(wg), to_cuda(wu),
-                                                                      y, cuda_ctx());
+                                                                      y, Tensor(), cuda_ctx());
         // silu(g) * u carries the rounding of both products (n > 1: over the input in fp16).
         EXPECT_LT(scaled_diff(to_cpu(y), want), n > 1 ? 3 * gemm16_tolerance(DType::kF16) : 1e-4f)
             << describe(c, n, true, false, false) << ", variant " << v;
       }
+}
+
+// x (one row of `in` values) as its producer quantizes it for the GEMVs that read it
+// (kernels.h: MatmulInput::codes): codes in blocks of 8, then one fp32 scale a block.
+Tensor input_codes(std::span<const float> x) {
+  const int64_t in = int64_t(x.size());
+  Tensor codes(DType::kI8, {kernels::input_codes_bytes(in)});
+  auto* q = static_cast<int8_t*>(codes.raw_data());
+  auto* scale = reinterpret_cast<float*>(q + in);
+  for (int64_t b = 0; b < in; b += kernels::kInputCodeBlock) {
+    float max = 0.f;
+    for (int64_t j = b; j < b + kernels::kInputCodeBlock; ++j) max = std::max(max, std::fabs(x[j]));
+    const float inverse = max > 0.f ? 127.f / max : 0.f;
+    for (int64_t j = b; j < b + kernels::kInputCodeBlock; ++j)
+      q[j] = int8_t(std::nearbyint(x[j] * inverse));
+    scale[b / kernels::kInputCodeBlock] = max / 127.f;
+  }
+  return codes;
+}
+
+// A GEMV of int8/q4 codes given its input's codes multiplies those (blocks of 8) and never reads
+// x: x is poisoned (NaN) here. Every variant, several outputs, bias, accumulate.
+TEST(CudaQuantized, EveryGemvVariantReadsInputCodes) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(96);
+  const int variants = int(kernels::cuda::gemv_variants().size());
+  for (const QuantCase& c : kCases) {
+    if (is_ggml_block(c.dtype) || !integer_gemv(c)) continue;
+    for (int v = 0; v < variants; ++v)
+      for (bool acc : {false, true}) {
+        const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
+        const Tensor xq = reference::int8_blocks(x, kernels::kInputCodeBlock);
+        std::vector<MatmulOutput> outs;
+        std::vector<Tensor> want;
+        for (int64_t rows : c.outs) {
+          const Weight w = random_weight(c.dtype, rows, c.in, rng, c.group, c.scale_dtype);
+          const Tensor b = random_cpu(DType::kF32, {rows}, rng);
+          const Tensor start = random_cpu(DType::kF32, {1, rows}, rng);
+          Tensor e = reference::matmul(xq, w, b);
+          if (acc)
+            for (int64_t k = 0; k < e.numel(); ++k) e.span<float>()[k] += start.span<float>()[k];
+          want.push_back(e);
+          outs.push_back({to_cuda(w), test::to_cuda(b),
+                          acc ? test::to_cuda(start) : poisoned_cuda(DType::kF32, {1, rows})});
+        }
+        MatmulInput in{poisoned_cuda(DType::kF32, {1, c.in}), Tensor(), 0.f,
+                       test::to_cuda(input_codes(x.span<float>()))};
+        kernels::cuda::gemv_with_variant(v, in, outs, acc, cuda_ctx());
+        for (size_t j = 0; j < outs.size(); ++j)
+          EXPECT_LT(scaled_diff(to_cpu(outs[j].y), want[j]), 1e-4f)
+              << describe(c, 1, false, true, acc) << ", input codes, variant " << v << ", output " << j;
+      }
+  }
+}
+
+// The gated GEMV asked for its output's codes writes exactly input_codes(y) beside y: in the
+// kernel where its chunks are whole blocks of 8 rows, after it otherwise (the scalar kernel,
+// other variants), for every weight type.
+TEST(CudaQuantized, GatedGemvWritesOutputCodes) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(97);
+  const int variants = int(kernels::cuda::gemv_variants().size());
+  struct Case {
+    DType dtype;
+    int64_t in, group, hidden;
+  };
+  for (const Case c : {Case{DType::kI8, 288, 32, 768}, Case{DType::kQ4, 2048, 32, 256},
+                       Case{DType::kQ4, 288, 96, 352}, Case{DType::kI8, 72, 24, 96},
+                       Case{DType::kQ8_0, 288, 0, 160}, Case{DType::kF16, 320, 0, 224}})
+    for (int v = 0; v < variants; ++v) {
+      const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
+      const Tensor nw = random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f);
+      const Weight wg = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
+      const Weight wu = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
+      const Tensor y = poisoned_cuda(DType::kF32, {1, c.hidden});
+      const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(c.hidden)});
+      kernels::cuda::gated_gemv_with_variant(v, {test::to_cuda(x), test::to_cuda(nw), 1e-5f},
+                                             to_cuda(wg), to_cuda(wu), y, codes, cuda_ctx());
+      const Tensor got_y = to_cpu(y), got = to_cpu(codes);
+      const Tensor want = input_codes(got_y.span<float>());
+      const auto* g = static_cast<const int8_t*>(got.raw_data());
+      const auto* w = static_cast<const int8_t*>(want.raw_data());
+      int64_t wrong = 0;
+      for (int64_t i = 0; i < want.numel(); ++i) wrong += g[i] != w[i];
+      EXPECT_EQ(wrong, 0) << dtype_name(c.dtype) << " in " << c.in << " hidden " << c.hidden
+                          << ", variant " << v << ": bytes of the codes that differ";
+    }
+}
+
+TEST(CudaQuantized, RejectsBadInputCodes) {
+  KUIPER_REQUIRE_CUDA();
+  const auto matmul = kernel_registry().matmul.find(Device::kCUDA, DType::kI8);
+  const Tensor x(DType::kF32, {1, 64}, Device::kCUDA), y(DType::kF32, {1, 8}, Device::kCUDA);
+  const MatmulOutput out{Weight(Tensor(DType::kI8, {8, 64}, Device::kCUDA),
+                                Tensor(DType::kF32, {8, 2}, Device::kCUDA)),
+                         Tensor(), y};
+  const Tensor short_codes(DType::kI8, {kernels::input_codes_bytes(64) - 1}, Device::kCUDA);
+  EXPECT_THROW(matmul({x, {}, 0.f, short_codes}, {&out, 1}, false, cuda_ctx()), Error);
+  const Tensor float_codes(DType::kF32, {kernels::input_codes_bytes(64)}, Device::kCUDA);
+  EXPECT_THROW(matmul({x, {}, 0.f, float_codes}, {&out, 1}, false, cuda_ctx()), Error);
+  const Tensor codes(DType::kI8, {kernels::input_codes_bytes(64)}, Device::kCUDA);
+  EXPECT_NO_THROW(matmul({x, {}, 0.f, codes}, {&out, 1}, false, cuda_ctx()));
 }
 
 TEST(CudaQuantized, EmbeddingDequantizesRows) {
