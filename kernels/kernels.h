@@ -37,23 +37,29 @@ struct MatmulInput {
   // x quantized once by the kernel that wrote it (input_codes_bytes), or empty. Only a CUDA GEMV
   // (n == 1) of int8 or q4 weights reads it, instead of quantizing x in each of its blocks; every
   // other kernel takes x.
-  Tensor codes;
+  Tensor codes{};
 };
 
 // Bytes of the int8 codes of an input of `in` values (in % 32 == 0) as a GEMV of int8 or q4
-// weights takes them: the codes, then one fp32 scale (max|x| / 127) per block of 8 values.
-// Blocks of 8 because the kernel writing them computes 8 consecutive outputs in one block.
+// weights takes them: the codes of x (times the reader's norm weight, where it normalises x),
+// then one fp32 scale (max / 127) per block of 8 values, then each block's sum of x^2 (for
+// that norm's rsqrt(mean(x^2) + eps)). Blocks of 8 because the kernel writing them computes 8
+// consecutive outputs in one block.
 constexpr int64_t kInputCodeBlock = 8;
 constexpr int64_t input_codes_bytes(int64_t in) {
-  return in + in / kInputCodeBlock * int64_t(sizeof(float));
+  return in + 2 * (in / kInputCodeBlock) * int64_t(sizeof(float));
 }
 
 // One projection of the input: y [n, out] from weight [out, in] (float, or int8 with group
-// scales: kuiper/tensor/weight.h) and bias fp32 [out] (or empty).
+// scales: kuiper/tensor/weight.h) and bias fp32 [out] (or empty). codes (or empty): where a
+// CUDA GEMV (n == 1, one output) also writes y's codes (MatmulInput::codes) for the projection
+// that reads y, normalised by codes_norm (fp32 [out]; empty: y as it is).
 struct MatmulOutput {
   Weight weight;
   Tensor bias;
   Tensor y;
+  Tensor codes{};
+  Tensor codes_norm{};
 };
 
 // For every output: y = norm(x) * weight^T (+ bias), or with `accumulate` y += the same (the

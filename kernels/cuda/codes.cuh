@@ -151,7 +151,8 @@ __device__ __forceinline__ int dot_codes(const uint4& w, const StagedCodes& x, i
 }
 
 // The input quantized once by the kernel that wrote it (MatmulInput::codes, kernels.h): int8
-// codes in blocks of kInputCodeBlock (8) values, then one fp32 scale a block, read from global
+// codes in blocks of kInputCodeBlock (8) values, one fp32 scale a block, then each block's sum
+// of x^2 (input_code_sums: the reader's rms norm adds them up), read from global
 // memory (L1) by each lane for its own loads: no staging, no barrier. XCodes<T> is what one
 // 16-byte load of T's codes pairs with: 16 codes and 2 scales (int8), 32 codes and 4 (q4).
 template <class T>
@@ -165,6 +166,10 @@ __host__ __device__ inline const float* input_code_scales(const int8_t* codes, i
 }
 __host__ __device__ inline float* input_code_scales(int8_t* codes, int in) {
   return reinterpret_cast<float*>(codes + in);
+}
+template <class C>
+__host__ __device__ inline auto input_code_sums(C* codes, int in) {
+  return input_code_scales(codes, in) + in / kInputCodeBlock;
 }
 template <class T>
 __device__ __forceinline__ XCodes<T> load_x_codes(const int8_t* codes, const float* scales, int i) {

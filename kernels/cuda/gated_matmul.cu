@@ -42,6 +42,7 @@ void gated_gemv(int variant, const MatmulInput& in, const Weight& w_gate, const 
   p.out[0] = gemv_output(w_gate, Tensor(), y);
   p.out[1] = gemv_output(w_up, Tensor(), Tensor());
   p.group = int(w_gate.group());
+  p.x_codes = in.codes.empty() ? nullptr : static_cast<const int8_t*>(in.codes.raw_data());
   if (!y_codes.empty()) {
     check_input_codes("gated_matmul", "output codes", y_codes, g.hidden);
     p.y_codes = static_cast<int8_t*>(y_codes.raw_data());

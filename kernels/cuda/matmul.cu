@@ -129,6 +129,17 @@ void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
     p.rows = int(total);
     for (int j = p.n_outputs; j <= kMaxGemvOutputs; ++j) p.first_row[j] = p.rows;
     p.x_codes = in.codes.empty() ? nullptr : static_cast<const int8_t*>(in.codes.raw_data());
+    const MatmulOutput& o = outs[first];
+    if (!o.codes.empty()) {
+      KUIPER_CHECK(outs.size() == 1, "matmul: output codes are for a single output");
+      check_input_codes("matmul", "output codes", o.codes, rows[first]);
+      p.y_codes = static_cast<int8_t*>(o.codes.raw_data());
+      if (!o.codes_norm.empty()) {
+        expect_tensor("matmul", "output codes' norm", o.codes_norm, DType::kF32);
+        expect_numel("matmul", "output codes' norm", o.codes_norm, rows[first]);
+        p.y_codes_norm = o.codes_norm.data<float>();
+      }
+    }
     run_gemv<T, false>(variant, p, ctx);
   }
 }
@@ -171,12 +182,14 @@ int gemv_grid_share() {
   return share;
 }
 
-bool gemv_input_codes() {
-  static const bool on = [] {
+InputCodes gemv_input_codes() {
+  static const InputCodes which = [] {
     const char* env = std::getenv("KUIPER_CUDA_GEMV_CODES");
-    return env == nullptr || std::strcmp(env, "0") != 0;
+    if (env != nullptr && std::strcmp(env, "0") == 0) return InputCodes::kNone;
+    if (env != nullptr && std::strcmp(env, "ffn") == 0) return InputCodes::kFfn;
+    return InputCodes::kAll;
   }();
-  return on;
+  return which;
 }
 
 namespace {

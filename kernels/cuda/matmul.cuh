@@ -47,34 +47,51 @@ struct GemvParams {
   unsigned long long* trace;  // KUIPER_CUDA_GEMV_TRACE's stamps of this launch, or null
   const int8_t* x_codes;  // the input's codes (MatmulInput::codes) where the kernel reads them
   int8_t* y_codes;        // where the kernel also writes its output's codes (one output), or null
+  const float* y_codes_norm;  // y_codes: of y times this norm weight (null: of y)
 };
 
-// Lane t of a warp quantizes `value`, row `row` of an output, into the codes of that output
-// (MatmulInput::codes) where `valid`: lanes 8b..8b+7 hold one block of 8 consecutive rows, the
-// first a multiple of 8. The codes are those of stage_codes (nearest of x * (127 / max|x|)).
+// Lane t of a warp quantizes `value` times `norm` (the reader's norm weight, or 1), row `row`
+// of an output, into the codes of that output (MatmulInput::codes) where `valid`: lanes
+// 8b..8b+7 hold one block of 8 consecutive rows, the first a multiple of 8. The codes are those
+// of stage_codes (nearest of v * (127 / max|v|)); the block's sum of value^2 goes beside them.
 // Every lane of the warp takes part (shuffles).
-__device__ __forceinline__ void write_input_code(float value, int row, bool valid, int in,
-                                                 int8_t* codes) {
-  float max = valid ? fabsf(value) : 0.f;
-  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 1));
-  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 2));
-  max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, 4));
+__device__ __forceinline__ void write_input_code(float value, float norm, int row, bool valid,
+                                                 int in, int8_t* codes) {
+  const float v = valid ? value * norm : 0.f;
+  float max = fabsf(v), ss = valid ? value * value : 0.f;
+#pragma unroll
+  for (int d = 1; d < kInputCodeBlock; d *= 2) {
+    max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, d));
+    ss += __shfl_xor_sync(0xffffffffu, ss, d);
+  }
   if (!valid) return;
   const float inverse = max > 0.f ? 127.f / max : 0.f;
-  codes[row] = int8_t(__float2int_rn(value * inverse));
-  if (row % kInputCodeBlock == 0)
+  codes[row] = int8_t(__float2int_rn(v * inverse));
+  if (row % kInputCodeBlock == 0) {
     input_code_scales(codes, in)[row / kInputCodeBlock] = max / 127.f;
+    input_code_sums(codes, in)[row / kInputCodeBlock] = ss;
+  }
+}
+
+// rsqrt(mean(x^2) + eps) of an input from its codes' block sums (every lane of a warp gets it).
+__device__ __forceinline__ float rms_scale_of_codes(const int8_t* codes, int in, float eps) {
+  const float* sums = input_code_sums(codes, in);
+  float ss = 0.f;
+  for (int i = int(threadIdx.x & 31); i < in / kInputCodeBlock; i += 32) ss += sums[i];
+  return rsqrtf(warp_sum(ss) / float(in) + eps);
 }
 
 // y's codes (MatmulInput::codes) written after the kernel that wrote y, where that kernel could
 // not (the scalar GEMV, chunks of rows that are not whole blocks of 8). n % 8 == 0.
 template <int = 0>
-__global__ void input_codes_kernel(const float* __restrict__ y, int n, int8_t* __restrict__ codes) {
+__global__ void input_codes_kernel(const float* __restrict__ y, const float* __restrict__ norm,
+                                   int n, int8_t* __restrict__ codes) {
   grid_dependency_wait();
   allow_dependent_launch();
   const int base = int(blockIdx.x) * int(blockDim.x), i = base + int(threadIdx.x);
   if (base >= n) return;  // whole warps: n % 32 need not hold, the warp's lanes past n are idle
-  write_input_code(i < n ? y[i] : 0.f, i, i < n, n, codes);
+  write_input_code(i < n ? y[i] : 0.f, i < n && norm != nullptr ? norm[i] : 1.f, i, i < n, n,
+                   codes);
 }
 
 // Output j's row of scales for weight row `row` (codes with group scales; else null).
@@ -243,7 +260,8 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // the block always stages x as int8 codes (stage_codes) and takes integer dot products; ggml's
 // block types (ggml_blocks.cuh) the same, through their own loads and dot products. kCodes: the
 // input comes quantized (p.x_codes, written by the kernel before): each lane loads the codes
-// its weights pair with beside them (XCodes), nothing is staged.
+// its weights pair with beside them (XCodes), nothing is staged; with kNorm the codes are of
+// x times the norm weight already and the rms scale comes from their block sums.
 // p.y_codes: the block also writes its chunk's outputs as codes (rows a chunk a multiple of 8).
 // A block's rows come in chunks (its warps' groups of rows): chunk blockIdx.x, then every
 // gridDim.x-th after it, the next chunk's first loads issued before this one's sums and stores.
@@ -251,14 +269,16 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // the GPU holds at once (launch_gemv_variant) stages the input once per block, not per chunk.
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated,
           bool kCodes = false>
-// (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for. The others
-// leave it open, 0: an explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
-__global__ void __launch_bounds__(256, kCodes ? 4 : 0) gemv_kernel(const __grid_constant__ GemvParams p) {
+// (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for; gated 3, as
+// many as without the codes: held to 64 its q4 kernel spilled. The others leave it open, 0: an
+// explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
+__global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
+    gemv_kernel(const __grid_constant__ GemvParams p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
   constexpr bool kQ = kIsQuantized<T>;
   constexpr bool kBlocks = kIsBlocks<T>;
-  static_assert(!kCodes || (kQ && !kBlocks && !kNorm));
+  static_assert(!kCodes || (kQ && !kBlocks));
   extern __shared__ float4 staged[];  // kNorm: the normalised input; kQ: its codes
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
@@ -392,8 +412,11 @@ __global__ void __launch_bounds__(256, kCodes ? 4 : 0) gemv_kernel(const __grid_
   load_x(cur, st.nvec, first);
   float scale = 1.f;
   int parity = 0;  // p.y_codes: which half of chunk_outputs this chunk writes
-  if constexpr (kCodes) {}
-  else if constexpr (kQ) scale = stage_codes<kNorm>(p, staged, scratch);
+  if constexpr (kCodes) {
+    if constexpr (kNorm) scale = rms_scale_of_codes(p.x_codes, p.in, p.eps);
+  } else if constexpr (kQ) {
+    scale = stage_codes<kNorm>(p, staged, scratch);
+  }
   else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
   gemv_stamp(p.trace, kStagedMax, false);
   for (;;) {
@@ -452,9 +475,11 @@ __global__ void __launch_bounds__(256, kCodes ? 4 : 0) gemv_kernel(const __grid_
     if (p.y_codes != nullptr) {  // the block's rows are whole blocks of 8 (launch_gemv_variant)
       __syncthreads();  // the chunk's outputs are in chunk_outputs[parity]
       const int rows = groups_per_block * kRows, v = chunk_row0 + lane;
+      const bool valid = lane < rows && v < p.rows;
       if (warp == 0)
-        write_input_code(lane < rows && v < p.rows ? chunk_outputs[parity][lane] : 0.f, v,
-                         lane < rows && v < p.rows, p.rows, p.y_codes);
+        write_input_code(valid ? chunk_outputs[parity][lane] : 0.f,
+                         valid && p.y_codes_norm != nullptr ? p.y_codes_norm[v] : 1.f, v, valid,
+                         p.rows, p.y_codes);
       parity ^= 1;  // the next chunk's outputs go to the other half while warp 0 reads this one
     }
     if (!more) return gemv_stamp(p.trace, kEndMin, true);
@@ -508,10 +533,11 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
 // programmatic launch start their first weight loads while this one drains), for measurements.
 int gemv_grid_share();
 
-// Whether GEMVs read and write their inputs' codes (MatmulInput::codes) where given: yes by
-// default; KUIPER_CUDA_GEMV_CODES=0 ignores them (every GEMV quantizes its input itself), for
-// measurements.
-bool gemv_input_codes();
+// Which GEMVs read and write their inputs' codes (MatmulInput::codes) where given, for
+// measurements: KUIPER_CUDA_GEMV_CODES=1 (default) all, =ffn only the feed-forward's hidden
+// activations (gated_matmul -> w2), =0 none (every GEMV quantizes its input itself).
+enum class InputCodes { kNone, kFfn, kAll };
+InputCodes gemv_input_codes();
 
 // Warps per group of rows when the variant leaves it open: the fewest (no shared-memory sum)
 // that still give ~16 warps per SM, while each lane keeps at least two loads per row.
@@ -540,8 +566,10 @@ bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
       p.y_codes = nullptr;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
-    if constexpr (kIsQuantized<DT> && !kIsBlocks<DT> && !kGated)
-      if (p.x_codes != nullptr) kernel = gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, false, true>;
+    if constexpr (kIsQuantized<DT> && !kIsBlocks<DT>)
+      if (p.x_codes != nullptr)
+        kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated, true>
+                                   : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated, true>;
     const int threads = c.warps_per_block * 32;
     unsigned blocks = blocks_for(p.rows, rows_per_block);
     if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_grid_share() > 0) {
@@ -654,8 +682,13 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   constexpr int kVec = kPer16<DT>;
   cudaStream_t stream = stream_of(ctx);
   if (p.rows == 0) return;
-  if (!gemv_input_codes()) p.x_codes = p.y_codes = nullptr;
+  if (gemv_input_codes() == InputCodes::kNone) p.x_codes = p.y_codes = nullptr;
+  if (gemv_input_codes() == InputCodes::kFfn) {
+    if (!kGated) p.y_codes = nullptr;
+    if (p.norm != nullptr) p.x_codes = nullptr;
+  }
   if (p.norm != nullptr && p.in > kMaxStagedInput) {  // too long for shared memory
+    p.x_codes = nullptr;  // the codes path is for inputs that fit
     float* xn = static_cast<float*>(workspace(ctx, size_t(p.in) * sizeof(float)).scratch);
     launch(prepare_kernel<float, true>, 1, 256, 0, stream, p.x, p.norm, p.eps, p.in, xn,
            static_cast<float*>(nullptr));
@@ -683,8 +716,7 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   size_t shared = p.norm != nullptr ? size_t(p.in) * sizeof(float) : 0;
   if (kIsQuantized<DT> && vec) shared = staged_codes_bytes(p.in);
   // The input's codes replace the staging where the vector path of int8/q4 codes takes x as it is.
-  if (!(kIsQuantized<DT> && !kIsBlocks<DT> && !kGated && vec && p.norm == nullptr))
-    p.x_codes = nullptr;
+  if (!(kIsQuantized<DT> && !kIsBlocks<DT> && vec)) p.x_codes = nullptr;
   if (p.x_codes != nullptr) shared = 0;
   p.early_trigger = pdl_mode() == 2;
   int8_t* const y_codes = p.y_codes;
@@ -702,7 +734,7 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   if (y_codes != nullptr && !wrote_codes) {
     constexpr int kThreads = 256;
     launch(input_codes_kernel<>, blocks_for(p.rows, kThreads), kThreads, 0, stream, p.out[0].y,
-           p.rows, y_codes);
+           p.y_codes_norm, p.rows, y_codes);
   }
 }
 

@@ -32,7 +32,11 @@ struct LlamaModel::Activations {
   Tensor next_token;         // int32 [1]
   // h quantized once, by the ffn layer, for w2 (kernels.h: MatmulInput::codes): one row, on
   // CUDA where w2 holds int8 or q4 codes; else empty.
-  Tensor h_codes;
+  Tensor h_codes{};
+  // x times the next norm weight quantized once, by wo (for ffn) and w2 (for the next block's
+  // qkv): one row, on CUDA with one rank (the ranks' x is a partial sum until the all-reduce)
+  // where qkv and ffn hold int8 or q4 codes; else empty.
+  Tensor x_codes{};
 
   Activations first(int64_t n) const {
     Activations a = *this;
@@ -191,15 +195,20 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
                                      host_rows(p + "wv", {kv_dim, dim}, kv0, kvn));
     const auto [w1, w3] = place_pair(host_rows(p + "w1", {hidden, dim}, s.first_hidden, s.hidden),
                                      host_rows(p + "w3", {hidden, dim}, s.first_hidden, s.hidden));
+    // wo's and w2's outputs' codes (a.x_codes) are for the norm of the layer that reads x next.
+    ProjectionOptions wo_options = partial_sum, w2_options = partial_sum;
+    wo_options.codes_norm = ffn_norm.norm;
+    if (l + 1 < c.n_layers)
+      w2_options.codes_norm = norm("layers." + std::to_string(l + 1) + ".attention_norm");
     blocks_.push_back(Block{
         MatmulLayer(p + "qkv", {rows(p + "wq", {q_dim, dim}, q0, qn), wk, wv},
                     {bias(p + "bq", q_dim, q0, qn), bias(p + "bk", kv_dim, kv0, kvn),
                      bias(p + "bv", kv_dim, kv0, kvn)},
                     attention_norm),
-        MatmulLayer(p + "wo", {columns(p + "wo", {dim, q_dim}, q0, qn)}, {}, partial_sum),
+        MatmulLayer(p + "wo", {columns(p + "wo", {dim, q_dim}, q0, qn)}, {}, wo_options),
         GatedMatmulLayer(p + "ffn", w1, w3, ffn_norm),
         MatmulLayer(p + "w2", {columns(p + "w2", {dim, hidden}, s.first_hidden, s.hidden)}, {},
-                    partial_sum),
+                    w2_options),
     });
   }
   classifier_ = std::make_unique<MatmulLayer>(
@@ -231,12 +240,17 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
       Tensor(DType::kF32, {batch_, qn}, dev), Tensor(DType::kF32, {batch_, s.hidden}, dev), logits,
       s.ranks == 1 ? logits : Tensor(DType::kF32, {logit_rows, s.vocab}, dev),
       Tensor(DType::kI32, {1}, dev)});
-  const bool w2_codes = std::all_of(blocks_.begin(), blocks_.end(), [](const Block& b) {
-    const DType t = b.w2.weights()[0].dtype();
-    return t == DType::kI8 || t == DType::kQ4;
-  });
-  if (dev == Device::kCUDA && w2_codes && s.hidden % 32 == 0)
+  // The inputs whose readers take codes (int8 or q4 weights) come quantized by their writers.
+  auto reads_codes = [&](auto layer_of) {
+    return dev == Device::kCUDA && std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
+             const DType t = (b.*layer_of).weights()[0].dtype();
+             return t == DType::kI8 || t == DType::kQ4;
+           });
+  };
+  if (reads_codes(&Block::w2) && s.hidden % 32 == 0)
     act_->h_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(s.hidden)}, dev);
+  if (reads_codes(&Block::qkv) && reads_codes(&Block::ffn) && s.ranks == 1 && dim % 32 == 0)
+    act_->x_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(dim)}, dev);
   // Four int32 per row (token, position, slot, sequence), the sequences' starts and tables.
   index_ = Tensor(DType::kI32,
                   {4 * int64_t(batch_) + max_seqs_ + 1 + int64_t(max_seqs_) * max_table_}, dev);
@@ -293,15 +307,20 @@ std::pair<Weight, Weight> LlamaModel::place_pair(const Weight& a, const Weight& 
 
 void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   const DeviceContext& ctx = ctx_;
+  // The codes of x and h (or empty): each quantized once by the layer that writes it, for the
+  // one that reads it; block 0's x comes from the embedding, the last w2's x goes to the
+  // classifier, both without.
+  const bool last = l + 1 == int(blocks_.size());
+  const Tensor x_codes_in = l > 0 ? a.x_codes : Tensor(), x_codes_out = last ? Tensor() : a.x_codes;
   // Attention: x += wo(attention(rope(q), cache + (rope(k), v))), q, k, v = norm(x) (wq, wk, wv)
-  b.qkv.forward({a.x}, {a.q, a.k, a.v}, ctx);
+  b.qkv.forward({a.x, x_codes_in}, {a.q, a.k, a.v}, ctx);
   rope_store_->forward(a.q, a.k, a.v, a.rows, k_cache_[l], v_cache_[l], ctx);
   attention_->forward(a.q, k_cache_[l], v_cache_[l], a.rows, a.att, ctx);
-  b.wo.forward({a.att}, {a.x}, ctx);
+  b.wo.forward({a.att}, {a.x, a.x_codes}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' heads' parts of the update (one rank: nothing)
   // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
-  b.ffn.forward({a.x}, {a.h, a.h_codes}, ctx);  // h_codes: h quantized once for w2, or empty
-  b.w2.forward({a.h, a.h_codes}, {a.x}, ctx);
+  b.ffn.forward({a.x, a.x_codes}, {a.h, a.h_codes}, ctx);
+  b.w2.forward({a.h, a.h_codes}, {a.x, x_codes_out}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' hidden units' parts
 }
 

@@ -22,12 +22,15 @@ struct ProjectionOptions {
   Tensor norm;               // fp32 [in]: RMS-normalise the input first (empty: use it as it is)
   float eps = 0.f;
   bool residual = false;     // add into the output instead of overwriting it
+  Tensor codes_norm{};       // fp32 [out]: the norm weight of the layer that reads the output's
+                             // codes (MatmulLayer), or empty
 };
 
-// {x [n, in], optionally x's codes} -> {y_i [n, out_i]}: y_i = norm(x) w_i^T (+ b_i), every
-// projection in one kernel (q, k and v of a block share one input), or one per storage when the
-// weights mix dtypes. x's codes (kernels.h: MatmulInput::codes), where given, were written by
-// the layer that wrote x.
+// {x [n, in], optionally x's codes} -> {y_i [n, out_i], optionally y's codes}: y_i = norm(x)
+// w_i^T (+ b_i), every projection in one kernel (q, k and v of a block share one input), or one
+// per storage when the weights mix dtypes. x's codes (kernels.h: MatmulInput::codes), where
+// given, were written by the layer that wrote x; y's codes (one projection only) are written
+// for the layer that reads y, times options.codes_norm.
 class MatmulLayer final : public Layer {
  public:
   MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases = {},
@@ -41,9 +44,9 @@ class MatmulLayer final : public Layer {
   std::vector<std::vector<size_t>> launches_;  // projections by storage: one kernel call each
 };
 
-// {x [n, in]} -> {h [n, hidden], optionally h's codes}: h = silu(norm(x) w_gate^T) *
-// (norm(x) w_up^T), the first half of a SwiGLU feed-forward in one kernel; h's codes (where
-// given: MatmulInput::codes) for the projection that reads h.
+// {x [n, in], optionally x's codes} -> {h [n, hidden], optionally h's codes}: h =
+// silu(norm(x) w_gate^T) * (norm(x) w_up^T), the first half of a SwiGLU feed-forward in one
+// kernel; the codes as MatmulLayer's (h's for the projection that reads h).
 class GatedMatmulLayer final : public Layer {
  public:
   GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up, ProjectionOptions options = {});

@@ -7,7 +7,7 @@ namespace kuiper {
 
 MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases,
                          ProjectionOptions options)
-    : Layer(LayerType::kMatmul, std::move(name), 2, int(weights.size()), {}, 1),
+    : Layer(LayerType::kMatmul, std::move(name), 2, int(weights.size()) + 1, {}, 1, 1),
       projections_(std::move(weights)),
       biases_(std::move(biases)),
       options_(std::move(options)) {
@@ -47,10 +47,15 @@ void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContex
     expect_shape(out[i], {n, projections_[i].rows()}, "output");
     KUIPER_CHECK(out[i].raw_data() != x.raw_data(), name(), ": output may not alias the input");
   }
+  // The output's codes (one projection only) for the layer that reads it normalised.
+  const Tensor y_codes = out.size() > projections_.size() ? out[projections_.size()] : Tensor();
+  KUIPER_CHECK(y_codes.empty() || projections_.size() == 1, name(),
+               ": output codes are for a layer of one projection");
   std::vector<kernels::MatmulOutput> outs;
   for (const std::vector<size_t>& group : launches_) {
     outs.clear();
-    for (size_t i : group) outs.push_back({projections_[i], biases_[i], out[i]});
+    for (size_t i : group)
+      outs.push_back({projections_[i], biases_[i], out[i], y_codes, options_.codes_norm});
     kernels::registry().matmul.find(ctx.device(), projections_[group.front()].dtype())(
         {x, options_.norm, options_.eps, codes}, outs, options_.residual, ctx);
   }
@@ -58,7 +63,7 @@ void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContex
 
 GatedMatmulLayer::GatedMatmulLayer(std::string name, Weight w_gate, Weight w_up,
                                    ProjectionOptions options)
-    : Layer(LayerType::kGatedMatmul, std::move(name), 1, 2, {}, 0, 1),
+    : Layer(LayerType::kGatedMatmul, std::move(name), 2, 2, {}, 1, 1),
       gate_(std::move(w_gate)),
       up_(std::move(w_up)),
       options_(std::move(options)) {
@@ -81,7 +86,8 @@ void GatedMatmulLayer::base_forward(TensorList in, TensorList out, const DeviceC
   expect_shape(x, {x.dim(0), gate_.cols()}, "input");
   expect_shape(out[0], {x.dim(0), gate_.rows()}, "output");
   kernels::registry().gated_matmul.find(ctx.device(), gate_.dtype())(
-      {x, options_.norm, options_.eps}, gate_, up_, out[0], out.size() > 1 ? out[1] : Tensor(), ctx);
+      {x, options_.norm, options_.eps, in.size() > 1 ? in[1] : Tensor()}, gate_, up_, out[0],
+      out.size() > 1 ? out[1] : Tensor(), ctx);
 }
 
 }  // namespace kuiper

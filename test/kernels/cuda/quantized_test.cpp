@@ -190,35 +190,76 @@ TEST(CudaQuantized, GatedMatmulMatchesFloat64Reference) {
 }
 
 // x (one row of `in` values) as its producer quantizes it for the GEMVs that read it
-// (kernels.h: MatmulInput::codes): codes in blocks of 8, then one fp32 scale a block.
-Tensor input_codes(std::span<const float> x) {
-  const int64_t in = int64_t(x.size());
+// (kernels.h: MatmulInput::codes): codes of x times norm (or x) in blocks of 8, one fp32 scale a
+// block, then each block's sum of x^2.
+Tensor input_codes(std::span<const float> x, std::span<const float> norm = {}) {
+  const int64_t in = int64_t(x.size()), block = kernels::kInputCodeBlock;
   Tensor codes(DType::kI8, {kernels::input_codes_bytes(in)});
   auto* q = static_cast<int8_t*>(codes.raw_data());
   auto* scale = reinterpret_cast<float*>(q + in);
-  for (int64_t b = 0; b < in; b += kernels::kInputCodeBlock) {
-    float max = 0.f;
-    for (int64_t j = b; j < b + kernels::kInputCodeBlock; ++j) max = std::max(max, std::fabs(x[j]));
+  float* sums = scale + in / block;
+  for (int64_t b = 0; b < in; b += block) {
+    float max = 0.f, v[8], ss = 0.f;
+    for (int64_t j = 0; j < block; ++j) {
+      v[j] = norm.empty() ? x[b + j] : x[b + j] * norm[b + j];
+      max = std::max(max, std::fabs(v[j]));
+      ss += x[b + j] * x[b + j];
+    }
     const float inverse = max > 0.f ? 127.f / max : 0.f;
-    for (int64_t j = b; j < b + kernels::kInputCodeBlock; ++j)
-      q[j] = int8_t(std::nearbyint(x[j] * inverse));
-    scale[b / kernels::kInputCodeBlock] = max / 127.f;
+    for (int64_t j = 0; j < block; ++j) q[b + j] = int8_t(std::nearbyint(v[j] * inverse));
+    scale[b / block] = max / 127.f;
+    sums[b / block] = ss;
   }
   return codes;
 }
 
-// A GEMV of int8/q4 codes given its input's codes multiplies those (blocks of 8) and never reads
-// x: x is poisoned (NaN) here. Every variant, several outputs, bias, accumulate.
+// The codes and scales of two codes tensors differ nowhere, and the block sums only by their
+// rounding (the kernel adds them in a tree, perhaps fused): the count of what differs.
+int64_t codes_differences(const Tensor& got, const Tensor& want, int64_t in) {
+  const auto* g = static_cast<const int8_t*>(got.raw_data());
+  const auto* w = static_cast<const int8_t*>(want.raw_data());
+  const int64_t exact = in + in / kernels::kInputCodeBlock * int64_t(sizeof(float));
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < exact; ++i) wrong += g[i] != w[i];
+  const auto* gs = reinterpret_cast<const float*>(g + exact);
+  const auto* ws = reinterpret_cast<const float*>(w + exact);
+  for (int64_t i = 0; i < in / kernels::kInputCodeBlock; ++i)
+    wrong += !(std::fabs(gs[i] - ws[i]) <= 1e-6f * std::fabs(ws[i]));
+  return wrong;
+}
+
+// The input a GEMV given codes multiplies: x (times norm) rounded in blocks of 8, then scaled
+// by the norm's rsqrt(mean(x^2) + eps).
+Tensor codes_gemv_input(const Tensor& x, const Tensor& norm, float eps) {
+  if (norm.empty()) return reference::int8_blocks(x, kernels::kInputCodeBlock);
+  const int64_t in = x.dim(1);
+  Tensor v(DType::kF32, x.shape());
+  double ss = 0;
+  for (int64_t k = 0; k < in; ++k) {
+    v.span<float>()[k] = x.span<float>()[k] * norm.span<float>()[k];
+    ss += double(x.span<float>()[k]) * x.span<float>()[k];
+  }
+  Tensor q = reference::int8_blocks(v, kernels::kInputCodeBlock);
+  const double r = 1.0 / std::sqrt(ss / double(in) + eps);
+  for (float& e : q.span<float>()) e = float(e * r);
+  return q;
+}
+
+// A GEMV of int8/q4 codes given its input's codes multiplies those (blocks of 8; with a norm,
+// the codes of x times it, and the rms scale from their block sums) and never reads x: x is
+// poisoned (NaN) here. Every variant, several outputs, bias, accumulate.
 TEST(CudaQuantized, EveryGemvVariantReadsInputCodes) {
   KUIPER_REQUIRE_CUDA();
   std::mt19937 rng(96);
   const int variants = int(kernels::cuda::gemv_variants().size());
   for (const QuantCase& c : kCases) {
-    if (is_ggml_block(c.dtype) || !integer_gemv(c)) continue;
+    if (is_ggml_block(c.dtype) || !integer_gemv(c) || c.in > 12288) continue;
     for (int v = 0; v < variants; ++v)
-      for (bool acc : {false, true}) {
+      for (bool norm : {false, true}) {
+        const bool acc = !norm;
         const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
-        const Tensor xq = reference::int8_blocks(x, kernels::kInputCodeBlock);
+        const Tensor nw = norm ? random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f) : Tensor();
+        const Tensor xq = codes_gemv_input(x, nw, 1e-5f);
         std::vector<MatmulOutput> outs;
         std::vector<Tensor> want;
         for (int64_t rows : c.outs) {
@@ -232,19 +273,21 @@ TEST(CudaQuantized, EveryGemvVariantReadsInputCodes) {
           outs.push_back({to_cuda(w), test::to_cuda(b),
                           acc ? test::to_cuda(start) : poisoned_cuda(DType::kF32, {1, rows})});
         }
-        MatmulInput in{poisoned_cuda(DType::kF32, {1, c.in}), Tensor(), 0.f,
-                       test::to_cuda(input_codes(x.span<float>()))};
+        const auto nspan = norm ? nw.span<float>() : std::span<const float>();
+        MatmulInput in{poisoned_cuda(DType::kF32, {1, c.in}), norm ? test::to_cuda(nw) : Tensor(),
+                       1e-5f, test::to_cuda(input_codes(x.span<float>(), nspan))};
         kernels::cuda::gemv_with_variant(v, in, outs, acc, cuda_ctx());
         for (size_t j = 0; j < outs.size(); ++j)
           EXPECT_LT(scaled_diff(to_cpu(outs[j].y), want[j]), 1e-4f)
-              << describe(c, 1, false, true, acc) << ", input codes, variant " << v << ", output " << j;
+              << describe(c, 1, norm, true, acc) << ", input codes, variant " << v << ", output "
+              << j;
       }
   }
 }
 
-// The gated GEMV asked for its output's codes writes exactly input_codes(y) beside y: in the
-// kernel where its chunks are whole blocks of 8 rows, after it otherwise (the scalar kernel,
-// other variants), for every weight type.
+// The gated GEMV asked for its output's codes writes input_codes(y) beside y: in the kernel
+// where its chunks are whole blocks of 8 rows, after it otherwise (the scalar kernel, other
+// variants), for every weight type; and given its own input's codes (int8, q4) it reads those.
 TEST(CudaQuantized, GatedGemvWritesOutputCodes) {
   KUIPER_REQUIRE_CUDA();
   std::mt19937 rng(97);
@@ -256,24 +299,65 @@ TEST(CudaQuantized, GatedGemvWritesOutputCodes) {
   for (const Case c : {Case{DType::kI8, 288, 32, 768}, Case{DType::kQ4, 2048, 32, 256},
                        Case{DType::kQ4, 288, 96, 352}, Case{DType::kI8, 72, 24, 96},
                        Case{DType::kQ8_0, 288, 0, 160}, Case{DType::kF16, 320, 0, 224}})
-    for (int v = 0; v < variants; ++v) {
-      const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
-      const Tensor nw = random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f);
-      const Weight wg = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
-      const Weight wu = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
-      const Tensor y = poisoned_cuda(DType::kF32, {1, c.hidden});
-      const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(c.hidden)});
-      kernels::cuda::gated_gemv_with_variant(v, {test::to_cuda(x), test::to_cuda(nw), 1e-5f},
-                                             to_cuda(wg), to_cuda(wu), y, codes, cuda_ctx());
-      const Tensor got_y = to_cpu(y), got = to_cpu(codes);
-      const Tensor want = input_codes(got_y.span<float>());
-      const auto* g = static_cast<const int8_t*>(got.raw_data());
-      const auto* w = static_cast<const int8_t*>(want.raw_data());
-      int64_t wrong = 0;
-      for (int64_t i = 0; i < want.numel(); ++i) wrong += g[i] != w[i];
-      EXPECT_EQ(wrong, 0) << dtype_name(c.dtype) << " in " << c.in << " hidden " << c.hidden
-                          << ", variant " << v << ": bytes of the codes that differ";
-    }
+    for (int v = 0; v < variants; ++v)
+      for (bool codes_in : {false, true}) {
+        // Input codes are read by the vector path of int8/q4 codes only (elsewhere x is).
+        if (codes_in && !((c.dtype == DType::kI8 || c.dtype == DType::kQ4) &&
+                          integer_gemv(QuantCase{c.dtype, c.in, c.group, {}, DType::kF16})))
+          continue;
+        const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
+        const Tensor nw = random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f);
+        const Weight wg = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
+        const Weight wu = random_weight(c.dtype, c.hidden, c.in, rng, c.group, DType::kF16);
+        const Tensor y = poisoned_cuda(DType::kF32, {1, c.hidden});
+        const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(c.hidden)});
+        const MatmulInput in =
+            codes_in ? MatmulInput{poisoned_cuda(DType::kF32, {1, c.in}), test::to_cuda(nw), 1e-5f,
+                                   test::to_cuda(input_codes(x.span<float>(), nw.span<float>()))}
+                     : MatmulInput{test::to_cuda(x), test::to_cuda(nw), 1e-5f};
+        kernels::cuda::gated_gemv_with_variant(v, in, to_cuda(wg), to_cuda(wu), y, codes,
+                                               cuda_ctx());
+        const Tensor got_y = to_cpu(y);
+        const std::string what = std::string(dtype_name(c.dtype)) + " in " + std::to_string(c.in) +
+                                 " hidden " + std::to_string(c.hidden) + ", variant " +
+                                 std::to_string(v) + (codes_in ? ", input codes" : "");
+        EXPECT_EQ(codes_differences(to_cpu(codes), input_codes(got_y.span<float>()), c.hidden), 0)
+            << what << ": bytes of the codes that differ";
+        if (codes_in) {
+          const Tensor xq = codes_gemv_input(x, nw, 1e-5f);
+          const Tensor want = reference::silu_times(reference::matmul(xq, wg, {}),
+                                                    reference::matmul(xq, wu, {}));
+          EXPECT_LT(scaled_diff(got_y, want), 1e-4f) << what;
+        }
+      }
+}
+
+// wo and w2 (one output, accumulating into the residual stream) write the codes of their
+// result times the next norm's weight, with the blocks' sums of the result's squares.
+TEST(CudaQuantized, ResidualGemvWritesOutputCodesForTheNextNorm) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(98);
+  const int variants = int(kernels::cuda::gemv_variants().size());
+  for (const QuantCase& c : {kCases[3], kCases[10], kCases[5], kCases[12], kCases[4], kCases[15]})
+    for (int v = 0; v < variants; ++v)
+      for (bool norm : {false, true}) {
+        const int64_t rows = (c.outs[0] + 31) / 32 * 32;  // codes take whole blocks of 32
+        const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
+        const Tensor nw = norm ? random_cpu(DType::kF32, {rows}, rng, 0.5f, 1.5f) : Tensor();
+        const Weight w = random_weight(c.dtype, rows, c.in, rng, c.group, c.scale_dtype);
+        const Tensor y = test::to_cuda(random_cpu(DType::kF32, {1, rows}, rng));
+        const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(rows)});
+        const MatmulOutput out{to_cuda(w), Tensor(), y, codes, norm ? test::to_cuda(nw) : Tensor()};
+        kernels::cuda::gemv_with_variant(v, plain(test::to_cuda(x)), {&out, 1}, true, cuda_ctx());
+        const Tensor got_y = to_cpu(y);
+        EXPECT_EQ(codes_differences(to_cpu(codes),
+                                    input_codes(got_y.span<float>(),
+                                                norm ? nw.span<float>() : std::span<const float>()),
+                                    rows),
+                  0)
+            << describe(c, 1, false, false, true) << " rows " << rows << (norm ? " norm" : "")
+            << ", variant " << v << ": bytes of the codes that differ";
+      }
 }
 
 TEST(CudaQuantized, RejectsBadInputCodes) {
