@@ -353,7 +353,8 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
     if constexpr (kCodes)
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
-        if (base + u * stride < nvec) b.x[u] = load_x_codes<T>(p.x_codes, x_scales, base + u * stride);
+        if (const int i = base + u * stride; i < nvec)
+          b.x[u] = load_x_codes<T>(p.x_codes, x_scales, i);
   };
   const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
   float acc[kStreams];
@@ -416,8 +417,9 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
     if constexpr (kNorm) scale = rms_scale_of_codes(p.x_codes, p.in, p.eps);
   } else if constexpr (kQ) {
     scale = stage_codes<kNorm>(p, staged, scratch);
+  } else if constexpr (kNorm) {
+    scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
   }
-  else if constexpr (kNorm) scale = stage_input<float4>(p, reinterpret_cast<float*>(staged), scratch);
   gemv_stamp(p.trace, kStagedMax, false);
   for (;;) {
 #pragma unroll
@@ -467,8 +469,10 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
         const int v = row0 + r;
         if (v >= p.rows) break;
         float value;
-        if constexpr (kGated) p.out[0].y[v] = value = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
-        else value = store_row(p, v, acc[r] * scale);
+        if constexpr (kGated)
+          p.out[0].y[v] = value = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
+        else
+          value = store_row(p, v, acc[r] * scale);
         if (p.y_codes != nullptr) chunk_outputs[parity][v - chunk_row0] = value;
       }
     }
@@ -562,14 +566,16 @@ bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
                   ? c.warps_per_row
                   : auto_split(kRows, c.warps_per_block, p.rows, p.in / kPer16<DT>);
     const int rows_per_block = kRows * c.warps_per_block / p.split;
-    if (rows_per_block % kInputCodeBlock != 0 || rows_per_block > 32 || p.rows % kInputCodeBlock != 0)
+    if (rows_per_block % kInputCodeBlock != 0 || rows_per_block > 32 ||
+        p.rows % kInputCodeBlock != 0)
       p.y_codes = nullptr;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
     if constexpr (kIsQuantized<DT> && !kIsBlocks<DT>)
       if (p.x_codes != nullptr)
-        kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated, true>
-                                   : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated, true>;
+        kernel = p.norm != nullptr
+                     ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated, true>
+                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated, true>;
     const int threads = c.warps_per_block * 32;
     unsigned blocks = blocks_for(p.rows, rows_per_block);
     if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_grid_share() > 0) {

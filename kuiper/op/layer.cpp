@@ -16,7 +16,9 @@ std::string_view layer_type_name(LayerType type) {
 Layer::Layer(LayerType type, std::string name, int n_inputs, int n_outputs,
              std::vector<Tensor> weights, int optional_inputs, int optional_outputs)
     : weights_(std::move(weights)), type_(type), name_(std::move(name)), n_inputs_(n_inputs),
-      n_outputs_(n_outputs), optional_inputs_(optional_inputs), optional_outputs_(optional_outputs) {}
+      n_outputs_(n_outputs),
+      optional_inputs_(optional_inputs),
+      optional_outputs_(optional_outputs) {}
 
 void Layer::forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const {
   const int n_in = int(inputs.size()), n_out = int(outputs.size());
