@@ -327,7 +327,15 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
     std::conditional_t<kCodes, XCodes<T>, NoCodes> x[kUnroll];  // kCodes: the input's codes
   };
   const float* x_scales = kCodes ? input_code_scales(p.x_codes, p.in) : nullptr;
-  // with_x: the input's codes too (kCodes; not before the dependency wait).
+  // kCodes: the input's codes of a batch (not before the dependency wait).
+  auto load_x = [&](Batch& b, int nvec, int base) {
+    if constexpr (kCodes)
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (const int i = base + u * stride; i < nvec)
+          b.x[u] = load_x_codes<T>(p.x_codes, x_scales, i);
+  };
+  // with_x: the input's codes too (load_x).
   auto load = [&](Batch& b, const Streams& st, int base, bool with_x = true) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -345,16 +353,8 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
                                         : 0.f;
         }
       }
-      if constexpr (kCodes)
-        if (with_x && i < st.nvec) b.x[u] = load_x_codes<T>(p.x_codes, x_scales, i);
     }
-  };
-  auto load_x = [&](Batch& b, int nvec, int base) {
-    if constexpr (kCodes)
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (const int i = base + u * stride; i < nvec)
-          b.x[u] = load_x_codes<T>(p.x_codes, x_scales, i);
+    if (with_x) load_x(b, st.nvec, base);
   };
   const float4* x4 = kNorm ? staged : reinterpret_cast<const float4*>(p.x);
   float acc[kStreams];

@@ -64,14 +64,15 @@ bool integer_gemv(const QuantCase& c) {
   return c.in % 32 == 0 && c.group >= per_load && (c.group & (c.group - 1)) == 0;
 }
 
-// The input the GEMV multiplies: x (times norm) rounded to int8 blocks as stage_codes does it,
-// then scaled by the norm's rsqrt(mean(x^2) + eps).
-Tensor integer_gemv_input(const Tensor& x, const Tensor& norm, float eps) {
-  if (norm.empty()) return reference::int8_blocks(x);
+// The input the GEMV multiplies: x (times norm) rounded to int8 blocks as stage_codes does it
+// (blocks of 32; of 8 as the kernels writing the input's codes do), then scaled by the norm's
+// rsqrt(mean(x^2) + eps).
+Tensor integer_gemv_input(const Tensor& x, const Tensor& norm, float eps, size_t block = 32) {
+  if (norm.empty()) return reference::int8_blocks(x, block);
   const int64_t dim = x.dim(1);
   Tensor v(DType::kF32, x.shape());
   for (int64_t k = 0; k < x.numel(); ++k) v.span<float>()[k] = x.span<float>()[k] * norm.span<float>()[k % dim];
-  Tensor q = reference::int8_blocks(v);
+  Tensor q = reference::int8_blocks(v, block);
   for (int64_t i = 0; i < x.dim(0); ++i) {
     double ss = 0;
     for (int64_t k = 0; k < dim; ++k) ss += double(x.span<float>()[i * dim + k]) * x.span<float>()[i * dim + k];
@@ -228,23 +229,6 @@ int64_t codes_differences(const Tensor& got, const Tensor& want, int64_t in) {
   return wrong;
 }
 
-// The input a GEMV given codes multiplies: x (times norm) rounded in blocks of 8, then scaled
-// by the norm's rsqrt(mean(x^2) + eps).
-Tensor codes_gemv_input(const Tensor& x, const Tensor& norm, float eps) {
-  if (norm.empty()) return reference::int8_blocks(x, kernels::kInputCodeBlock);
-  const int64_t in = x.dim(1);
-  Tensor v(DType::kF32, x.shape());
-  double ss = 0;
-  for (int64_t k = 0; k < in; ++k) {
-    v.span<float>()[k] = x.span<float>()[k] * norm.span<float>()[k];
-    ss += double(x.span<float>()[k]) * x.span<float>()[k];
-  }
-  Tensor q = reference::int8_blocks(v, kernels::kInputCodeBlock);
-  const double r = 1.0 / std::sqrt(ss / double(in) + eps);
-  for (float& e : q.span<float>()) e = float(e * r);
-  return q;
-}
-
 // A GEMV of int8/q4 codes given its input's codes multiplies those (blocks of 8; with a norm,
 // the codes of x times it, and the rms scale from their block sums) and never reads x: x is
 // poisoned (NaN) here. Every variant, several outputs, bias, accumulate.
@@ -259,7 +243,7 @@ TEST(CudaQuantized, EveryGemvVariantReadsInputCodes) {
         const bool acc = !norm;
         const Tensor x = random_cpu(DType::kF32, {1, c.in}, rng);
         const Tensor nw = norm ? random_cpu(DType::kF32, {c.in}, rng, 0.5f, 1.5f) : Tensor();
-        const Tensor xq = codes_gemv_input(x, nw, 1e-5f);
+        const Tensor xq = integer_gemv_input(x, nw, 1e-5f, kernels::kInputCodeBlock);
         std::vector<MatmulOutput> outs;
         std::vector<Tensor> want;
         for (int64_t rows : c.outs) {
@@ -324,7 +308,7 @@ TEST(CudaQuantized, GatedGemvWritesOutputCodes) {
         EXPECT_EQ(codes_differences(to_cpu(codes), input_codes(got_y.span<float>()), c.hidden), 0)
             << what << ": bytes of the codes that differ";
         if (codes_in) {
-          const Tensor xq = codes_gemv_input(x, nw, 1e-5f);
+          const Tensor xq = integer_gemv_input(x, nw, 1e-5f, kernels::kInputCodeBlock);
           const Tensor want = reference::silu_times(reference::matmul(xq, wg, {}),
                                                     reference::matmul(xq, wu, {}));
           EXPECT_LT(scaled_diff(got_y, want), 1e-4f) << what;
