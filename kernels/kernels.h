@@ -137,6 +137,22 @@ using PagedAttentionFn = void(const Tensor& q, const PagedCache& cache, const Ba
                               const AttentionShape& shape, const Tensor& out,
                               const DeviceContext& ctx);
 
+// The projection of q, k and v (outs 0, 1, 2: one storage, no accumulate) with the paged
+// rope_store (PagedRopeStoreFn) of their result folded in: q = rope(norm(x) wq^T (+ bias)) and
+// the rotated keys and the values in the cache at the rows' slots. k and v (outs[1].y, outs[2].y)
+// may be left unwritten. One kernel where a CUDA GEMV (n == 1) can end with the rotation (its
+// blocks' rows come in whole pairs); elsewhere the projection, then paged_rope_store. The
+// layer falls back to matmul and paged_rope_store where no kernel is registered. Key: weight
+// dtype.
+struct RopeStoreArgs {
+  BatchRows rows;
+  Tensor cos_sin;  // fp32 [max_seq, head_dim / 2, 2]
+  int head_dim = 0;
+  PagedCache cache;
+};
+using MatmulRopeStoreFn = void(const MatmulInput& in, std::span<const MatmulOutput> outs,
+                               const RopeStoreArgs& rope, const DeviceContext& ctx);
+
 // out = silu(gate) * up, elementwise; out may alias gate or up.  Key: fp32.
 // (The model uses gated_matmul, which includes this; kept as a building block for backends.)
 using SwiGluFn = void(const Tensor& gate, const Tensor& up, const Tensor& out,
@@ -183,6 +199,7 @@ struct Registry {
   KernelRegistry<AttentionFn> attention{"attention"};
   KernelRegistry<PagedRopeStoreFn> paged_rope_store{"paged_rope_store"};
   KernelRegistry<PagedAttentionFn> paged_attention{"paged_attention"};
+  KernelRegistry<MatmulRopeStoreFn> matmul_rope_store{"matmul_rope_store"};
   KernelRegistry<SwiGluFn> swiglu{"swiglu"};
   KernelRegistry<AddFn> add{"add"};
   KernelRegistry<SoftmaxFn> softmax{"softmax"};

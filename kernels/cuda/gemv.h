@@ -25,6 +25,11 @@ int gemv_default_variant(DType dtype, bool gated = false, bool input_codes = fal
 // take the scalar kernel whatever the variant).
 void gemv_with_variant(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                        bool accumulate, const DeviceContext& ctx);
+// matmul_rope_store for n == 1 through one variant (the rotation in the GEMV's epilogue where
+// the variant's blocks take whole pairs of rows, else rope_store's launch after).
+void gemv_rope_store_with_variant(int variant, const MatmulInput& in,
+                                  std::span<const MatmulOutput> outs, const RopeStoreArgs& rope,
+                                  const DeviceContext& ctx);
 void gated_gemv_with_variant(int variant, const MatmulInput& in, const Weight& w_gate,
                              const Weight& w_up, const Tensor& y, const Tensor& y_codes,
                              const DeviceContext& ctx);

@@ -19,6 +19,9 @@
 //    KB, read from L2); the main loop reads x from there and the sums are scaled by
 //    rsqrt(mean(x^2) + eps) at the end.
 //  - The residual add is the epilogue: y = y + x w^T (+ bias) when accumulating.
+//  - matmul_rope_store: q, k and v's GEMV also rotates q and k and stores k and v in the cache
+//    (rope_store's work), one launch and one hop less a layer; where the variant's blocks do not
+//    take whole pairs of rows (or n > 1), rope_store's own launch follows.
 // Rows whose size or address do not allow 16-byte loads take a scalar kernel. Nothing here
 // allocates (beyond the workspace, which does not move once large enough), synchronizes or reads
 // values on the host: it can be captured in a graph. Variants and the defaults per weight type
@@ -45,6 +48,7 @@
 
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/matmul.cuh"
+#include "kernels/paged_batch.h"
 
 namespace kuiper::kernels::cuda {
 
@@ -105,10 +109,12 @@ std::vector<int> check_matmul(const MatmulInput& in, std::span<const MatmulOutpu
   return rows;
 }
 
+// Returns whether the launch did the rope epilogue asked for (rope.cos_sin: one launch, q, k, v).
 template <class T>
-void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+bool gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                  bool accumulate, const std::vector<int>& rows, InputShape s,
-                 const DeviceContext& ctx) {
+                 const DeviceContext& ctx, const GemvRope& rope = {}) {
+  bool folded = false;
   for (size_t first = 0; first < outs.size(); first += kMaxGemvOutputs) {
     GemvParams p{};
     p.x = in.x.data<float>();
@@ -140,35 +146,126 @@ void gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
         p.y_codes_norm = o.codes_norm.data<float>();
       }
     }
-    run_gemv<T, false>(variant, p, ctx);
+    p.rope = rope;
+    folded = run_gemv<T, false>(variant, p, ctx);
   }
+  return folded;
 }
 
-void gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
-              bool accumulate, const DeviceContext& ctx) {
+bool gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
+              bool accumulate, const DeviceContext& ctx, const GemvRope& rope = {}) {
   const InputShape s = check_input("matmul", in);
   KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
   const DType wtype = outs[0].weight.dtype();
   const std::vector<int> rows = check_matmul(in, outs, wtype, s);
   KUIPER_CHECK(s.n == 1, "gemv: ", s.n, " rows, expected 1");
   switch (wtype) {
-    case DType::kF32: return gemv_matmul<float>(variant, in, outs, accumulate, rows, s, ctx);
-    case DType::kF16: return gemv_matmul<f16>(variant, in, outs, accumulate, rows, s, ctx);
-    case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx);
+    case DType::kF32: return gemv_matmul<float>(variant, in, outs, accumulate, rows, s, ctx, rope);
+    case DType::kF16: return gemv_matmul<f16>(variant, in, outs, accumulate, rows, s, ctx, rope);
+    case DType::kBF16: return gemv_matmul<bf16>(variant, in, outs, accumulate, rows, s, ctx, rope);
     case DType::kI8:
     case DType::kQ4:
     case DType::kQ8_0:
     case DType::kQ4_0:
     case DType::kQ4_K:
-    case DType::kQ6_K:
-      return with_codes(outs[0].weight, [&]<class Q>(Q) {
-        gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx);
+    case DType::kQ6_K: {
+      bool folded = false;
+      with_codes(outs[0].weight, [&]<class Q>(Q) {
+        folded = gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx, rope);
       });
+      return folded;
+    }
     default: fail("gemv: weights of ", dtype_name(wtype));
   }
 }
 
+// The rope epilogue of a GEMV (n == 1) for the checked rows and caches.
+GemvRope gemv_rope(const RopeStoreTarget& t) {
+  GemvRope r{};
+  r.positions = t.positions;
+  r.slots = t.slots;
+  r.cos_sin = reinterpret_cast<const float2*>(t.cos_sin);
+  r.k_cache = t.k_cache;
+  r.v_cache = t.v_cache;
+  r.cache_type = t.cache_dtype == DType::kF32 ? 0 : t.cache_dtype == DType::kF16 ? 1 : 2;
+  r.max_pos = t.max_pos;
+  r.cache_rows = t.cache_rows;
+  r.half = t.half;
+  return r;
+}
+
+void matmul_any(const MatmulInput& in, std::span<const MatmulOutput> outs,
+                const DeviceContext& ctx) {
+  switch (outs[0].weight.dtype()) {
+    case DType::kF32: return matmul<float>(in, outs, false, ctx);
+    case DType::kF16: return matmul<f16>(in, outs, false, ctx);
+    case DType::kBF16: return matmul<bf16>(in, outs, false, ctx);
+    default: return matmul_quantized(in, outs, false, ctx);
+  }
+}
+
+void paged_rope_store_any(std::span<const MatmulOutput> qkv, const RopeStoreArgs& rope,
+                          const DeviceContext& ctx) {
+  const Tensor &q = qkv[0].y, &k = qkv[1].y, &v = qkv[2].y;
+  switch (rope.cache.k.dtype()) {
+    case DType::kF32:
+      return paged_rope_store<float>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
+                                     ctx);
+    case DType::kF16:
+      return paged_rope_store<f16>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
+                                   ctx);
+    default:
+      return paged_rope_store<bf16>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
+                                    ctx);
+  }
+}
+
+// matmul_rope_store through GEMV variant `variant` for n == 1 (< 0: the default one).
+void matmul_rope_store_variant(int variant, const MatmulInput& in,
+                               std::span<const MatmulOutput> outs, const RopeStoreArgs& rope,
+                               const DeviceContext& ctx) {
+  constexpr const char* op = "matmul_rope_store";
+  KUIPER_CHECK(outs.size() == 3, op, ": takes q, k and v, got ", outs.size(), " outputs");
+  for (const MatmulOutput& o : outs)
+    KUIPER_CHECK(same_storage(o.weight, outs[0].weight) && o.codes.empty(), op,
+                 ": q, k and v must share one storage and write no codes");
+  const Tensor &q = outs[0].y, &k = outs[1].y, &v = outs[2].y;
+  check_paged_batch(op, rope.rows, rope.cache, k.dim(-1), Device::kCUDA);
+  const RopeStoreTarget t = check_rope_store(op, q, k, v, rope.rows.positions, rope.rows.slots,
+                                             rope.cos_sin, rope.head_dim, rope.cache.k,
+                                             rope.cache.v);
+  const InputShape s = check_input(op, in);
+  if (s.n == 1) {
+    const DType wtype = outs[0].weight.dtype();
+    if (variant < 0) variant = gemv_default_variant(wtype, false, !in.codes.empty());
+    if (gemv_any(variant, in, outs, false, ctx, gemv_rope(t))) return;
+  } else {
+    matmul_any(in, outs, ctx);
+  }
+  paged_rope_store_any(outs, rope, ctx);
+}
+
 }  // namespace
+
+void matmul_rope_store(const MatmulInput& in, std::span<const MatmulOutput> outs,
+                       const RopeStoreArgs& rope, const DeviceContext& ctx) {
+  matmul_rope_store_variant(-1, in, outs, rope, ctx);
+}
+
+void gemv_rope_store_with_variant(int variant, const MatmulInput& in,
+                                  std::span<const MatmulOutput> outs, const RopeStoreArgs& rope,
+                                  const DeviceContext& ctx) {
+  KUIPER_CHECK(variant >= 0 && variant < kNumGemvVariants, "gemv: no variant ", variant);
+  matmul_rope_store_variant(variant, in, outs, rope, ctx);
+}
+
+bool gemv_folds_rope() {
+  static const bool folds = [] {
+    const char* env = std::getenv("KUIPER_CUDA_GEMV_ROPE");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  return folds;
+}
 
 std::span<const GemvVariant> gemv_variants() { return kGemvVariants; }
 
@@ -232,8 +329,10 @@ void matmul(const MatmulInput& in, std::span<const MatmulOutput> outs, bool accu
   const InputShape s = check_input("matmul", in);
   const std::vector<int> rows = check_matmul(in, outs, dtype_of<T>(), s);
   if (s.n == 0) return;
-  if (s.n == 1) return gemv_matmul<T>(gemv_default_variant(dtype_of<T>()), in, outs, accumulate,
-                                      rows, s, ctx);
+  if (s.n == 1) {
+    gemv_matmul<T>(gemv_default_variant(dtype_of<T>()), in, outs, accumulate, rows, s, ctx);
+    return;
+  }
   const size_t bytes = gemm_input_bytes<T>(in, s.n, s.in);
   char* scratch = bytes > 0 ? static_cast<char*>(workspace(ctx, bytes).scratch) : nullptr;
   const GemmInput x = prepare_gemm_input<T>(in, s.n, s.in, scratch, stream_of(ctx));
@@ -262,9 +361,11 @@ void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs,
                  " weights of one call must share group size and scale dtype");
   if (s.n == 0) return;
   with_codes(outs[0].weight, [&]<class Q>(Q) {
-    if (s.n == 1)
-      return gemv_matmul<Q>(gemv_default_variant(wtype, false, !in.codes.empty()), in, outs,
-                            accumulate, rows, s, ctx);
+    if (s.n == 1) {
+      gemv_matmul<Q>(gemv_default_variant(wtype, false, !in.codes.empty()), in, outs, accumulate,
+                     rows, s, ctx);
+      return;
+    }
     const size_t x_bytes = (gemm_input_bytes<f16>(in, s.n, s.in) + 255) / 256 * 256;
     const int max_rows = *std::max_element(rows.begin(), rows.end());
     char* scratch = static_cast<char*>(

@@ -28,6 +28,21 @@ struct GemvOutput {
   const void* scales;  // quantized weights: [rows, in / group] of the scale type; else null
 };
 
+// The rotary embedding and cache stores folded into a q, k, v GEMV (out[0], out[1], out[2]) of
+// one row (matmul_rope_store): q rotated where y is written, k rotated and v to the cache row
+// of the row's slot (out[1].y and out[2].y are left alone). Pair (2j, 2j+1) of each head turns
+// by the angle of frequency j % half at the row's position; a position outside the table or a
+// slot outside the cache gives NaN queries and no stores (as rope_store_kernel).
+struct GemvRope {
+  const int32_t* positions;  // [1]
+  const int32_t* slots;      // [1]; null: the position
+  const float2* cos_sin;     // [max_pos, half]; null: no rotation (a plain GEMV)
+  void* k_cache;             // [cache_rows, out[1]'s rows] of cache_type
+  void* v_cache;
+  int cache_type;  // 0 fp32, 1 fp16, 2 bf16
+  int max_pos, cache_rows, half;
+};
+
 // One launch: the outputs' rows one after another form `rows` virtual rows (gated: out[0] is the
 // gate, out[1] the up projection, and `rows` their common row count; y is out[0].y).
 struct GemvParams {
@@ -48,6 +63,7 @@ struct GemvParams {
   const int8_t* x_codes;  // the input's codes (MatmulInput::codes) where the kernel reads them
   int8_t* y_codes;        // where the kernel also writes its output's codes (one output), or null
   const float* y_codes_norm;  // y_codes: of y times this norm weight (null: of y)
+  GemvRope rope;              // rope.cos_sin: the rotation and cache stores (one row's q, k, v)
 };
 
 // Lane t of a warp quantizes `value` times `norm` (the reader's norm weight, or 1), row `row`
@@ -128,12 +144,43 @@ __device__ __forceinline__ OutputRow locate(const GemvParams& p, int v) {
   return {j, v - p.first_row[j]};
 }
 
-// y = result (+ bias) or y += the same, for virtual row v (plain matmul); returns what it stored.
-__device__ __forceinline__ float store_row(const GemvParams& p, int v, float result) {
+// y = result (+ bias) or y += the same, for virtual row v (plain matmul); returns what it stored
+// (with `store` false, what it would have: the rope epilogue stores it).
+__device__ __forceinline__ float store_row(const GemvParams& p, int v, float result,
+                                           bool store = true) {
   const OutputRow o = locate(p, v);
   const GemvOutput& out = p.out[o.output];
   const float value = result + (out.bias != nullptr ? out.bias[o.row] : 0.f);
+  if (!store) return value;
   return out.y[o.row] = p.accumulate ? out.y[o.row] + value : value;
+}
+
+// The rope epilogue (p.rope) of virtual row v of q, k, v, whose value is `value` and whose pair's
+// other row (v ^ 1) has `partner`: rope_store.cu's rotate, one element of the pair a lane.
+__device__ __forceinline__ void rope_store_row(const GemvParams& p, int v, float value,
+                                               float partner) {
+  const GemvRope& r = p.rope;
+  const OutputRow o = locate(p, v);
+  const int pos = *r.positions, slot = r.slots != nullptr ? *r.slots : pos;
+  const bool valid = pos >= 0 && pos < r.max_pos && slot >= 0 && slot < r.cache_rows;
+  if (!valid) {
+    if (o.output == 0) p.out[0].y[o.row] = __int_as_float(0x7fc00000);
+    return;
+  }
+  float result = value;
+  if (o.output < 2) {  // (x, y) -> (x c - y s, x s + y c), written as rope_store's rotate
+    const float2 cs = r.cos_sin[int64_t(pos) * r.half + (o.row >> 1) % r.half];
+    result = (o.row & 1) == 0 ? value * cs.x - partner * cs.y : partner * cs.y + value * cs.x;
+  }
+  if (o.output == 0) {
+    p.out[0].y[o.row] = result;
+    return;
+  }
+  const int64_t at = int64_t(slot) * (p.first_row[2] - p.first_row[1]) + o.row;
+  void* cache = o.output == 1 ? r.k_cache : r.v_cache;
+  if (r.cache_type == 0) static_cast<float*>(cache)[at] = result;
+  else if (r.cache_type == 1) static_cast<__half*>(cache)[at] = __float2half_rn(result);
+  else static_cast<__nv_bfloat16*>(cache)[at] = __float2bfloat16_rn(result);
 }
 
 // The block stages x * norm in shared memory and returns rsqrt(mean(x^2) + eps), the scale that
@@ -263,6 +310,8 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // its weights pair with beside them (XCodes), nothing is staged; with kNorm the codes are of
 // x times the norm weight already and the rms scale comes from their block sums.
 // p.y_codes: the block also writes its chunk's outputs as codes (rows a chunk a multiple of 8).
+// p.rope: the chunk's q, k, v rows end rotated, k and v in the cache (rows a chunk in pairs);
+// both epilogues take the chunk's outputs from shared memory in warp 0.
 // A block's rows come in chunks (its warps' groups of rows): chunk blockIdx.x, then every
 // gridDim.x-th after it, the next chunk's first loads issued before this one's sums and stores.
 // With one block a chunk (the grid covering the rows) that loop runs once; a grid sized to what
@@ -282,13 +331,16 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
   extern __shared__ float4 staged[];  // kNorm: the normalised input; kQ: its codes
   __shared__ float partial[32][kStreams];
   __shared__ float scratch[32];
-  __shared__ float chunk_outputs[2][32];  // p.y_codes: a chunk's outputs, by chunk parity
+  __shared__ float chunk_outputs[2][32];  // chunk_epilogue: a chunk's outputs, by chunk parity
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, split = p.split;
   const int group = warp / split, sub = warp - group * split;
   const int groups_per_block = (blockDim.x >> 5) / split;
   // Warps interact (barriers) when they split rows or stage the input; otherwise a warp past the
   // last row may leave.
-  const bool independent = !kNorm && !kQ && split == 1 && p.y_codes == nullptr;
+  const bool rope = !kGated && p.rope.cos_sin != nullptr;
+  // p.y_codes and rope: the chunk's outputs go through shared memory to warp 0's epilogue.
+  const bool chunk_epilogue = p.y_codes != nullptr || rope;
+  const bool independent = !kNorm && !kQ && split == 1 && !chunk_epilogue;
   const int stride = 32 * split;  // vectors between a lane's consecutive loads
   const int step = kUnroll * stride;
   // One chunk's weight streams: each row's address and (codes with group scales) row of scales.
@@ -412,7 +464,7 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
   if (p.early_trigger) allow_dependent_launch();
   load_x(cur, st.nvec, first);
   float scale = 1.f;
-  int parity = 0;  // p.y_codes: which half of chunk_outputs this chunk writes
+  int parity = 0;  // chunk_epilogue: which half of chunk_outputs this chunk writes
   if constexpr (kCodes) {
     if constexpr (kNorm) scale = rms_scale_of_codes(p.x_codes, p.in, p.eps);
   } else if constexpr (kQ) {
@@ -472,18 +524,25 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
         if constexpr (kGated)
           p.out[0].y[v] = value = SwiGluOp{}(acc[r] * scale, acc[kRows + r] * scale);
         else
-          value = store_row(p, v, acc[r] * scale);
-        if (p.y_codes != nullptr) chunk_outputs[parity][v - chunk_row0] = value;
+          value = store_row(p, v, acc[r] * scale, !rope);
+        if (chunk_epilogue) chunk_outputs[parity][v - chunk_row0] = value;
       }
     }
-    if (p.y_codes != nullptr) {  // the block's rows are whole blocks of 8 (launch_gemv_variant)
+    // The block's rows are whole blocks of 8 (codes) or pairs (rope): launch_gemv_variant.
+    if (chunk_epilogue) {
       __syncthreads();  // the chunk's outputs are in chunk_outputs[parity]
       const int rows = groups_per_block * kRows, v = chunk_row0 + lane;
       const bool valid = lane < rows && v < p.rows;
-      if (warp == 0)
-        write_input_code(valid ? chunk_outputs[parity][lane] : 0.f,
-                         valid && p.y_codes_norm != nullptr ? p.y_codes_norm[v] : 1.f, v, valid,
-                         p.rows, p.y_codes);
+      if (warp == 0) {
+        const float value = valid ? chunk_outputs[parity][lane] : 0.f;
+        if (rope) {
+          const float partner = __shfl_xor_sync(0xffffffffu, value, 1);
+          if (valid) rope_store_row(p, v, value, partner);
+        } else {
+          write_input_code(value, valid && p.y_codes_norm != nullptr ? p.y_codes_norm[v] : 1.f, v,
+                           valid, p.rows, p.y_codes);
+        }
+      }
       parity ^= 1;  // the next chunk's outputs go to the other half while warp 0 reads this one
     }
     if (!more) return gemv_stamp(p.trace, kEndMin, true);
@@ -554,10 +613,16 @@ inline int auto_split(int rows_per_warp, int warps_per_block, int rows, int nvec
   return split;
 }
 
-// Launches variant v; returns whether the kernel writes p.y_codes (its chunks are whole blocks of
-// 8 rows; otherwise p.y_codes is cleared and the caller writes them after).
+// What a GEMV launch did of the epilogues asked for: p.y_codes (its chunks are whole blocks of 8
+// rows) and p.rope (whole pairs of rows, at most 32 a chunk); what it did not, the caller does
+// after.
+struct GemvEpilogues {
+  bool codes = false, rope = false;
+};
+
+// Launches variant v (clearing p.y_codes and p.rope where its chunks do not allow them).
 template <class DT, bool kGated, int kV = 0>
-bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
+GemvEpilogues launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
   if constexpr (kV < kNumGemvVariants) {
     if (v != kV) return launch_gemv_variant<DT, kGated, kV + 1>(v, p, shared, stream);
     constexpr GemvVariant c = kGemvVariants[kV];
@@ -569,6 +634,7 @@ bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
     if (rows_per_block % kInputCodeBlock != 0 || rows_per_block > 32 ||
         p.rows % kInputCodeBlock != 0)
       p.y_codes = nullptr;
+    if (kGated || rows_per_block % 2 != 0 || rows_per_block > 32) p.rope.cos_sin = nullptr;
     auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
                                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
     if constexpr (kIsQuantized<DT> && !kIsBlocks<DT>)
@@ -587,7 +653,7 @@ bool launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t strea
     }
     p.trace = gemv_trace_slot(p.rows, p.in, p.norm != nullptr, kGated, blocks, threads);
     launch(kernel, blocks, threads, shared, stream, p);
-    return p.y_codes != nullptr;
+    return {p.y_codes != nullptr, p.rope.cos_sin != nullptr};
   } else {
     fail("gemv: no variant ", v);
   }
@@ -681,13 +747,19 @@ __global__ void round_kernel(const float4* __restrict__ x, int64_t count4, DT* _
   if (i < count4) store_rounded4<DT>(x[i], hi + 4 * i, lo != nullptr ? lo + 4 * i : nullptr);
 }
 
-// Runs the GEMV of p (weights of storage type T) with `variant`.
+// Whether the q/k/v GEMV ends with the rotation and cache stores (matmul_rope_store), for
+// measurements: KUIPER_CUDA_GEMV_ROPE=0 leaves them to rope_store's own launch.
+bool gemv_folds_rope();
+
+// Runs the GEMV of p (weights of storage type T) with `variant`; returns whether it did the
+// rope epilogue (p.rope; when not, the caller launches rope_store).
 template <class T, bool kGated>
-void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
+bool run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   using DT = DeviceType<T>;
   constexpr int kVec = kPer16<DT>;
   cudaStream_t stream = stream_of(ctx);
-  if (p.rows == 0) return;
+  if (p.rows == 0) return false;
+  if (!gemv_folds_rope()) p.rope.cos_sin = nullptr;
   if (gemv_input_codes() == InputCodes::kNone) p.x_codes = p.y_codes = nullptr;
   if (gemv_input_codes() == InputCodes::kFfn) {
     if (!kGated) p.y_codes = nullptr;
@@ -726,9 +798,9 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   if (p.x_codes != nullptr) shared = 0;
   p.early_trigger = pdl_mode() == 2;
   int8_t* const y_codes = p.y_codes;
-  bool wrote_codes = false;
+  GemvEpilogues done;
   if (vec) {
-    wrote_codes = launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
+    done = launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
   } else {
     constexpr int kWarps = 4;
     p.split = 1;
@@ -737,11 +809,12 @@ void run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
                              : gemv_scalar_kernel<DT, false, kGated>,
            blocks_for(p.rows, kWarps), kWarps * 32, shared, stream, p);
   }
-  if (y_codes != nullptr && !wrote_codes) {
+  if (y_codes != nullptr && !done.codes) {
     constexpr int kThreads = 256;
     launch(input_codes_kernel<>, blocks_for(p.rows, kThreads), kThreads, 0, stream, p.out[0].y,
            p.y_codes_norm, p.rows, y_codes);
   }
+  return done.rope;
 }
 
 // ---- n > 1: cuBLAS ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ void register_typed(Registry& r) {
   r.embedding.add(kCUDA, t, cuda::embedding<T>);
   r.matmul.add(kCUDA, t, cuda::matmul<T>);
   r.gated_matmul.add(kCUDA, t, cuda::gated_matmul<T>);
+  r.matmul_rope_store.add(kCUDA, t, cuda::matmul_rope_store);
   r.rope_store.add(kCUDA, t, cuda::rope_store<T>);
   r.attention.add(kCUDA, t, cuda::attention<T>);
   r.paged_rope_store.add(kCUDA, t, cuda::paged_rope_store<T>);
@@ -30,6 +31,7 @@ void register_cuda_kernels(Registry& r) {
     r.embedding.add(Device::kCUDA, t, cuda::embedding_quantized);
     r.matmul.add(Device::kCUDA, t, cuda::matmul_quantized);
     r.gated_matmul.add(Device::kCUDA, t, cuda::gated_matmul_quantized);
+    r.matmul_rope_store.add(Device::kCUDA, t, cuda::matmul_rope_store);
   }
   // fp32 activations only.
   constexpr Device kCUDA = Device::kCUDA;

@@ -82,13 +82,52 @@ template <class T>
 void store_rows(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                 const Tensor& positions, const Tensor& slots, const Tensor& cos_sin, int head_dim,
                 const Tensor& k_cache, const Tensor& v_cache, const DeviceContext& ctx) {
+  expect_tensor(op, "key cache", k_cache, dtype_of<T>());
+  const RopeStoreTarget t =
+      check_rope_store(op, q, k, v, positions, slots, cos_sin, head_dim, k_cache, v_cache);
+  const int64_t n = positions.numel();
+  if (n == 0) return;
+  for (const Tensor* x : {&q, &k, &v})  // read as float pairs
+    KUIPER_CHECK(reinterpret_cast<uintptr_t>(x->raw_data()) % 8 == 0, op, ": ", x->describe(),
+                 " is not 8-byte aligned");
+  for (const Tensor* c : {&k_cache, &v_cache})  // written in pairs
+    KUIPER_CHECK(reinterpret_cast<uintptr_t>(c->raw_data()) % (2 * sizeof(T)) == 0, op, ": ",
+                 c->describe(), " is not aligned to pairs");
+  RopeStoreParams p{};
+  p.q = reinterpret_cast<float2*>(q.data<float>());
+  p.k = reinterpret_cast<const float2*>(k.data<float>());
+  p.v = reinterpret_cast<const float2*>(v.data<float>());
+  p.positions = t.positions;
+  p.slots = t.slots;
+  p.cos_sin = reinterpret_cast<const float2*>(t.cos_sin);
+  p.max_pos = t.max_pos;
+  p.cache_rows = t.cache_rows;
+  p.q_pairs = int(q.numel() / n / 2);
+  p.kv_pairs = t.kv_width / 2;
+  p.half = t.half;
+  p.total = n * (p.q_pairs + 2 * int64_t(p.kv_pairs));
+  constexpr int kThreads = 256;
+  using CT = DeviceType<T>;
+  launch(rope_store_kernel<CT>, blocks_for(p.total, kThreads), kThreads, 0, stream_of(ctx), p,
+         static_cast<CT*>(t.k_cache), static_cast<CT*>(t.v_cache));
+}
+
+}  // namespace
+
+RopeStoreTarget check_rope_store(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& positions, const Tensor& slots,
+                                 const Tensor& cos_sin, int head_dim, const Tensor& k_cache,
+                                 const Tensor& v_cache) {
   expect_tensor(op, "queries", q, DType::kF32);
   expect_tensor(op, "keys", k, DType::kF32);
   expect_tensor(op, "values", v, DType::kF32);
   expect_tensor(op, "positions", positions, DType::kI32);
   expect_tensor(op, "cos_sin", cos_sin, DType::kF32);
-  expect_tensor(op, "key cache", k_cache, dtype_of<T>());
-  expect_tensor(op, "value cache", v_cache, dtype_of<T>());
+  const DType cache_dtype = k_cache.dtype();
+  KUIPER_CHECK(cache_dtype == DType::kF32 || cache_dtype == DType::kF16 ||
+                   cache_dtype == DType::kBF16,
+               op, ": key cache ", k_cache.describe(), " is not fp32, fp16 or bf16");
+  expect_tensor(op, "value cache", v_cache, cache_dtype);
   KUIPER_CHECK(head_dim > 0 && head_dim % 2 == 0, op, ": head_dim ", head_dim, " is not even");
   const int64_t n = positions.numel();
   const int64_t q_width = q.numel() / std::max<int64_t>(n, 1);
@@ -108,35 +147,21 @@ void store_rows(const char* op, const Tensor& q, const Tensor& k, const Tensor& 
   const int half = head_dim / 2;
   KUIPER_CHECK(cos_sin.ndim() >= 1 && cos_sin.numel() == cos_sin.dim(0) * half * 2, op,
                ": cos_sin ", cos_sin.describe(), " is not [max_seq, ", half, ", 2]");
-  for (const Tensor* t : {&q, &k, &v})  // read as float pairs
-    KUIPER_CHECK(reinterpret_cast<uintptr_t>(t->raw_data()) % 8 == 0, op, ": ", t->describe(),
-                 " is not 8-byte aligned");
-  for (const Tensor* t : {&k_cache, &v_cache})  // written in pairs
-    KUIPER_CHECK(reinterpret_cast<uintptr_t>(t->raw_data()) % (2 * sizeof(T)) == 0, op, ": ",
-                 t->describe(), " is not aligned to pairs");
   KUIPER_CHECK(q_width <= INT_MAX && kv_width <= INT_MAX, op, ": sizes beyond int range");
-  if (n == 0) return;
-  RopeStoreParams p{};
-  p.q = reinterpret_cast<float2*>(q.data<float>());
-  p.k = reinterpret_cast<const float2*>(k.data<float>());
-  p.v = reinterpret_cast<const float2*>(v.data<float>());
-  p.positions = positions.data<int32_t>();
-  p.slots = slots.empty() ? nullptr : slots.data<int32_t>();
-  p.cos_sin = reinterpret_cast<const float2*>(cos_sin.data<float>());
+  RopeStoreTarget t{};
+  t.positions = positions.data<int32_t>();
+  t.slots = slots.empty() ? nullptr : slots.data<int32_t>();
+  t.cos_sin = cos_sin.data<float>();
+  t.k_cache = k_cache.raw_data();
+  t.v_cache = v_cache.raw_data();
+  t.cache_dtype = cache_dtype;
   // A contiguous cache also bounds the positions; a paged one bounds the slots only.
-  p.max_pos = int(std::min<int64_t>({cos_sin.dim(0), slots.empty() ? max_seq : INT_MAX, INT_MAX}));
-  p.cache_rows = int(std::min<int64_t>(max_seq, INT_MAX));
-  p.q_pairs = int(q_width / 2);
-  p.kv_pairs = int(kv_width / 2);
-  p.half = half;
-  p.total = n * (p.q_pairs + 2 * int64_t(p.kv_pairs));
-  constexpr int kThreads = 256;
-  using CT = DeviceType<T>;
-  launch(rope_store_kernel<CT>, blocks_for(p.total, kThreads), kThreads, 0, stream_of(ctx), p,
-         reinterpret_cast<CT*>(k_cache.data<T>()), reinterpret_cast<CT*>(v_cache.data<T>()));
+  t.max_pos = int(std::min<int64_t>({cos_sin.dim(0), slots.empty() ? max_seq : INT_MAX, INT_MAX}));
+  t.cache_rows = int(std::min<int64_t>(max_seq, INT_MAX));
+  t.half = half;
+  t.kv_width = int(kv_width);
+  return t;
 }
-
-}  // namespace
 
 template <class T>
 void rope_store(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& positions,

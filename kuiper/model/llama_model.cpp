@@ -312,9 +312,10 @@ void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   // classifier, both without.
   const bool last = l + 1 == int(blocks_.size());
   const Tensor x_codes_in = l > 0 ? a.x_codes : Tensor(), x_codes_out = last ? Tensor() : a.x_codes;
-  // Attention: x += wo(attention(rope(q), cache + (rope(k), v))), q, k, v = norm(x) (wq, wk, wv)
-  b.qkv.forward({a.x, x_codes_in}, {a.q, a.k, a.v}, ctx);
-  rope_store_->forward(a.q, a.k, a.v, a.rows, k_cache_[l], v_cache_[l], ctx);
+  // Attention: x += wo(attention(rope(q), cache + (rope(k), v))), q, k, v = norm(x) (wq, wk, wv),
+  // the rope and the cache stores folded into the projection's kernel where it can
+  b.qkv.forward({a.x, x_codes_in}, {a.q, a.k, a.v}, ctx,
+                {*rope_store_, a.rows, k_cache_[l], v_cache_[l]});
   attention_->forward(a.q, k_cache_[l], v_cache_[l], a.rows, a.att, ctx);
   b.wo.forward({a.att}, {a.x, a.x_codes}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' heads' parts of the update (one rank: nothing)

@@ -21,6 +21,11 @@ Layer::Layer(LayerType type, std::string name, int n_inputs, int n_outputs,
       optional_outputs_(optional_outputs) {}
 
 void Layer::forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const {
+  check_forward(inputs, outputs, ctx);
+  base_forward(inputs, outputs, ctx);
+}
+
+void Layer::check_forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const {
   const int n_in = int(inputs.size()), n_out = int(outputs.size());
   KUIPER_CHECK(n_in >= n_inputs_ - optional_inputs_ && n_in <= n_inputs_ &&
                    n_out >= n_outputs_ - optional_outputs_ && n_out <= n_outputs_,
@@ -40,7 +45,6 @@ void Layer::forward(TensorList inputs, TensorList outputs, const DeviceContext& 
   for (const Tensor& w : weights_)
     KUIPER_CHECK(w.empty() || w.device() == ctx.device(), name_, ": weight ", w.describe(),
                  " is not on ", device_name(ctx.device()));
-  base_forward(inputs, outputs, ctx);
 }
 
 void Layer::append_tensors(std::vector<Tensor>& list, const Weight& w) {

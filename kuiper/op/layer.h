@@ -50,6 +50,8 @@ class Layer {
  protected:
   virtual void base_forward(TensorList inputs, TensorList outputs,
                             const DeviceContext& ctx) const = 0;
+  // forward()'s checks, for a layer's own forward that does not go through base_forward.
+  void check_forward(TensorList inputs, TensorList outputs, const DeviceContext& ctx) const;
   // Throws, naming this layer, unless `t` has the expected shape.
   void expect_shape(const Tensor& t, const Shape& shape, std::string_view what) const;
   // The tensors behind `w` (values, and scales when quantized), for weights_.

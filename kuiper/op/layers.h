@@ -26,6 +26,23 @@ struct ProjectionOptions {
                              // codes (MatmulLayer), or empty
 };
 
+// The device tensors that place a ragged batch's rows in their sequences and in the paged KV
+// cache (kernels::BatchRows, which says what each holds).
+struct BatchIndex {
+  Tensor positions, slots, row_seqs, seq_starts, block_tables;
+};
+
+class RopeStoreLayer;
+
+// The rope_store that follows a q/k/v projection (RopeStoreLayer::forward's arguments but q, k
+// and v), for the projection to fold into its kernel.
+struct RopeStoreStep {
+  const RopeStoreLayer& layer;
+  const BatchIndex& rows;
+  const Tensor& k_cache;
+  const Tensor& v_cache;
+};
+
 // {x [n, in], optionally x's codes} -> {y_i [n, out_i], optionally y's codes}: y_i = norm(x)
 // w_i^T (+ b_i), every projection in one kernel (q, k and v of a block share one input), or one
 // per storage when the weights mix dtypes. x's codes (kernels.h: MatmulInput::codes), where
@@ -35,9 +52,17 @@ class MatmulLayer final : public Layer {
  public:
   MatmulLayer(std::string name, std::vector<Weight> weights, std::vector<Tensor> biases = {},
               ProjectionOptions options = {});
+  using Layer::forward;
+  // forward({x, x's codes}, {q, k, v}) and then `rope` of q, k and v: in one kernel where the
+  // device has one for these weights (kernels.h: MatmulRopeStoreFn) and they are one storage.
+  void forward(TensorList in, TensorList out, const DeviceContext& ctx,
+               const RopeStoreStep& rope) const;
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;
+  // base_forward, with `rope` (or null) folded into the kernel.
+  void project(TensorList in, TensorList out, const kernels::RopeStoreArgs* rope,
+               const DeviceContext& ctx) const;
   std::vector<Weight> projections_;
   std::vector<Tensor> biases_;  // one per projection, empty where it has none
   ProjectionOptions options_;
@@ -57,12 +82,6 @@ class GatedMatmulLayer final : public Layer {
   ProjectionOptions options_;
 };
 
-// The device tensors that place a ragged batch's rows in their sequences and in the paged KV
-// cache (kernels::BatchRows, which says what each holds).
-struct BatchIndex {
-  Tensor positions, slots, row_seqs, seq_starts, block_tables;
-};
-
 // Rotary embedding of q (in place) and k, and the batch's keys and values stored in the cache at
 // the rows' slots: q [n, heads * head_dim], k, v [n, kv_heads * head_dim]; caches
 // [blocks * block_size, kv_heads * head_dim].
@@ -71,6 +90,9 @@ class RopeStoreLayer final : public Layer {
   RopeStoreLayer(std::string name, Tensor cos_sin, int head_dim, int block_size);
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const BatchIndex& rows,
                const Tensor& k_cache, const Tensor& v_cache, const DeviceContext& ctx) const;
+  // The kernels' arguments of forward(q, k, v, rows, k_cache, v_cache) but q, k and v.
+  kernels::RopeStoreArgs args(const BatchIndex& rows, const Tensor& k_cache,
+                              const Tensor& v_cache) const;
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;

@@ -38,7 +38,28 @@ MatmulLayer::MatmulLayer(std::string name, std::vector<Weight> weights, std::vec
   }
 }
 
+void MatmulLayer::forward(TensorList in, TensorList out, const DeviceContext& ctx,
+                          const RopeStoreStep& rope) const {
+  const bool folds = projections_.size() == 3 && launches_.size() == 1 && out.size() == 3 &&
+                     !options_.residual &&
+                     kernels::registry().matmul_rope_store.has(ctx.device(),
+                                                               projections_[0].dtype());
+  if (!folds) {
+    forward(in, out, ctx);
+    rope.layer.forward(out[0], out[1], out[2], rope.rows, rope.k_cache, rope.v_cache, ctx);
+    return;
+  }
+  check_forward(in, out, ctx);
+  const kernels::RopeStoreArgs args = rope.layer.args(rope.rows, rope.k_cache, rope.v_cache);
+  project(in, out, &args, ctx);
+}
+
 void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
+  project(in, out, nullptr, ctx);
+}
+
+void MatmulLayer::project(TensorList in, TensorList out, const kernels::RopeStoreArgs* rope,
+                          const DeviceContext& ctx) const {
   const Tensor& x = in[0];
   const Tensor codes = in.size() > 1 ? in[1] : Tensor();
   const int64_t n = x.dim(0);
@@ -56,8 +77,12 @@ void MatmulLayer::base_forward(TensorList in, TensorList out, const DeviceContex
     outs.clear();
     for (size_t i : group)
       outs.push_back({projections_[i], biases_[i], out[i], y_codes, options_.codes_norm});
-    kernels::registry().matmul.find(ctx.device(), projections_[group.front()].dtype())(
-        {x, options_.norm, options_.eps, codes}, outs, options_.residual, ctx);
+    const DType wtype = projections_[group.front()].dtype();
+    const kernels::MatmulInput input{x, options_.norm, options_.eps, codes};
+    if (rope != nullptr)  // one launch group (forward with a RopeStoreStep)
+      kernels::registry().matmul_rope_store.find(ctx.device(), wtype)(input, outs, *rope, ctx);
+    else
+      kernels::registry().matmul.find(ctx.device(), wtype)(input, outs, options_.residual, ctx);
   }
 }
 

@@ -19,6 +19,15 @@ void RopeStoreLayer::forward(const Tensor& q, const Tensor& k, const Tensor& v,
                  {q, k_cache, v_cache}, ctx);
 }
 
+kernels::RopeStoreArgs RopeStoreLayer::args(const BatchIndex& rows, const Tensor& k_cache,
+                                             const Tensor& v_cache) const {
+  return {{rows.positions, rows.slots, rows.row_seqs, rows.seq_starts, rows.block_tables,
+           int(weights_[0].dim(0))},
+          weights_[0],
+          head_dim_,
+          {k_cache, v_cache, block_size_}};
+}
+
 void RopeStoreLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
   const Tensor &q = in[0], &k = in[1], &v = in[2];
   const kernels::BatchRows rows{in[3], in[4], in[5], in[6], in[7], int(weights_[0].dim(0))};

@@ -30,6 +30,9 @@ inline const DeviceContext& cuda_ctx() {
 inline const DeviceContext& cpu_ctx() { return DeviceContext::cpu(); }
 
 inline Tensor to_cuda(const Tensor& t) { return t.to(Device::kCUDA, &cuda_ctx()); }
+inline Weight to_cuda(const Weight& w) {
+  return {to_cuda(w.values), w.quantized() ? to_cuda(w.scales) : Tensor()};
+}
 inline Tensor to_cpu(const Tensor& t) {
   Tensor host = t.to(Device::kCPU, &cuda_ctx());  // synchronizes the stream
   cuda_ctx().synchronize();                        // and surfaces kernel faults here

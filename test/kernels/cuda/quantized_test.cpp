@@ -88,10 +88,6 @@ Tensor kernel_input(const QuantCase& c, int64_t n, const Tensor& x, const Tensor
   return norm.empty() ? x : reference::rmsnorm(x, norm, 1e-5f);
 }
 
-Weight to_cuda(const Weight& w) {
-  return {test::to_cuda(w.values), w.quantized() ? test::to_cuda(w.scales) : Tensor()};
-}
-
 std::string describe(const QuantCase& c, int64_t n, bool norm, bool bias, bool acc) {
   std::ostringstream s;
   s << dtype_name(c.dtype);
@@ -342,6 +338,32 @@ TEST(CudaQuantized, ResidualGemvWritesOutputCodesForTheNextNorm) {
             << describe(c, 1, false, false, true) << " rows " << rows << (norm ? " norm" : "")
             << ", variant " << v << ": bytes of the codes that differ";
       }
+}
+
+// Llama-3.1-8B's q/k/v shape: more chunks of 8 rows than the GPU holds blocks at once (its
+// blocks loop over two rounds of them, the second partly), given the input's codes and a norm.
+TEST(CudaQuantized, TallGemvOfManyChunksMatchesReference) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(99);
+  const int64_t in = 4096;
+  for (const DType dtype : {DType::kI8, DType::kQ4}) {
+    const Tensor x = random_cpu(DType::kF32, {1, in}, rng);
+    const Tensor nw = random_cpu(DType::kF32, {in}, rng, 0.5f, 1.5f);
+    const Tensor xq = integer_gemv_input(x, nw, 1e-5f, kernels::kInputCodeBlock);
+    std::vector<MatmulOutput> outs;
+    std::vector<Tensor> want;
+    for (int64_t rows : {4096, 1024, 1024}) {
+      const Weight w = random_weight(dtype, rows, in, rng, dtype == DType::kI8 ? 64 : 32,
+                                     DType::kF32);
+      want.push_back(reference::matmul(xq, w, {}));
+      outs.push_back({to_cuda(w), Tensor(), poisoned_cuda(DType::kF32, {1, rows})});
+    }
+    const MatmulInput input{poisoned_cuda(DType::kF32, {1, in}), test::to_cuda(nw), 1e-5f,
+                            test::to_cuda(input_codes(x.span<float>(), nw.span<float>()))};
+    kernel_registry().matmul.find(Device::kCUDA, dtype)(input, outs, false, cuda_ctx());
+    for (size_t j = 0; j < outs.size(); ++j)
+      EXPECT_LT(scaled_diff(to_cpu(outs[j].y), want[j]), 1e-4f) << dtype_name(dtype) << " " << j;
+  }
 }
 
 TEST(CudaQuantized, RejectsBadInputCodes) {
