@@ -86,7 +86,7 @@ void argmax(const Tensor& x, const Tensor& out, const DeviceContext& ctx) {
   if (rows == 0) return;
   KUIPER_CHECK(cols > 0, "argmax of rows with no elements");
   // A warp per 32 values (per 128 for rows of vectors), up to 1024 threads.
-  const int64_t units = cols % 4 == 0 ? (cols + 3) / 4 : cols;
+  const int64_t units = cols % 4 == 0 ? cols / 4 : cols;
   const int threads = int(std::clamp<int64_t>((units + 31) / 32 * 32, 32, 1024));
   launch(argmax_kernel, unsigned(rows), threads, 0, stream_of(ctx), x.data<float>(), cols,
          out.data<int32_t>());

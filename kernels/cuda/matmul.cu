@@ -113,7 +113,7 @@ std::vector<int> check_matmul(const MatmulInput& in, std::span<const MatmulOutpu
 template <class T>
 bool gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                  bool accumulate, const std::vector<int>& rows, InputShape s,
-                 const DeviceContext& ctx, const GemvRope& rope = {}) {
+                 const DeviceContext& ctx, const RopeStoreTarget& rope = {}) {
   bool folded = false;
   for (size_t first = 0; first < outs.size(); first += kMaxGemvOutputs) {
     GemvParams p{};
@@ -153,7 +153,7 @@ bool gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
 }
 
 bool gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
-              bool accumulate, const DeviceContext& ctx, const GemvRope& rope = {}) {
+              bool accumulate, const DeviceContext& ctx, const RopeStoreTarget& rope = {}) {
   const InputShape s = check_input("matmul", in);
   KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
   const DType wtype = outs[0].weight.dtype();
@@ -179,47 +179,6 @@ bool gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
   }
 }
 
-// The rope epilogue of a GEMV (n == 1) for the checked rows and caches.
-GemvRope gemv_rope(const RopeStoreTarget& t) {
-  GemvRope r{};
-  r.positions = t.positions;
-  r.slots = t.slots;
-  r.cos_sin = reinterpret_cast<const float2*>(t.cos_sin);
-  r.k_cache = t.k_cache;
-  r.v_cache = t.v_cache;
-  r.cache_type = t.cache_dtype == DType::kF32 ? 0 : t.cache_dtype == DType::kF16 ? 1 : 2;
-  r.max_pos = t.max_pos;
-  r.cache_rows = t.cache_rows;
-  r.half = t.half;
-  return r;
-}
-
-void matmul_any(const MatmulInput& in, std::span<const MatmulOutput> outs,
-                const DeviceContext& ctx) {
-  switch (outs[0].weight.dtype()) {
-    case DType::kF32: return matmul<float>(in, outs, false, ctx);
-    case DType::kF16: return matmul<f16>(in, outs, false, ctx);
-    case DType::kBF16: return matmul<bf16>(in, outs, false, ctx);
-    default: return matmul_quantized(in, outs, false, ctx);
-  }
-}
-
-void paged_rope_store_any(std::span<const MatmulOutput> qkv, const RopeStoreArgs& rope,
-                          const DeviceContext& ctx) {
-  const Tensor &q = qkv[0].y, &k = qkv[1].y, &v = qkv[2].y;
-  switch (rope.cache.k.dtype()) {
-    case DType::kF32:
-      return paged_rope_store<float>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
-                                     ctx);
-    case DType::kF16:
-      return paged_rope_store<f16>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
-                                   ctx);
-    default:
-      return paged_rope_store<bf16>(q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache,
-                                    ctx);
-  }
-}
-
 // matmul_rope_store through GEMV variant `variant` for n == 1 (< 0: the default one).
 void matmul_rope_store_variant(int variant, const MatmulInput& in,
                                std::span<const MatmulOutput> outs, const RopeStoreArgs& rope,
@@ -238,11 +197,12 @@ void matmul_rope_store_variant(int variant, const MatmulInput& in,
   if (s.n == 1) {
     const DType wtype = outs[0].weight.dtype();
     if (variant < 0) variant = gemv_default_variant(wtype, false, !in.codes.empty());
-    if (gemv_any(variant, in, outs, false, ctx, gemv_rope(t))) return;
+    if (gemv_any(variant, in, outs, false, ctx, t)) return;
   } else {
-    matmul_any(in, outs, ctx);
+    registry().matmul.find(Device::kCUDA, outs[0].weight.dtype())(in, outs, false, ctx);
   }
-  paged_rope_store_any(outs, rope, ctx);
+  registry().paged_rope_store.find(Device::kCUDA, t.cache_dtype)(
+      q, k, v, rope.rows, rope.cos_sin, rope.head_dim, rope.cache, ctx);
 }
 
 }  // namespace

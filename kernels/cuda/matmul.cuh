@@ -5,6 +5,7 @@
 #include <span>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/gemv.h"
 #include "kernels/cuda/gemv_trace.cuh"
@@ -28,21 +29,6 @@ struct GemvOutput {
   const void* scales;  // quantized weights: [rows, in / group] of the scale type; else null
 };
 
-// The rotary embedding and cache stores folded into a q, k, v GEMV (out[0], out[1], out[2]) of
-// one row (matmul_rope_store): q rotated where y is written, k rotated and v to the cache row
-// of the row's slot (out[1].y and out[2].y are left alone). Pair (2j, 2j+1) of each head turns
-// by the angle of frequency j % half at the row's position; a position outside the table or a
-// slot outside the cache gives NaN queries and no stores (as rope_store_kernel).
-struct GemvRope {
-  const int32_t* positions;  // [1]
-  const int32_t* slots;      // [1]; null: the position
-  const float2* cos_sin;     // [max_pos, half]; null: no rotation (a plain GEMV)
-  void* k_cache;             // [cache_rows, out[1]'s rows] of cache_type
-  void* v_cache;
-  int cache_type;  // 0 fp32, 1 fp16, 2 bf16
-  int max_pos, cache_rows, half;
-};
-
 // One launch: the outputs' rows one after another form `rows` virtual rows (gated: out[0] is the
 // gate, out[1] the up projection, and `rows` their common row count; y is out[0].y).
 struct GemvParams {
@@ -63,7 +49,13 @@ struct GemvParams {
   const int8_t* x_codes;  // the input's codes (MatmulInput::codes) where the kernel reads them
   int8_t* y_codes;        // where the kernel also writes its output's codes (one output), or null
   const float* y_codes_norm;  // y_codes: of y times this norm weight (null: of y)
-  GemvRope rope;              // rope.cos_sin: the rotation and cache stores (one row's q, k, v)
+  // rope.cos_sin: the rotation and cache stores folded into a q, k, v GEMV (out[0], out[1],
+  // out[2]) of one row (matmul_rope_store): q rotated where y is written, k rotated and v to
+  // the cache row of the row's slot (out[1].y and out[2].y are left alone); null: a plain GEMV.
+  // Pair (2j, 2j+1) of each head turns by the angle of frequency j % half at the row's
+  // position; a position outside the table or a slot outside the cache gives NaN queries and
+  // no stores (as rope_store_kernel).
+  RopeStoreTarget rope;
 };
 
 // Lane t of a warp quantizes `value` times `norm` (the reader's norm weight, or 1), row `row`
@@ -159,7 +151,7 @@ __device__ __forceinline__ float store_row(const GemvParams& p, int v, float res
 // other row (v ^ 1) has `partner`: rope_store.cu's rotate, one element of the pair a lane.
 __device__ __forceinline__ void rope_store_row(const GemvParams& p, int v, float value,
                                                float partner) {
-  const GemvRope& r = p.rope;
+  const RopeStoreTarget& r = p.rope;
   const OutputRow o = locate(p, v);
   const int pos = *r.positions, slot = r.slots != nullptr ? *r.slots : pos;
   const bool valid = pos >= 0 && pos < r.max_pos && slot >= 0 && slot < r.cache_rows;
@@ -169,17 +161,18 @@ __device__ __forceinline__ void rope_store_row(const GemvParams& p, int v, float
   }
   float result = value;
   if (o.output < 2) {  // (x, y) -> (x c - y s, x s + y c), written as rope_store's rotate
-    const float2 cs = r.cos_sin[int64_t(pos) * r.half + (o.row >> 1) % r.half];
+    const float2 cs =
+        reinterpret_cast<const float2*>(r.cos_sin)[int64_t(pos) * r.half + (o.row >> 1) % r.half];
     result = (o.row & 1) == 0 ? value * cs.x - partner * cs.y : partner * cs.y + value * cs.x;
   }
   if (o.output == 0) {
     p.out[0].y[o.row] = result;
     return;
   }
-  const int64_t at = int64_t(slot) * (p.first_row[2] - p.first_row[1]) + o.row;
+  const int64_t at = int64_t(slot) * r.kv_width + o.row;
   void* cache = o.output == 1 ? r.k_cache : r.v_cache;
-  if (r.cache_type == 0) static_cast<float*>(cache)[at] = result;
-  else if (r.cache_type == 1) static_cast<__half*>(cache)[at] = __float2half_rn(result);
+  if (r.cache_dtype == DType::kF32) static_cast<float*>(cache)[at] = result;
+  else if (r.cache_dtype == DType::kF16) static_cast<__half*>(cache)[at] = __float2half_rn(result);
   else static_cast<__nv_bfloat16*>(cache)[at] = __float2bfloat16_rn(result);
 }
 

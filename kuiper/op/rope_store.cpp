@@ -30,15 +30,15 @@ kernels::RopeStoreArgs RopeStoreLayer::args(const BatchIndex& rows, const Tensor
 
 void RopeStoreLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
   const Tensor &q = in[0], &k = in[1], &v = in[2];
-  const kernels::BatchRows rows{in[3], in[4], in[5], in[6], in[7], int(weights_[0].dim(0))};
-  const kernels::PagedCache cache{out[1], out[2], block_size_};
+  const kernels::RopeStoreArgs a = args({in[3], in[4], in[5], in[6], in[7]}, out[1], out[2]);
+  const kernels::PagedCache& cache = a.cache;
   KUIPER_CHECK(out[0].raw_data() == q.raw_data(), name(), " rotates the queries in place");
   KUIPER_CHECK(q.ndim() == 2 && q.dim(1) % head_dim_ == 0, name(), ": queries ", q.describe(),
                " are not [n, heads * ", head_dim_, "]");
   expect_shape(k, {q.dim(0), cache.k.dim(-1)}, "keys");
   expect_shape(v, k.shape(), "values");
   kernels::registry().paged_rope_store.find(ctx.device(), cache.k.dtype())(
-      q, k, v, rows, weights_[0], head_dim_, cache, ctx);
+      q, k, v, a.rows, a.cos_sin, a.head_dim, cache, ctx);
 }
 
 }  // namespace kuiper
