@@ -169,6 +169,11 @@ using SoftmaxFn = void(const Tensor& x, const DeviceContext& ctx);
 // Key: fp32.
 using ArgmaxFn = void(const Tensor& x, const Tensor& out, const DeviceContext& ctx);
 
+// Marks where a decoding step of one row starts (begin) and ends on ctx's stream, for a backend
+// that chains the step's kernels in between (CUDA's flag waits, cuda/common.cuh). Nothing but
+// the step's own kernels may be queued between the two.
+using DecodeStepFn = void(bool begin, const DeviceContext& ctx);
+
 template <class Fn>
 class KernelRegistry {
  public:
@@ -204,6 +209,7 @@ struct Registry {
   KernelRegistry<AddFn> add{"add"};
   KernelRegistry<SoftmaxFn> softmax{"softmax"};
   KernelRegistry<ArgmaxFn> argmax{"argmax"};
+  KernelRegistry<DecodeStepFn> decode_step{"decode_step"};  // fp32: one per device
 };
 
 // Every backend's kernels, registered on first use.

@@ -378,13 +378,14 @@ __device__ __forceinline__ void store_cluster(uint32_t address, float v) {
 // Grid (C, KV heads, rows), clusters of (C, 1, 1); parts * group warps a block. DJ = ceil(D / 32)
 // dims a lane (d = lane + 32 j).
 template <class CT, int DJ, class Keys>
-__global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
-    decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
-                            Keys keys, float* out) {
+__device__ __forceinline__ void decode_attention(const DecodeParams& p, const float* q,
+                                                 const CT* k_cache, const CT* v_cache,
+                                                 const Keys& keys, float* out,
+                                                 const FlagSync& sync) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
   allow_dependent_launch();
-  grid_dependency_wait();
+  dependency_wait(sync);
   extern __shared__ __align__(16) unsigned char decode_smem[];
   unsigned char* const smem = decode_smem;
   constexpr int kPer = 16 / sizeof(CT);  // elements a 16-byte unit
@@ -551,6 +552,14 @@ __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
     out_group[e] = num / den;
   }
 #endif
+}
+
+template <class CT, int DJ, class Keys>
+__global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
+    decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
+                            Keys keys, float* out, FlagSync sync) {
+  decode_attention<CT, DJ, Keys>(p, q, k_cache, v_cache, keys, out, sync);
+  signal_done(sync);
 }
 
 AttentionDecodeConfig& decode_config_storage() {
@@ -754,8 +763,13 @@ void launch_decode_dj(const DecodePlan& plan, int64_t n, const float* q, const C
   config.stream = stream;
   config.attrs = attributes;
   config.numAttrs = pdl_attention() && pdl_enabled() ? 2 : 1;
+  FlagSync sync;
+  if (config.numAttrs == 2)
+    sync = next_flag_sync(stream, config.gridDim.x * config.gridDim.y * config.gridDim.z);
+  else
+    break_flag_chain(stream);
   KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, DJ, Keys>, plan.p, q,
-                                       k, v, keys, out));
+                                       k, v, keys, out, sync));
 }
 
 template <class CT, class Keys>
@@ -808,7 +822,7 @@ void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const floa
     const size_t slots = size_t(n) * H * p.splits;
     const size_t ml_floats = (2 * slots + 63) / 64 * 64;  // part_o starts 256-byte aligned
     Workspace ws = workspace(ctx, (ml_floats + slots * D) * sizeof(float));
-    KUIPER_CHECK(size_t(n) * KVH * sizeof(int) <= kWorkspaceCounterBytes,
+    KUIPER_CHECK(size_t(n) * KVH * sizeof(int) <= kWorkspaceCounterBytes - kWorkspaceFlagBytes,
                  "attention: too many counters");
     done = ws.counters;
     part_ml = static_cast<float*>(ws.scratch);

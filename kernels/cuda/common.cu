@@ -1,5 +1,6 @@
 // Argument checks, launch settings and device facts shared by the kernels (common.cuh).
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_kernels.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -26,6 +27,65 @@ void expect_numel(const char* op, const char* name, const Tensor& t, int64_t num
 Workspace workspace(const DeviceContext& ctx, size_t scratch_bytes) {
   char* base = static_cast<char*>(ctx.cuda_workspace(kWorkspaceCounterBytes + scratch_bytes));
   return {reinterpret_cast<int*>(base), base + kWorkspaceCounterBytes};
+}
+
+int flag_mode() {
+  static const int mode = pdl_mode() == 0              ? 0
+                          : env_is("KUIPER_CUDA_FLAGS", "1") ? 1
+                          : env_is("KUIPER_CUDA_FLAGS", "2") ? 2
+                                                         : 0;
+  return mode;
+}
+
+namespace {
+// The chain of the decoding step this thread queues (tensor-parallel ranks queue from their own
+// threads, each on its own stream).
+struct FlagChain {
+  cudaStream_t stream = nullptr;  // null: no step
+  unsigned* done = nullptr;
+  int next = 0;   // the next launch's counter
+  int last = -1;  // the counter of the launch queued last, if it took part
+  unsigned last_blocks = 0;
+};
+thread_local FlagChain chain;
+constexpr int kFlagCounters = int(kWorkspaceFlagBytes / sizeof(unsigned));
+
+__global__ void zero_flags_kernel(unsigned* done, int n) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  for (int i = int(threadIdx.x); i < n; i += int(blockDim.x)) done[i] = 0;
+}
+}  // namespace
+
+FlagSync next_flag_sync(cudaStream_t stream, unsigned blocks) {
+  if (chain.stream != stream || chain.next >= kFlagCounters) {
+    break_flag_chain(stream);
+    return {};
+  }
+  FlagSync s{chain.done, chain.last, chain.last_blocks, chain.next++, flag_mode() == 1};
+  chain.last = s.signal;
+  chain.last_blocks = blocks;
+  return s;
+}
+
+void break_flag_chain(cudaStream_t stream) {
+  if (chain.stream == stream) chain.last = -1;
+}
+
+void begin_flag_step(const DeviceContext& ctx) {
+  if (flag_mode() == 0) return;
+  const Workspace ws = workspace(ctx, 0);
+  auto* done = reinterpret_cast<unsigned*>(reinterpret_cast<char*>(ws.counters) +
+                                           kWorkspaceCounterBytes - kWorkspaceFlagBytes);
+  launch(zero_flags_kernel, 1, 256, 0, stream_of(ctx), done, kFlagCounters);
+  chain = {stream_of(ctx), done};
+}
+
+void end_flag_step() { chain = {}; }
+
+void decode_step(bool begin, const DeviceContext& ctx) {
+  if (begin) begin_flag_step(ctx);
+  else end_flag_step();
 }
 
 int pdl_mode() {

@@ -171,6 +171,59 @@ __device__ __forceinline__ void grid_dependency_wait() {
 #endif
 }
 
+// Flag waits (KUIPER_CUDA_FLAGS, measured against grid_dependency_wait). Within a decoding step
+// of one row, kernels that take part count their finished blocks on a counter of their own
+// (one per launch of the step, zeroed by the step's first launch), and the next such kernel
+// waits until that counter reaches the launch's blocks, instead of waiting for the grid to end
+// and the hardware to release it. The order of the stream is kept: a kernel waits on the one
+// right before it, whose blocks all started (programmatic launch starts the next kernel only
+// then), so every wait is on blocks that run. A launch that takes no part (any other kernel,
+// launch_with) breaks the chain and the next one waits for the grid as before.
+struct FlagSync {
+  unsigned* done = nullptr;  // the step's counters
+  int wait = -1;             // the kernel before's counter, or -1: grid_dependency_wait()
+  unsigned wait_count = 0;   // its blocks
+  int signal = -1;           // this launch's counter, or -1: it counts nothing
+  bool allow_first = false;  // allow the next launch as the kernel starts (flag_mode() 1)
+};
+
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Every thread of the block calls it (a barrier) where it would call grid_dependency_wait().
+__device__ __forceinline__ void dependency_wait(const FlagSync& s) {
+  if (s.wait < 0) return grid_dependency_wait();
+  if (threadIdx.x == 0) {
+    while (load_acquire(s.done + s.wait) < s.wait_count) __nanosleep(20);
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// Every thread of the block calls it after its last store: counts the block as done.
+__device__ __forceinline__ void signal_done(const FlagSync& s) {
+  if (s.signal < 0) return;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    atomicAdd(s.done + s.signal, 1u);
+  }
+}
+
+// 0: off (the default); 1: on, a taking-part kernel allowing the next launch as it starts;
+// 2: on, allowing it where it does without flags.
+int flag_mode();
+// The FlagSync of a launch of `blocks` blocks that takes part, about to be queued on `stream`.
+FlagSync next_flag_sync(cudaStream_t stream, unsigned blocks);
+// Ends the chain on `stream`: the next launch waits for the grid (every other launch calls it).
+void break_flag_chain(cudaStream_t stream);
+// Starts (zeroing the counters) and ends the chain of a decoding step on ctx's stream.
+void begin_flag_step(const DeviceContext& ctx);
+void end_flag_step();
+
 // Programmatic dependent launch: 0 off, 1 on (the default on compute capability 9.0 and later),
 // 2 on with the GEMV allowing the next launch before its main loop rather than after it. The
 // environment variable KUIPER_CUDA_PDL overrides it, for measurements.
@@ -200,8 +253,8 @@ bool pair_gemms();
 // Launches a kernel on `stream`; `programmatic`: allowed to overlap the previous kernel's end
 // (see above; its grid_dependency_wait() then waits), else it starts once that kernel is done.
 template <class... Params, class... Args>
-void launch_with(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 block,
-                 size_t shared_bytes, cudaStream_t stream, Args... args) {
+void launch_in_chain(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 block,
+                     size_t shared_bytes, cudaStream_t stream, Args... args) {
   cudaLaunchAttribute attribute{};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
@@ -213,6 +266,13 @@ void launch_with(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 b
   config.attrs = &attribute;
   config.numAttrs = programmatic && pdl_enabled() ? 1 : 0;
   KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...));
+}
+// launch_in_chain for kernels that take no part in flag waits (see FlagSync).
+template <class... Params, class... Args>
+void launch_with(bool programmatic, void (*kernel)(Params...), dim3 grid, dim3 block,
+                 size_t shared_bytes, cudaStream_t stream, Args... args) {
+  break_flag_chain(stream);
+  launch_in_chain(programmatic, kernel, grid, block, shared_bytes, stream, args...);
 }
 
 // Launches a kernel on `stream`, allowed to overlap the previous kernel's end (see above).
@@ -226,6 +286,8 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
 // kWorkspaceCounterBytes of counters that kernels leave at zero (the workspace starts zeroed),
 // then scratch for the one op running at a time on the stream.
 constexpr size_t kWorkspaceCounterBytes = 16 << 10;
+// The last of them hold a decoding step's flag counters (FlagSync), zeroed as the step starts.
+constexpr size_t kWorkspaceFlagBytes = 8 << 10;
 struct Workspace {
   int* counters;
   void* scratch;

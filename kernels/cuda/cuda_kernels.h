@@ -66,5 +66,6 @@ SwiGluFn swiglu;
 AddFn add;
 SoftmaxFn softmax;
 ArgmaxFn argmax;
+DecodeStepFn decode_step;
 
 }  // namespace kuiper::kernels::cuda

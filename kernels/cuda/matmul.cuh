@@ -56,6 +56,7 @@ struct GemvParams {
   // position; a position outside the table or a slot outside the cache gives NaN queries and
   // no stores (as rope_store_kernel).
   RopeStoreTarget rope;
+  FlagSync sync;  // flag waits (common.cuh), for the vector kernel
 };
 
 // Lane t of a warp quantizes `value` times `norm` (the reader's norm weight, or 1), row `row`
@@ -309,13 +310,8 @@ __device__ __forceinline__ float stage_codes(const GemvParams& p, void* staged, 
 // gridDim.x-th after it, the next chunk's first loads issued before this one's sums and stores.
 // With one block a chunk (the grid covering the rows) that loop runs once; a grid sized to what
 // the GPU holds at once (launch_gemv_variant) stages the input once per block, not per chunk.
-template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated,
-          bool kCodes = false>
-// (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for; gated 3, as
-// many as without the codes: held to 64 its q4 kernel spilled. The others leave it open, 0: an
-// explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
-__global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
-    gemv_kernel(const __grid_constant__ GemvParams p) {
+template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated, bool kCodes>
+__device__ __forceinline__ void gemv_block(const GemvParams& p) {
   constexpr int kVec = kPer16<T>;  // weights per 16-byte load
   constexpr int kStreams = kGated ? 2 * kRows : kRows;
   constexpr bool kQ = kIsQuantized<T>;
@@ -449,10 +445,10 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
   const int first = sub * 32 + lane;
   int chunk = blockIdx.x;
   Streams st = streams_of(chunk);
-  if (independent && st.nvec == 0) return;
+  if (independent && st.nvec == 0 && p.sync.wait < 0) return;  // flag waits are barriers
   Batch cur;
   load(cur, st, first, false);
-  grid_dependency_wait();
+  dependency_wait(p.sync);
   gemv_stamp(p.trace, kWaitMin, true);
   if (p.early_trigger) allow_dependent_launch();
   load_x(cur, st.nvec, first);
@@ -542,6 +538,18 @@ __global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
     if (split > 1) __syncthreads();  // partial is written again for the next chunk
     if (independent && st.nvec == 0) return;
   }
+}
+
+template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated,
+          bool kCodes = false>
+// (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for; gated 3, as
+// many as without the codes: held to 64 its q4 kernel spilled. The others leave it open, 0: an
+// explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
+__global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
+    gemv_kernel(const __grid_constant__ GemvParams p) {
+  if (p.sync.allow_first) allow_dependent_launch();
+  gemv_block<T, kRows, kUnroll, kPipeline, kNorm, kGated, kCodes>(p);
+  signal_done(p.sync);
 }
 
 // Any size and alignment: one warp per virtual row, one element per lane at a time.
@@ -645,7 +653,8 @@ GemvEpilogues launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStrea
       blocks = std::min(blocks, unsigned(std::max(1, resident * gemv_grid_share() / 100)));
     }
     p.trace = gemv_trace_slot(p.rows, p.in, p.norm != nullptr, kGated, blocks, threads);
-    launch(kernel, blocks, threads, shared, stream, p);
+    p.sync = next_flag_sync(stream, blocks);
+    launch_in_chain(true, kernel, blocks, threads, shared, stream, p);
     return {p.y_codes != nullptr, p.rope.cos_sin != nullptr};
   } else {
     fail("gemv: no variant ", v);

@@ -40,6 +40,7 @@ void register_cuda_kernels(Registry& r) {
   r.add.add(kCUDA, DType::kF32, cuda::add);
   r.softmax.add(kCUDA, DType::kF32, cuda::softmax);
   r.argmax.add(kCUDA, DType::kF32, cuda::argmax);
+  r.decode_step.add(kCUDA, DType::kF32, cuda::decode_step);
 }
 
 }  // namespace kuiper::kernels

@@ -430,7 +430,20 @@ Tensor LlamaModel::forward_batch_rank(std::span<const SequenceChunk> chunks) {
     // step replays the graph recorded for its padded size.
     const int64_t rows = use_graphs_ ? padded_rows(seqs, max_seqs_) : seqs;
     const Activations a = stage(chunks, rows, rows);
-    const auto body = [this, a, rows] {
+    // A step of one row on one GPU tells the backend where it starts and ends (CUDA chains its
+    // kernels with flag waits in between, kernels.h: DecodeStepFn).
+    const bool marked = rows == 1 && tensor_parallel() == 1 &&
+                        kernels::registry().decode_step.has(device(), DType::kF32);
+    const auto body = [this, a, rows, marked] {
+      // Ends the step's chain however the step ends (a failed check throws).
+      struct StepMark {
+        kernels::DecodeStepFn* mark;
+        const DeviceContext& ctx;
+        ~StepMark() {
+          if (mark) mark(false, ctx);
+        }
+      } step{marked ? kernels::registry().decode_step.find(device(), DType::kF32) : nullptr, ctx_};
+      if (step.mark) step.mark(true, ctx_);
       compute(a);
       classify(0, rows);
     };
