@@ -139,7 +139,7 @@ void bench_shape(const char* name, const AttentionShape& shape, DType type, int 
       const Tensor q = random_cuda(DType::kF32, {batch, q_width}, rng);
       const Tensor out(DType::kF32, {batch, q_width}, Device::kCUDA);
       const double paged_us = time_us(ctx, [&] {
-        r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, ctx);
+        r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, Tensor(), ctx);
       });
       // Before: one contiguous cache and one call a sequence.
       std::vector<Tensor> ks, vs, qs, outs;
@@ -166,7 +166,7 @@ void bench_shape(const char* name, const AttentionShape& shape, DType type, int 
   const Tensor q = random_cuda(DType::kF32, {kPrompt, q_width}, rng);
   const Tensor out(DType::kF32, {kPrompt, q_width}, Device::kCUDA);
   const double paged_us = time_us(ctx, [&] {
-    r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, ctx);
+    r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, Tensor(), ctx);
   });
   const Tensor k = random_cuda(type, {kPrompt, kv_width}, rng);
   const Tensor v = random_cuda(type, {kPrompt, kv_width}, rng);
@@ -202,7 +202,7 @@ void sweep_many_rows(DType type, int block, const DeviceContext& ctx) {
     auto run = [&](const kc::AttentionDecodeConfig& c, const std::string& label) {
       kc::set_attention_decode_config(c);
       const double us = time_us(ctx, [&] {
-        r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, ctx);
+        r.paged_attention.find(Device::kCUDA, type)(q, paged.cache, paged.rows, shape, out, Tensor(), ctx);
       });
       std::printf("many-rows llama8b %s batch %d context %d %-28s %7.2f us %6.0f GB/s\n",
                   std::string(dtype_name(type)).c_str(), kBatch, context, label.c_str(), us,

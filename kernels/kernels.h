@@ -132,10 +132,12 @@ using PagedRopeStoreFn = void(const Tensor& q, const Tensor& k, const Tensor& v,
 // Causal attention of each row over positions 0..positions[i] of its sequence, read through the
 // block table (as AttentionFn otherwise). q, out fp32 [n, n_heads * head_dim]. A row whose
 // position reaches past its block table or the cache: NaN (CUDA), or a kuiper::Error (CPU).
-// Key: cache dtype.
+// out_codes (or empty): out quantized once for the GEMV that reads it (MatmulInput::codes, wo of
+// int8 or q4 weights), which like that GEMV only CUDA and one row (n == 1) write; every other
+// case leaves them alone. Key: cache dtype.
 using PagedAttentionFn = void(const Tensor& q, const PagedCache& cache, const BatchRows& rows,
                               const AttentionShape& shape, const Tensor& out,
-                              const DeviceContext& ctx);
+                              const Tensor& out_codes, const DeviceContext& ctx);
 
 // The projection of q, k and v (outs 0, 1, 2: one storage, no accumulate) with the paged
 // rope_store (PagedRopeStoreFn) of their result folded in: q = rope(norm(x) wq^T (+ bias)) and

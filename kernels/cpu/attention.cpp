@@ -61,7 +61,8 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
 
 template <class T>
 void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& rows,
-                     const AttentionShape& shape, const Tensor& out, const DeviceContext&) {
+                     const AttentionShape& shape, const Tensor& out,
+                     const Tensor& /*out_codes: for CUDA's GEMV*/, const DeviceContext&) {
   constexpr const char* op = "paged_attention";
   const int64_t hd = shape.head_dim;
   KUIPER_CHECK(shape.n_heads > 0 && shape.n_kv_heads > 0 && hd > 0 &&

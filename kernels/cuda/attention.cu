@@ -31,7 +31,9 @@
 // dims (distributed shared memory stores), one cluster barrier, then each block merges from its
 // own shared memory. No workspace, no counters, no global round trip, no remote loads. Where
 // the launch's blocks fit one an SM, each block asks for enough shared memory to get an SM to
-// itself (faster on TinyLlama's shape: NOTES.md). kernels/cuda/attention.h overrides the choices.
+// itself (faster on TinyLlama's shape: NOTES.md). With one row, the merge also writes the
+// output's int8 codes for wo's GEMV (kernels.h: PagedAttentionFn's out_codes), so that wo's
+// blocks do not each quantize it again. kernels/cuda/attention.h overrides the choices.
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -41,6 +43,7 @@
 #include <tuple>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/codes.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/key_rows.cuh"
@@ -381,7 +384,7 @@ template <class CT, int DJ, class Keys>
 __device__ __forceinline__ void decode_attention(const DecodeParams& p, const float* q,
                                                  const CT* k_cache, const CT* v_cache,
                                                  const Keys& keys, float* out,
-                                                 const FlagSync& sync) {
+                                                 int8_t* out_codes, const FlagSync& sync) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
   allow_dependent_launch();
@@ -399,7 +402,13 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   float* out_group = out + row * q_width + int64_t(kvh) * E;  // the group's heads, contiguous
   const int slice = (E + C - 1) / C, e0 = min(E, rank * slice), e1 = min(E, e0 + slice);
   if (len == 0) {  // the whole cluster returns here: its position is outside the cache
-    for (int e = e0 + tid; e < e1; e += blockDim.x) out_group[e] = __int_as_float(0x7fc00000);
+    const float nan = __int_as_float(0x7fc00000);  // codes too: their scales become NaN
+    for (int base = e0 + (tid & ~31); base < e1; base += blockDim.x) {
+      const int e = base + lane;
+      if (e < e1) out_group[e] = nan;
+      if (out_codes != nullptr)
+        write_input_code(nan, 1.f, kvh * E + e, e < e1, p.n_heads * D, out_codes);
+    }
     return;
   }
   const int chunk = (len + C - 1) / C;
@@ -538,18 +547,27 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   __cluster_barrier_wait();    // acquire: every partial of this block's slice is in
 
   // Merge this block's slice of the group's outputs over the C * parts partials, all local now.
-  for (int e = e0 + tid; e < e1; e += blockDim.x) {
-    const int at = e - e0;
-    float M = -INFINITY;
-    for (int k = 0; k < Q; ++k) M = fmaxf(M, recv_m[k * slice + at]);
-    float num = 0.f, den = 0.f;
+  // Whole warps go round (write_input_code shuffles within blocks of 8 lanes; the slices are
+  // whole blocks of 8 where out_codes is given).
+  for (int base = e0 + (tid & ~31); base < e1; base += blockDim.x) {
+    const int e = base + lane, at = e - e0;
+    const bool valid = e < e1;
+    float value = 0.f;
+    if (valid) {
+      float M = -INFINITY;
+      for (int k = 0; k < Q; ++k) M = fmaxf(M, recv_m[k * slice + at]);
+      float num = 0.f, den = 0.f;
 #pragma unroll 4
-    for (int k = 0; k < Q; ++k) {
-      const float w = expf(recv_m[k * slice + at] - M);  // 0 for partials without keys
-      num = fmaf(w, recv_o[k * slice + at], num);
-      den = fmaf(w, recv_l[k * slice + at], den);
+      for (int k = 0; k < Q; ++k) {
+        const float w = expf(recv_m[k * slice + at] - M);  // 0 for partials without keys
+        num = fmaf(w, recv_o[k * slice + at], num);
+        den = fmaf(w, recv_l[k * slice + at], den);
+      }
+      value = num / den;
+      out_group[e] = value;
     }
-    out_group[e] = num / den;
+    if (out_codes != nullptr)
+      write_input_code(value, 1.f, kvh * E + e, valid, p.n_heads * D, out_codes);
   }
 #endif
 }
@@ -557,8 +575,8 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
 template <class CT, int DJ, class Keys>
 __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
     decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
-                            Keys keys, float* out, FlagSync sync) {
-  decode_attention<CT, DJ, Keys>(p, q, k_cache, v_cache, keys, out, sync);
+                            Keys keys, float* out, int8_t* out_codes, FlagSync sync) {
+  decode_attention<CT, DJ, Keys>(p, q, k_cache, v_cache, keys, out, out_codes, sync);
   signal_done(sync);
 }
 
@@ -748,7 +766,7 @@ bool plan_decode(int64_t n, int H, int KVH, int D, int64_t max_keys, const void*
 
 template <class CT, int DJ, class Keys>
 void launch_decode_dj(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
-                      const Keys& keys, float* out, cudaStream_t stream) {
+                      const Keys& keys, float* out, int8_t* out_codes, cudaStream_t stream) {
   cudaLaunchAttribute attributes[2]{};
   attributes[0].id = cudaLaunchAttributeClusterDimension;
   attributes[0].val.clusterDim.x = unsigned(plan.cluster);
@@ -769,31 +787,43 @@ void launch_decode_dj(const DecodePlan& plan, int64_t n, const float* q, const C
   else
     break_flag_chain(stream);
   KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, DJ, Keys>, plan.p, q,
-                                       k, v, keys, out, sync));
+                                       k, v, keys, out, out_codes, sync));
 }
 
 template <class CT, class Keys>
 void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* k, const CT* v,
-                   const Keys& keys, float* out, cudaStream_t stream) {
+                   const Keys& keys, float* out, int8_t* out_codes, cudaStream_t stream) {
   switch ((plan.p.head_dim + 31) / 32) {
-    case 1: launch_decode_dj<CT, 1>(plan, n, q, k, v, keys, out, stream); break;
-    case 2: launch_decode_dj<CT, 2>(plan, n, q, k, v, keys, out, stream); break;
-    case 3: launch_decode_dj<CT, 3>(plan, n, q, k, v, keys, out, stream); break;
-    default: launch_decode_dj<CT, 4>(plan, n, q, k, v, keys, out, stream);
+    case 1: launch_decode_dj<CT, 1>(plan, n, q, k, v, keys, out, out_codes, stream); break;
+    case 2: launch_decode_dj<CT, 2>(plan, n, q, k, v, keys, out, out_codes, stream); break;
+    case 3: launch_decode_dj<CT, 3>(plan, n, q, k, v, keys, out, out_codes, stream); break;
+    default: launch_decode_dj<CT, 4>(plan, n, q, k, v, keys, out, out_codes, stream);
   }
+}
+
+// out's codes (MatmulInput::codes) of one row after the kernel that wrote out.
+void write_out_codes(const float* out, int width, int8_t* codes, const DeviceContext& ctx) {
+  constexpr int kThreads = 256;
+  launch(input_codes_kernel<>, (width + kThreads - 1) / kThreads, kThreads, 0, stream_of(ctx), out,
+         static_cast<const float*>(nullptr), width, codes);
 }
 
 // Attention of n query rows whose keys `keys` locates, each over at most max_keys keys (a bound
 // for sizing the splits only: longer rows stay correct): the cluster kernel where it applies,
 // else the tiled kernel. Rows that keys.length() gives to another kernel are left alone.
+// out_codes (or null; n == 1): out's codes as well, by the cluster kernel's merge where its
+// slices are whole blocks of 8, else by a kernel of their own.
 template <class CT, class Keys>
 void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const float* q,
             const CT* k_cache, const CT* v_cache, const Keys& keys, float* out,
-            const DeviceContext& ctx) {
+            int8_t* out_codes, const DeviceContext& ctx) {
   const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
   DecodePlan plan;
   if (plan_decode<CT, Keys>(n, H, KVH, D, max_keys, k_cache, v_cache, plan)) {
-    launch_decode<CT>(plan, n, q, k_cache, v_cache, keys, out, stream_of(ctx));
+    const bool merge_codes = (H / KVH * D) % (kInputCodeBlock * plan.cluster) == 0;
+    launch_decode<CT>(plan, n, q, k_cache, v_cache, keys, out, merge_codes ? out_codes : nullptr,
+                      stream_of(ctx));
+    if (out_codes != nullptr && !merge_codes) write_out_codes(out, H * D, out_codes, ctx);
     return;
   }
 
@@ -831,6 +861,7 @@ void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const floa
   launch_with(pdl_attention(), attention_kernel<CT, Keys>,
               dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
               stream_of(ctx), p, q, k_cache, v_cache, keys, out, part_ml, part_o, done);
+  if (out_codes != nullptr) write_out_codes(out, H * D, out_codes, ctx);
 }
 
 void check_shape(const char* op, const AttentionShape& shape) {
@@ -863,7 +894,7 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
   using CT = DeviceType<T>;
   const ContiguousKeys keys{positions.data<int32_t>(), int(max_seq)};
   attend<CT>(n, shape, max_seq, q.data<float>(), reinterpret_cast<const CT*>(k_cache.data<T>()),
-             reinterpret_cast<const CT*>(v_cache.data<T>()), keys, out.data<float>(), ctx);
+             reinterpret_cast<const CT*>(v_cache.data<T>()), keys, out.data<float>(), nullptr, ctx);
 }
 
 // Whether the rows that are no prefill chunk (decode rows, short chunks) of a batch of n rows
@@ -885,7 +916,8 @@ static bool short_rows_on_tensor_cores(const AttentionShape& shape, int64_t n) {
 // on the device.
 template <class T>
 void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& rows,
-                     const AttentionShape& shape, const Tensor& out, const DeviceContext& ctx) {
+                     const AttentionShape& shape, const Tensor& out, const Tensor& out_codes,
+                     const DeviceContext& ctx) {
   constexpr const char* op = "paged_attention";
   check_shape(op, shape);
   const int H = shape.n_heads, KVH = shape.n_kv_heads, D = shape.head_dim;
@@ -898,6 +930,16 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
                ", kernel for ", dtype_name(dtype_of<T>()));
   KUIPER_CHECK(s.n <= INT_MAX && s.cache_rows <= INT_MAX && s.max_blocks * cache.block_size <= INT_MAX,
                op, ": sizes beyond int range");
+  // out's codes for a GEMV of int8/q4 weights (wo) to read: of one row only (kernels.h).
+  int8_t* codes = nullptr;
+  if (!out_codes.empty() && s.n == 1) {
+    const int64_t width = int64_t(H) * D;
+    KUIPER_CHECK(width % 32 == 0, op, ": output codes need whole blocks of 32, not ", width);
+    expect_tensor(op, "output codes", out_codes, DType::kI8);
+    expect_numel(op, "output codes", out_codes, input_codes_bytes(width));
+    KUIPER_CHECK(aligned16(out_codes.raw_data()), op, ": output codes must be 16-byte aligned");
+    codes = static_cast<int8_t*>(out_codes.raw_data());
+  }
   if (s.n == 0) return;
   using CT = DeviceType<T>;
   const auto* k = reinterpret_cast<const CT*>(cache.k.data<T>());
@@ -924,11 +966,12 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
         launch_paged_prefill(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
       if (short_rows_on_tensor_cores(shape, s.n)) {
         launch_paged_short_rows(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
+        if (codes != nullptr) write_out_codes(out.data<float>(), H * D, codes, ctx);
         return;
       }
     }
   }
-  attend<CT>(s.n, shape, max_keys, q.data<float>(), k, v, keys, out.data<float>(), ctx);
+  attend<CT>(s.n, shape, max_keys, q.data<float>(), k, v, keys, out.data<float>(), codes, ctx);
 }
 
 AttentionDecodeConfig attention_decode_config() { return decode_config_storage(); }

@@ -171,6 +171,43 @@ template <class C>
 __host__ __device__ inline auto input_code_sums(C* codes, int in) {
   return input_code_scales(codes, in) + in / kInputCodeBlock;
 }
+// Lane t of a warp quantizes `value` times `norm` (the reader's norm weight, or 1), row `row`
+// of an output, into the codes of that output (MatmulInput::codes) where `valid`: lanes
+// 8b..8b+7 hold one block of 8 consecutive rows, the first a multiple of 8. The codes are those
+// of stage_codes (nearest of v * (127 / max|v|)); the block's sum of value^2 goes beside them.
+// Every lane of the warp takes part (shuffles).
+__device__ __forceinline__ void write_input_code(float value, float norm, int row, bool valid,
+                                                 int in, int8_t* codes) {
+  const float v = valid ? value * norm : 0.f;
+  float max = fabsf(v), ss = valid ? value * value : 0.f;
+#pragma unroll
+  for (int d = 1; d < kInputCodeBlock; d *= 2) {
+    max = fmaxf(max, __shfl_xor_sync(0xffffffffu, max, d));
+    ss += __shfl_xor_sync(0xffffffffu, ss, d);
+  }
+  if (!valid) return;
+  const float inverse = max > 0.f ? 127.f / max : 0.f;
+  codes[row] = int8_t(__float2int_rn(v * inverse));
+  if (row % kInputCodeBlock == 0) {
+    input_code_scales(codes, in)[row / kInputCodeBlock] = max / 127.f;
+    input_code_sums(codes, in)[row / kInputCodeBlock] = ss;
+  }
+}
+
+// y's codes (MatmulInput::codes) written after the kernel that wrote y, where that kernel could
+// not (the scalar GEMV, chunks of rows that are not whole blocks of 8, attention's split
+// kernel). n % 8 == 0.
+template <int = 0>
+__global__ void input_codes_kernel(const float* __restrict__ y, const float* __restrict__ norm,
+                                   int n, int8_t* __restrict__ codes) {
+  grid_dependency_wait();
+  allow_dependent_launch();
+  const int base = int(blockIdx.x) * int(blockDim.x), i = base + int(threadIdx.x);
+  if (base >= n) return;  // whole warps: n % 32 need not hold, the warp's lanes past n are idle
+  write_input_code(i < n ? y[i] : 0.f, i < n && norm != nullptr ? norm[i] : 1.f, i, i < n, n,
+                   codes);
+}
+
 template <class T>
 __device__ __forceinline__ XCodes<T> load_x_codes(const int8_t* codes, const float* scales, int i) {
   XCodes<T> x;

@@ -37,6 +37,9 @@ struct LlamaModel::Activations {
   // qkv): one row, on CUDA with one rank (the ranks' x is a partial sum until the all-reduce)
   // where qkv and ffn hold int8 or q4 codes; else empty.
   Tensor x_codes{};
+  // att quantized once, by the attention kernel, for wo: one row, on CUDA with one rank where
+  // wo holds int8 or q4 codes; else empty.
+  Tensor att_codes{};
 
   Activations first(int64_t n) const {
     Activations a = *this;
@@ -251,6 +254,8 @@ LlamaModel::LlamaModel(ModelFile file, const ModelOptions& options,
     act_->h_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(s.hidden)}, dev);
   if (reads_codes(&Block::qkv) && reads_codes(&Block::ffn) && s.ranks == 1 && dim % 32 == 0)
     act_->x_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(dim)}, dev);
+  if (reads_codes(&Block::wo) && s.ranks == 1 && qn % 32 == 0)
+    act_->att_codes = Tensor(DType::kI8, {kernels::input_codes_bytes(qn)}, dev);
   // Four int32 per row (token, position, slot, sequence), the sequences' starts and tables.
   index_ = Tensor(DType::kI32,
                   {4 * int64_t(batch_) + max_seqs_ + 1 + int64_t(max_seqs_) * max_table_}, dev);
@@ -316,8 +321,8 @@ void LlamaModel::run_block(const Block& b, int l, const Activations& a) const {
   // the rope and the cache stores folded into the projection's kernel where it can
   b.qkv.forward({a.x, x_codes_in}, {a.q, a.k, a.v}, ctx,
                 {*rope_store_, a.rows, k_cache_[l], v_cache_[l]});
-  attention_->forward(a.q, k_cache_[l], v_cache_[l], a.rows, a.att, ctx);
-  b.wo.forward({a.att}, {a.x, a.x_codes}, ctx);
+  attention_->forward(a.q, k_cache_[l], v_cache_[l], a.rows, a.att, ctx, a.att_codes);
+  b.wo.forward({a.att, a.att_codes}, {a.x, a.x_codes}, ctx);
   comm_->all_reduce_sum(a.x, ctx);  // the ranks' heads' parts of the update (one rank: nothing)
   // Feed-forward: x += w2(silu(w1(norm(x))) * w3(norm(x)))
   b.ffn.forward({a.x, a.x_codes}, {a.h, a.h_codes}, ctx);

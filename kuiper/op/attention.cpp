@@ -4,7 +4,7 @@ namespace kuiper {
 
 AttentionLayer::AttentionLayer(std::string name, kernels::AttentionShape shape, int block_size,
                                int max_positions)
-    : Layer(LayerType::kAttention, std::move(name), 8, 1),
+    : Layer(LayerType::kAttention, std::move(name), 8, 2, {}, 0, 1),
       shape_(shape),
       block_size_(block_size),
       max_positions_(max_positions) {
@@ -15,11 +15,11 @@ AttentionLayer::AttentionLayer(std::string name, kernels::AttentionShape shape, 
 }
 
 void AttentionLayer::forward(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                             const BatchIndex& rows, const Tensor& out,
-                             const DeviceContext& ctx) const {
+                             const BatchIndex& rows, const Tensor& out, const DeviceContext& ctx,
+                             const Tensor& out_codes) const {
   Layer::forward({q, k_cache, v_cache, rows.positions, rows.slots, rows.row_seqs, rows.seq_starts,
                   rows.block_tables},
-                 {out}, ctx);
+                 {out, out_codes}, ctx);
 }
 
 void AttentionLayer::base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const {
@@ -30,8 +30,9 @@ void AttentionLayer::base_forward(TensorList in, TensorList out, const DeviceCon
   expect_shape(cache.k, {cache.k.dim(0), int64_t(shape_.n_kv_heads) * shape_.head_dim},
                "key cache");
   expect_shape(out[0], q.shape(), "output");
+  const Tensor codes = out.size() > 1 ? out[1] : Tensor();
   kernels::registry().paged_attention.find(ctx.device(), cache.k.dtype())(q, cache, rows, shape_,
-                                                                          out[0], ctx);
+                                                                          out[0], codes, ctx);
 }
 
 }  // namespace kuiper

@@ -101,13 +101,14 @@ class RopeStoreLayer final : public Layer {
 };
 
 // Causal attention of each row over its sequence's cached positions, read through its block
-// table: q, out [n, n_heads * head_dim]. `max_positions` bounds every position + 1 (it sizes the
-// kernels' work split, and must hold for every replay of a recorded CUDA graph).
+// table: q, out [n, n_heads * head_dim]; optionally out's codes for wo (kernels.h:
+// PagedAttentionFn). `max_positions` bounds every position + 1 (it sizes the kernels' work
+// split, and must hold for every replay of a recorded CUDA graph).
 class AttentionLayer final : public Layer {
  public:
   AttentionLayer(std::string name, kernels::AttentionShape shape, int block_size, int max_positions);
   void forward(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const BatchIndex& rows,
-               const Tensor& out, const DeviceContext& ctx) const;
+               const Tensor& out, const DeviceContext& ctx, const Tensor& out_codes = {}) const;
 
  private:
   void base_forward(TensorList in, TensorList out, const DeviceContext& ctx) const override;

@@ -44,7 +44,7 @@ TEST_P(CpuPagedAttention, MatchesReference) {
   const PagedBatch b(mixed_batch(bs), shape, bs, type, rng);
   const Tensor out(DType::kF32, b.q.shape());
   kernels::registry().paged_attention.find(Device::kCPU, type)(b.q, b.cache, b.rows, shape, out,
-                                                               DeviceContext::cpu());
+                                                               Tensor(), DeviceContext::cpu());
   // 16-bit caches widen exactly, so every dtype is fp32 arithmetic on the reference's values.
   EXPECT_LT(max_rel_diff(out, reference::paged_attention(b.q, b.cache, b.rows, shape)), 1e-4);
 }
@@ -59,7 +59,8 @@ TEST(CpuPagedAttentionFp32, SameBitsAsContiguousAttention) {
   const auto& rows = b.rows;
   const Tensor paged(DType::kF32, b.q.shape());
   kernels::registry().paged_attention.find(Device::kCPU, DType::kF32)(b.q, b.cache, rows, shape,
-                                                                      paged, DeviceContext::cpu());
+                                                                      paged, Tensor(),
+                                                                      DeviceContext::cpu());
   const int64_t n_seqs = rows.block_tables.dim(0), kw = b.cache.k.dim(1), qw = b.q.dim(1);
   for (int64_t s = 0; s < n_seqs; ++s) {
     const int32_t begin = rows.seq_starts.span<int32_t>()[s];
@@ -87,7 +88,7 @@ TEST(CpuPagedAttentionBadRows, PositionPastTheBlockTableOrABadBlockIsRefused) {
     if (what == 1) b.rows.block_tables.span<int32_t>()[0] = int32_t(b.cache.k.dim(0) / 16);
     if (what == 2) b.rows.row_seqs.span<int32_t>()[1] = 2;
     EXPECT_THROW(kernels::registry().paged_attention.find(Device::kCPU, DType::kF32)(
-                     b.q, b.cache, b.rows, shape, out, DeviceContext::cpu()),
+                     b.q, b.cache, b.rows, shape, out, Tensor(), DeviceContext::cpu()),
                  Error)
         << "case " << what;
   }

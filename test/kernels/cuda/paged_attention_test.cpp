@@ -8,6 +8,7 @@
 #include "kernels/cuda/attention.h"
 #include "kuiper/model/rope_table.h"
 #include "test/kernels/cuda/cuda_test_util.h"
+#include "test/kernels/cuda/input_codes.h"
 #include "test/kernels/paged_batch.h"
 #include "test/kernels/reference.h"
 
@@ -44,7 +45,8 @@ class ConfigScope {
 Tensor cuda_attention(const PagedBatch& b, const AttentionShape& shape, DType type) {
   const Tensor out = poisoned_cuda(DType::kF32, b.q.shape());
   kernel_registry().paged_attention.find(Device::kCUDA, type)(
-      to_cuda(b.q), cache_to_cuda(b.cache), rows_to_cuda(b.rows), shape, out, cuda_ctx());
+      to_cuda(b.q), cache_to_cuda(b.cache), rows_to_cuda(b.rows), shape, out, Tensor(),
+      cuda_ctx());
   return to_cpu(out);
 }
 
@@ -86,6 +88,61 @@ TEST(CudaPagedAttention, DecodeRowsMatchReference) {
 // Tolerance of the tensor-core kernel (queries and probabilities rounded to the cache's type),
 // as scaled_diff.
 float tensor_core_tolerance(DType type) { return type == DType::kF16 ? 3e-3f : 2e-2f; }
+
+// One decoding row also gives its output's codes for wo's GEMV (kernels.h: PagedAttentionFn):
+// the cluster kernel's merge writes them where its slices are whole blocks of 8, a kernel of
+// their own elsewhere (the split and tensor-core kernels, slices of other widths). They are
+// exactly the host's codes of the output the launch wrote, NaN scales for a row past the cache.
+TEST(CudaPagedAttention, OneDecodeRowWritesOutputCodes) {
+  KUIPER_REQUIRE_CUDA();
+  std::mt19937 rng(207);
+  std::vector<AttentionDecodeConfig> configs = {
+      {}, {AttentionDecodeConfig::kSplit, 0, 0, -1}, {AttentionDecodeConfig::kCluster, 4, 8, 0},
+      {AttentionDecodeConfig::kCluster, 16, 8, 1}, {AttentionDecodeConfig::kCluster, 1, 4, 0}};
+  configs.emplace_back().tensor_cores = 1;
+  for (const AttentionShape& shape : kShapes)
+    for (DType type : {DType::kF32, DType::kF16})
+      for (int length : {1, 100, 1500})
+        for (const AttentionDecodeConfig& config : configs) {
+          const ConfigScope scope(config);
+          const PagedBatch b({{length - 1, 1}}, shape, 16, type, rng);
+          const int64_t width = b.q.dim(1);
+          const Tensor out = poisoned_cuda(DType::kF32, b.q.shape());
+          const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(width)});
+          kernel_registry().paged_attention.find(Device::kCUDA, type)(
+              to_cuda(b.q), cache_to_cuda(b.cache), rows_to_cuda(b.rows), shape, out, codes,
+              cuda_ctx());
+          const Tensor got = to_cpu(out);
+          const std::string what = describe(shape, 16, type) + " keys " + std::to_string(length) +
+                                   " config kernel " + std::to_string(config.kernel) +
+                                   " cluster " + std::to_string(config.cluster) +
+                                   " tensor cores " + std::to_string(config.tensor_cores);
+          const Tensor want = reference::paged_attention(b.q, b.cache, b.rows, shape);
+          if (config.tensor_cores == 1 && type != DType::kF32)
+            EXPECT_LT(scaled_diff(got, want), tensor_core_tolerance(type)) << what;
+          else
+            EXPECT_LT(max_rel_diff(got, want), 1e-4f) << what;
+          EXPECT_EQ(codes_differences(to_cpu(codes), input_codes(got.span<float>()), width), 0)
+              << what << ": bytes of the codes that differ";
+        }
+  // Past the cache: NaN outputs, and NaN scales so that wo's output is NaN too.
+  const AttentionShape shape{8, 2, 64};
+  for (const AttentionDecodeConfig& config : configs) {
+    const ConfigScope scope(config);
+    const PagedBatch b({{40, 1}}, shape, 16, DType::kF16, rng);
+    b.rows.positions.span<int32_t>()[0] = int32_t(b.rows.block_tables.dim(1) * 16);
+    const int64_t width = b.q.dim(1);
+    const Tensor codes = poisoned_cuda(DType::kI8, {kernels::input_codes_bytes(width)});
+    kernel_registry().paged_attention.find(Device::kCUDA, DType::kF16)(
+        to_cuda(b.q), cache_to_cuda(b.cache), rows_to_cuda(b.rows), shape,
+        poisoned_cuda(DType::kF32, b.q.shape()), codes, cuda_ctx());
+    const Tensor host = to_cpu(codes);
+    const auto* scales =  // after the codes (kernels.h: input_codes_bytes)
+        reinterpret_cast<const float*>(static_cast<const int8_t*>(host.raw_data()) + width);
+    for (int64_t i = 0; i < width / kernels::kInputCodeBlock; ++i)
+      EXPECT_TRUE(std::isnan(scales[i])) << "kernel " << config.kernel << " block " << i;
+  }
+}
 
 // A batch of 80 decoding sequences (a serving step): enough (row, KV head) pairs for the
 // many-rows plans: on 16-bit caches the tensor-core kernel (the default) or

@@ -97,7 +97,7 @@ class GraphedSteps {
     const auto& r = kernel_registry();
     r.paged_rope_store.find(Device::kCUDA, type_)(q_, k_, v_, rows_, cos_sin_, kShape.head_dim,
                                                   cache_, cuda_ctx());
-    r.paged_attention.find(Device::kCUDA, type_)(q_, cache_, rows_, kShape, out_, cuda_ctx());
+    r.paged_attention.find(Device::kCUDA, type_)(q_, cache_, rows_, kShape, out_, Tensor(), cuda_ctx());
   }
 
   Tensor output() const { return to_cpu(out_); }

@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/gemv.h"
 #include "test/kernels/cuda/cuda_test_util.h"
+#include "test/kernels/cuda/input_codes.h"
 #include "test/kernels/reference.h"
 
 namespace kuiper::test {
@@ -184,45 +185,6 @@ TEST(CudaQuantized, GatedMatmulMatchesFloat64Reference) {
         EXPECT_LT(scaled_diff(to_cpu(y), want), n > 1 ? 3 * gemm16_tolerance(DType::kF16) : 1e-4f)
             << describe(c, n, true, false, false) << ", variant " << v;
       }
-}
-
-// x (one row of `in` values) as its producer quantizes it for the GEMVs that read it
-// (kernels.h: MatmulInput::codes): codes of x times norm (or x) in blocks of 8, one fp32 scale a
-// block, then each block's sum of x^2.
-Tensor input_codes(std::span<const float> x, std::span<const float> norm = {}) {
-  const int64_t in = int64_t(x.size()), block = kernels::kInputCodeBlock;
-  Tensor codes(DType::kI8, {kernels::input_codes_bytes(in)});
-  auto* q = static_cast<int8_t*>(codes.raw_data());
-  auto* scale = reinterpret_cast<float*>(q + in);
-  float* sums = scale + in / block;
-  for (int64_t b = 0; b < in; b += block) {
-    float max = 0.f, v[8], ss = 0.f;
-    for (int64_t j = 0; j < block; ++j) {
-      v[j] = norm.empty() ? x[b + j] : x[b + j] * norm[b + j];
-      max = std::max(max, std::fabs(v[j]));
-      ss += x[b + j] * x[b + j];
-    }
-    const float inverse = max > 0.f ? 127.f / max : 0.f;
-    for (int64_t j = 0; j < block; ++j) q[b + j] = int8_t(std::nearbyint(v[j] * inverse));
-    scale[b / block] = max / 127.f;
-    sums[b / block] = ss;
-  }
-  return codes;
-}
-
-// The codes and scales of two codes tensors differ nowhere, and the block sums only by their
-// rounding (the kernel adds them in a tree, perhaps fused): the count of what differs.
-int64_t codes_differences(const Tensor& got, const Tensor& want, int64_t in) {
-  const auto* g = static_cast<const int8_t*>(got.raw_data());
-  const auto* w = static_cast<const int8_t*>(want.raw_data());
-  const int64_t exact = in + in / kernels::kInputCodeBlock * int64_t(sizeof(float));
-  int64_t wrong = 0;
-  for (int64_t i = 0; i < exact; ++i) wrong += g[i] != w[i];
-  const auto* gs = reinterpret_cast<const float*>(g + exact);
-  const auto* ws = reinterpret_cast<const float*>(w + exact);
-  for (int64_t i = 0; i < in / kernels::kInputCodeBlock; ++i)
-    wrong += !(std::fabs(gs[i] - ws[i]) <= 1e-6f * std::fabs(ws[i]));
-  return wrong;
 }
 
 // A GEMV of int8/q4 codes given its input's codes multiplies those (blocks of 8; with a norm,
