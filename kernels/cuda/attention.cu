@@ -426,18 +426,28 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   const CT* v_head = v_cache + int64_t(kvh) * D;
   const auto row_of = keys.rows_of(row);
   // Round r's keys and values into stage r % stages, one commit group a round (empty past the
-  // last, so that the group count stays uniform).
+  // last, so that the group count stays uniform). Thread t copies 16-byte unit t, t + threads,
+  // ... of the round's key rows, then the same of its value rows: (row, unit) steps along
+  // without a division a copy (the loop's integer divisions were a quarter of the kernel's
+  // instructions on Llama-3.1-8B's shape, ncu).
+  const int units = p.units, first_row = tid / units, first_unit = tid - first_row * units;
+  const int step_rows = int(blockDim.x) / units, step_units = int(blockDim.x) - step_rows * units;
   auto issue = [&](int r) {
     if (r < rounds) {
       unsigned char* st = smem + (r % p.stages) * stage_bytes;
-      const int k0 = r * p.stage_keys, per = min(p.stage_keys, nkeys - k0) * p.units;
-      for (int i = tid; i < 2 * per; i += blockDim.x) {
-        const bool is_v = i >= per;
-        const int j = is_v ? i - per : i, kr = j / p.units, u = j - kr * p.units;
-        unsigned char* dst = st + ((is_v ? p.stage_keys : 0) + kr) * p.row_stride + u * 16;
-        const int64_t at = row_of(b0 + k0 + kr);
-        if (at >= 0) cp_async16(dst, (is_v ? v_head : k_head) + at * kv_stride + u * kPer);
-        else *reinterpret_cast<uint4*>(dst) = nan_unit<CT, uint4>();
+      const int k0 = r * p.stage_keys, cnt = min(p.stage_keys, nkeys - k0);
+      for (int half = 0; half < 2; ++half) {
+        const CT* head = half ? v_head : k_head;
+        unsigned char* rows = st + (half ? p.stage_keys : 0) * p.row_stride;
+        for (int kr = first_row, u = first_unit; kr < cnt;) {
+          unsigned char* dst = rows + kr * p.row_stride + u * 16;
+          const int64_t at = row_of(b0 + k0 + kr);
+          if (at >= 0) cp_async16(dst, head + at * kv_stride + u * kPer);
+          else *reinterpret_cast<uint4*>(dst) = nan_unit<CT, uint4>();
+          kr += step_rows;
+          u += step_units;
+          if (u >= units) u -= units, ++kr;
+        }
       }
     }
     cp_async_commit();
@@ -461,6 +471,9 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
     const unsigned char* vs = ks + p.stage_keys * p.row_stride;
     const int cnt = min(p.stage_keys, nkeys - r * p.stage_keys);
     // Scores: slab i of this warp is the round's slab part + i * parts; lane = key in the slab.
+    // The warp's slabs that hold keys, 0 to kSlabs, are a constant of the loop below (a switch),
+    // so that it does not run the others predicated off (most of the kernel's instructions at
+    // short contexts, ncu).
     float s[kSlabs];
     const unsigned char* krow[kSlabs];
 #pragma unroll
@@ -468,24 +481,33 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
       s[i] = 0.f;
       krow[i] = ks + min((part + i * P) * 32 + lane, cnt - 1) * p.row_stride;
     }
+    auto score = [&]<int kActive>() {
 #pragma unroll 2
-    for (int u = 0; u < p.units; ++u) {
-      float qf[kPer];
+      for (int u = 0; u < p.units; ++u) {
+        float qf[kPer];
 #pragma unroll
-      for (int c = 0; c < kPer; c += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(qg + u * kPer + c);
-        qf[c] = v.x, qf[c + 1] = v.y, qf[c + 2] = v.z, qf[c + 3] = v.w;
-      }
+        for (int c = 0; c < kPer; c += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(qg + u * kPer + c);
+          qf[c] = v.x, qf[c + 1] = v.y, qf[c + 2] = v.z, qf[c + 3] = v.w;
+        }
 #pragma unroll
-      for (int i = 0; i < kSlabs; ++i) {
-        if ((part + i * P) * 32 < cnt) {
+        for (int i = 0; i < kActive; ++i) {
           float kf[kPer];
           unpack16<CT>(*reinterpret_cast<const uint4*>(krow[i] + u * 16), kf);
 #pragma unroll
           for (int c = 0; c < kPer; ++c) s[i] = fmaf(qf[c], kf[c], s[i]);
         }
       }
+    };
+    const int round_slabs = (cnt + 31) / 32;
+    switch (part < round_slabs ? min(kSlabs, (round_slabs - part + P - 1) / P) : 0) {
+      case 1: score.template operator()<1>(); break;
+      case 2: score.template operator()<2>(); break;
+      case 3: score.template operator()<3>(); break;
+      case 4: score.template operator()<4>(); break;
+      default: break;
     }
+    static_assert(kSlabs == 4, "the switch above takes 1 to 4 slabs");
     float mx = -INFINITY;
 #pragma unroll
     for (int i = 0; i < kSlabs; ++i) {
@@ -537,7 +559,8 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   for (int j = 0; j < DJ; ++j) {
     const int d = lane + 32 * j;
     if (d < D) {
-      const int e = g * D + d, owner = e / slice, at = qi * slice + (e - owner * slice);
+      const int e = g * D + d, owner = C == 1 ? 0 : e / slice;
+      const int at = qi * slice + (e - owner * slice);
       store_cluster(cluster_address(recv_m + at, owner), m);
       store_cluster(cluster_address(recv_l + at, owner), l);
       store_cluster(cluster_address(recv_o + at, owner), acc[j]);

@@ -25,12 +25,17 @@ struct ContiguousKeys {
 
 // Key t of one sequence: block table[t / block_size], offset t % block_size; -1 where the table
 // names a block outside the cache (the loaders read NaN there, so the row's output is NaN).
+// block_shift: log2(block_size) where that is a power of two (shifts instead of divisions, in
+// loops that locate a key a copy), else -1.
 struct PagedRow {
   const int32_t* table;
   int block_size, num_blocks;
+  int block_shift = -1;
   __device__ __forceinline__ int64_t operator()(int t) const {
-    const int32_t b = table[t / block_size];
-    return b >= 0 && b < num_blocks ? int64_t(b) * block_size + t % block_size : -1;
+    const int j = block_shift >= 0 ? t >> block_shift : t / block_size;
+    const int offset = block_shift >= 0 ? t & (block_size - 1) : t - j * block_size;
+    const int32_t b = table[j];
+    return b >= 0 && b < num_blocks ? int64_t(b) * block_size + offset : -1;
   }
 };
 struct PagedKeys {
@@ -69,7 +74,8 @@ struct PagedKeys {
   }
   // Only for a row whose length() is positive.
   __device__ __forceinline__ PagedRow rows_of(int row) const {
-    return {block_tables + int64_t(row_seqs[row]) * max_blocks, block_size, num_blocks};
+    const int shift = (block_size & (block_size - 1)) == 0 ? __ffs(block_size) - 1 : -1;
+    return {block_tables + int64_t(row_seqs[row]) * max_blocks, block_size, num_blocks, shift};
   }
 };
 
