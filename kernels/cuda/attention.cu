@@ -46,6 +46,7 @@
 #include "kernels/cuda/codes.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemv_trace.cuh"
 #include "kernels/cuda/key_rows.cuh"
 #include "kernels/cuda/once_per_device.cuh"
 #include "kernels/cuda/paged_prefill.h"
@@ -384,11 +385,14 @@ template <class CT, int DJ, class Keys>
 __device__ __forceinline__ void decode_attention(const DecodeParams& p, const float* q,
                                                  const CT* k_cache, const CT* v_cache,
                                                  const Keys& keys, float* out,
-                                                 int8_t* out_codes, const FlagSync& sync) {
+                                                 int8_t* out_codes, const FlagSync& sync,
+                                                 unsigned long long* const trace[3]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  gemv_stamp(trace[0], kStartMin, true);
   __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
   allow_dependent_launch();
   dependency_wait(sync);
+  gemv_stamp(trace[0], kWaitMin, true);
   extern __shared__ __align__(16) unsigned char decode_smem[];
   unsigned char* const smem = decode_smem;
   constexpr int kPer = 16 / sizeof(CT);  // elements a 16-byte unit
@@ -425,6 +429,7 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   const CT* k_head = k_cache + int64_t(kvh) * D;
   const CT* v_head = v_cache + int64_t(kvh) * D;
   const auto row_of = keys.rows_of(row);
+  gemv_stamp(trace[2], kStartMin, true);
   // Round r's keys and values into stage r % stages, one commit group a round (empty past the
   // last, so that the group count stays uniform). Thread t copies 16-byte unit t, t + threads,
   // ... of the round's key rows, then the same of its value rows: (row, unit) steps along
@@ -454,8 +459,10 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   };
   issue(0);
   if (p.stages > 1) issue(1);
+  gemv_stamp(trace[2], kWaitMin, true);
   const float* q_group = q + row * q_width + int64_t(kvh) * E;
   for (int i = tid; i < E; i += blockDim.x) q_s[i] = q_group[i] * p.scale;
+  gemv_stamp(trace[2], kStagedMax, false);
 
   const int g = warp % G, part = warp / G;
   const float* qg = q_s + g * D;
@@ -466,7 +473,9 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   for (int r = 0; r < rounds; ++r) {
     if (p.stages > 1) cp_async_wait<1>();
     else cp_async_wait<0>();
+    if (r == 0) gemv_stamp(trace[2], kEndMin, true);
     __syncthreads();  // the stage (and on the first round the queries) is in
+    if (r == 0) gemv_stamp(trace[0], kStagedMax, false);
     const unsigned char* ks = smem + (r % p.stages) * stage_bytes;
     const unsigned char* vs = ks + p.stage_keys * p.row_stride;
     const int cnt = min(p.stage_keys, nkeys - r * p.stage_keys);
@@ -508,6 +517,7 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
       default: break;
     }
     static_assert(kSlabs == 4, "the switch above takes 1 to 4 slabs");
+    if (r == 0) gemv_stamp(trace[1], kStartMin, true);
     float mx = -INFINITY;
 #pragma unroll
     for (int i = 0; i < kSlabs; ++i) {
@@ -554,6 +564,7 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   // phase, arrived at the top), the stores go out; the second phase makes them visible.
   l = warp_sum(l);
   const int Q = C * P, qi = rank * P + part;
+  gemv_stamp(trace[1], kWaitMin, true);
   __cluster_barrier_wait();
 #pragma unroll
   for (int j = 0; j < DJ; ++j) {
@@ -568,6 +579,7 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   }
   __cluster_barrier_arrive();  // release: the pushes
   __cluster_barrier_wait();    // acquire: every partial of this block's slice is in
+  gemv_stamp(trace[1], kStagedMax, false);
 
   // Merge this block's slice of the group's outputs over the C * parts partials, all local now.
   // Whole warps go round (write_input_code shuffles within blocks of 8 lanes; the slices are
@@ -595,11 +607,24 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
 #endif
 }
 
+// Measurement only (KUIPER_CUDA_GEMV_TRACE=1, gemv_trace.cuh): three slots of the GEMV trace
+// (thread 0 of each block stamps), printed as launches of 0 x 1, 0 x 2 and 0 x 3
+// rows, in the columns start | wait | staged | end. 0 x 1: start, wait passed, first stage
+// in (after its barrier), end; 0 x 2: scores done, values done (the pushes' start), partials
+// in (the merge's start), end; 0 x 3: keys located, copies issued, queries staged, copies
+// arrived (before the barrier).
+struct AttentionTrace {
+  unsigned long long* slot[3];
+};
+
 template <class CT, int DJ, class Keys>
 __global__ void __launch_bounds__(kMaxDecodeWarps * 32, 1)
     decode_attention_kernel(DecodeParams p, const float* q, const CT* k_cache, const CT* v_cache,
-                            Keys keys, float* out, int8_t* out_codes, FlagSync sync) {
-  decode_attention<CT, DJ, Keys>(p, q, k_cache, v_cache, keys, out, out_codes, sync);
+                            Keys keys, float* out, int8_t* out_codes, FlagSync sync,
+                            AttentionTrace trace) {
+  decode_attention<CT, DJ, Keys>(p, q, k_cache, v_cache, keys, out, out_codes, sync, trace.slot);
+  gemv_stamp(trace.slot[0], kEndMin, true);
+  gemv_stamp(trace.slot[1], kEndMin, true);
   signal_done(sync);
 }
 
@@ -805,12 +830,16 @@ void launch_decode_dj(const DecodePlan& plan, int64_t n, const float* q, const C
   config.attrs = attributes;
   config.numAttrs = pdl_attention() && pdl_enabled() ? 2 : 1;
   FlagSync sync;
+  const unsigned blocks = config.gridDim.x * config.gridDim.y * config.gridDim.z;
   if (config.numAttrs == 2)
-    sync = next_flag_sync(stream, config.gridDim.x * config.gridDim.y * config.gridDim.z);
+    sync = next_flag_sync(stream, blocks);
   else
     break_flag_chain(stream);
+  const AttentionTrace trace{{gemv_trace_slot(0, 1, false, false, blocks, plan.threads),
+                              gemv_trace_slot(0, 2, false, false, blocks, plan.threads),
+                              gemv_trace_slot(0, 3, false, false, blocks, plan.threads)}};
   KUIPER_CUDA_CHECK(cudaLaunchKernelEx(&config, decode_attention_kernel<CT, DJ, Keys>, plan.p, q,
-                                       k, v, keys, out, out_codes, sync));
+                                       k, v, keys, out, out_codes, sync, trace));
 }
 
 template <class CT, class Keys>
