@@ -136,7 +136,10 @@ TEST(CpuGatedMatmul, IsSiluOfGateTimesUp) {
                                                     reference::matmul(xn, w_up, {}));
       kernels::registry().gated_matmul.find(Device::kCPU, dtype)({x, norm, 1e-6f}, w_gate, w_up, y,
                                                                 Tensor(), DeviceContext::cpu());
-      EXPECT_LT(max_rel_diff(y, expected), 1e-4) << dtype_name(dtype) << " n=" << n;
+      // Past 8 positions the GEMM is OpenBLAS's fp32 SGEMM: over these 1101 products its
+      // rounding leaves up to 7.3e-5 on silu(g) * u with its Haswell (AVX2) kernels and 1.1e-4
+      // with its SkylakeX (AVX-512) ones (bf16 weights, a Sapphire Rapids machine).
+      EXPECT_LT(max_rel_diff(y, expected), n > 8 ? 3e-4 : 1e-4) << dtype_name(dtype) << " n=" << n;
     }
   }
 }
