@@ -72,20 +72,15 @@ void break_flag_chain(cudaStream_t stream) {
   if (chain.stream == stream) chain.last = -1;
 }
 
-void begin_flag_step(const DeviceContext& ctx) {
-  if (flag_mode() == 0) return;
+// Starts a decoding step's chain on ctx's stream (zeroing its counters), or ends it.
+void decode_step(bool begin, const DeviceContext& ctx) {
+  chain = {};
+  if (!begin || flag_mode() == 0) return;
   const Workspace ws = workspace(ctx, 0);
   auto* done = reinterpret_cast<unsigned*>(reinterpret_cast<char*>(ws.counters) +
                                            kWorkspaceCounterBytes - kWorkspaceFlagBytes);
   launch(zero_flags_kernel, 1, 256, 0, stream_of(ctx), done, kFlagCounters);
   chain = {stream_of(ctx), done};
-}
-
-void end_flag_step() { chain = {}; }
-
-void decode_step(bool begin, const DeviceContext& ctx) {
-  if (begin) begin_flag_step(ctx);
-  else end_flag_step();
 }
 
 int pdl_mode() {

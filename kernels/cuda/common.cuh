@@ -219,10 +219,8 @@ int flag_mode();
 // The FlagSync of a launch of `blocks` blocks that takes part, about to be queued on `stream`.
 FlagSync next_flag_sync(cudaStream_t stream, unsigned blocks);
 // Ends the chain on `stream`: the next launch waits for the grid (every other launch calls it).
+// A decoding step's chain starts and ends through decode_step (kernels.h: DecodeStepFn).
 void break_flag_chain(cudaStream_t stream);
-// Starts (zeroing the counters) and ends the chain of a decoding step on ctx's stream.
-void begin_flag_step(const DeviceContext& ctx);
-void end_flag_step();
 
 // Programmatic dependent launch: 0 off, 1 on (the default on compute capability 9.0 and later),
 // 2 on with the GEMV allowing the next launch before its main loop rather than after it. The

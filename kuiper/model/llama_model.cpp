@@ -437,9 +437,12 @@ Tensor LlamaModel::forward_batch_rank(std::span<const SequenceChunk> chunks) {
     const Activations a = stage(chunks, rows, rows);
     // A step of one row on one GPU tells the backend where it starts and ends (CUDA chains its
     // kernels with flag waits in between, kernels.h: DecodeStepFn).
-    const bool marked = rows == 1 && tensor_parallel() == 1 &&
-                        kernels::registry().decode_step.has(device(), DType::kF32);
-    const auto body = [this, a, rows, marked] {
+    const auto& marks = kernels::registry().decode_step;
+    kernels::DecodeStepFn* const mark =
+        rows == 1 && tensor_parallel() == 1 && marks.has(device(), DType::kF32)
+            ? marks.find(device(), DType::kF32)
+            : nullptr;
+    const auto body = [this, a, rows, mark] {
       // Ends the step's chain however the step ends (a failed check throws).
       struct StepMark {
         kernels::DecodeStepFn* mark;
@@ -447,7 +450,7 @@ Tensor LlamaModel::forward_batch_rank(std::span<const SequenceChunk> chunks) {
         ~StepMark() {
           if (mark) mark(false, ctx);
         }
-      } step{marked ? kernels::registry().decode_step.find(device(), DType::kF32) : nullptr, ctx_};
+      } step{mark, ctx_};
       if (step.mark) step.mark(true, ctx_);
       compute(a);
       classify(0, rows);
