@@ -1,6 +1,8 @@
 """A bounded load test: 2000 requests from 64 concurrent clients against llama2-kjv on the CPU,
 short replies. Zero failed requests, zero wrong outputs (each equals what the same request
-gets alone), and the server's memory after the run within 10% of before.
+gets alone), and the server's memory flat over the second half of the run: within 5% of where
+the first half left it. (The first ~1000 requests grow the allocator's arenas by ~8 MB on a
+2-core VM, after which the resident size stays within +-2 MB: a leak would keep growing.)
 
 It took 5 minutes (6.6 requests/s) on a loaded 2-core VM; ctest runs it as llama_server_load, which CI
 may leave out (ctest -E llama_server_load)."""
@@ -53,12 +55,14 @@ def test_2000_requests_from_64_clients(golden, start_server):
             if got != expected[v]:
                 wrong.append(f"request {i} {v}: {got} != {expected[v]}")
 
-        # A first round at full concurrency brings every connection thread and allocator arena
-        # into use, so that the memory measured next is the server's steady state.
+        # A first round at full concurrency brings every connection thread into use; the first
+        # half of the run then brings the allocator's arenas to their steady size, so that the
+        # memory measured next is the server's steady state.
         await asyncio.gather(*(client_request(i) for i in range(2 * CLIENTS)))
-        rss_before = server.rss_kib()
         start = time.monotonic()
-        await asyncio.gather(*(client_request(i) for i in range(REQUESTS)))
+        await asyncio.gather(*(client_request(i) for i in range(REQUESTS // 2)))
+        rss_before = server.rss_kib()
+        await asyncio.gather(*(client_request(i) for i in range(REQUESTS // 2, REQUESTS)))
         seconds = time.monotonic() - start
         await client.close()
         return rss_before, failures, wrong, seconds
@@ -66,13 +70,13 @@ def test_2000_requests_from_64_clients(golden, start_server):
     rss_before, failures, wrong, seconds = asyncio.run(run())
     rss_after = server.rss_kib()
     print(f"\n{REQUESTS} requests from {CLIENTS} clients in {seconds:.1f} s ({REQUESTS / seconds:.1f} requests/s); "
-          f"server RSS {rss_before} -> {rss_after} KiB")
+          f"server RSS over the second half {rss_before} -> {rss_after} KiB")
     assert failures == [], failures[:5]
     assert wrong == [], wrong[:5]
     if "address" in os.environ.get("KUIPER_SANITIZE", ""):
         print("resident memory not checked: ASan's quarantine keeps freed memory resident")
     else:
-        assert abs(rss_after - rss_before) <= 0.1 * rss_before
+        assert abs(rss_after - rss_before) <= 0.05 * rss_before
     m = server.metrics()
     assert m['kuiper_http_responses_total{status="200"}'] >= REQUESTS + 2 * CLIENTS + len(variants)
     assert m["kuiper_kv_blocks_used"] == 0
