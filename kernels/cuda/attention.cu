@@ -853,13 +853,6 @@ void launch_decode(const DecodePlan& plan, int64_t n, const float* q, const CT* 
   }
 }
 
-// out's codes (MatmulInput::codes) of one row after the kernel that wrote out.
-void write_out_codes(const float* out, int width, int8_t* codes, const DeviceContext& ctx) {
-  constexpr int kThreads = 256;
-  launch(input_codes_kernel<>, (width + kThreads - 1) / kThreads, kThreads, 0, stream_of(ctx), out,
-         static_cast<const float*>(nullptr), width, codes);
-}
-
 // Attention of n query rows whose keys `keys` locates, each over at most max_keys keys (a bound
 // for sizing the splits only: longer rows stay correct): the cluster kernel where it applies,
 // else the tiled kernel. Rows that keys.length() gives to another kernel are left alone.
@@ -875,7 +868,8 @@ void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const floa
     const bool merge_codes = (H / KVH * D) % (kInputCodeBlock * plan.cluster) == 0;
     launch_decode<CT>(plan, n, q, k_cache, v_cache, keys, out, merge_codes ? out_codes : nullptr,
                       stream_of(ctx));
-    if (out_codes != nullptr && !merge_codes) write_out_codes(out, H * D, out_codes, ctx);
+    if (out_codes != nullptr && !merge_codes)
+      launch_input_codes(out, nullptr, H * D, out_codes, stream_of(ctx));
     return;
   }
 
@@ -913,7 +907,7 @@ void attend(int64_t n, const AttentionShape& shape, int64_t max_keys, const floa
   launch_with(pdl_attention(), attention_kernel<CT, Keys>,
               dim3(unsigned(n), unsigned(KVH), unsigned(p.splits)), kThreads, shared,
               stream_of(ctx), p, q, k_cache, v_cache, keys, out, part_ml, part_o, done);
-  if (out_codes != nullptr) write_out_codes(out, H * D, out_codes, ctx);
+  if (out_codes != nullptr) launch_input_codes(out, nullptr, H * D, out_codes, stream_of(ctx));
 }
 
 void check_shape(const char* op, const AttentionShape& shape) {
@@ -985,11 +979,7 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
   // out's codes for a GEMV of int8/q4 weights (wo) to read: of one row only (kernels.h).
   int8_t* codes = nullptr;
   if (!out_codes.empty() && s.n == 1) {
-    const int64_t width = int64_t(H) * D;
-    KUIPER_CHECK(width % 32 == 0, op, ": output codes need whole blocks of 32, not ", width);
-    expect_tensor(op, "output codes", out_codes, DType::kI8);
-    expect_numel(op, "output codes", out_codes, input_codes_bytes(width));
-    KUIPER_CHECK(aligned16(out_codes.raw_data()), op, ": output codes must be 16-byte aligned");
+    check_input_codes(op, "output codes", out_codes, int64_t(H) * D);
     codes = static_cast<int8_t*>(out_codes.raw_data());
   }
   if (s.n == 0) return;
@@ -1018,7 +1008,8 @@ void paged_attention(const Tensor& q, const PagedCache& cache, const BatchRows& 
         launch_paged_prefill(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
       if (short_rows_on_tensor_cores(shape, s.n)) {
         launch_paged_short_rows(q.data<float>(), k, v, keys, shape, s.n, out.data<float>(), ctx);
-        if (codes != nullptr) write_out_codes(out.data<float>(), H * D, codes, ctx);
+        if (codes != nullptr)
+          launch_input_codes(out.data<float>(), nullptr, H * D, codes, stream_of(ctx));
         return;
       }
     }

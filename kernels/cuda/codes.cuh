@@ -208,6 +208,16 @@ __global__ void input_codes_kernel(const float* __restrict__ y, const float* __r
                    codes);
 }
 
+// y's codes after the kernel that wrote y (input_codes_kernel), on `stream`.
+inline void launch_input_codes(const float* y, const float* norm, int n, int8_t* codes,
+                               cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  launch(input_codes_kernel<>, blocks_for(n, kThreads), kThreads, 0, stream, y, norm, n, codes);
+}
+
+// Checks the int8 codes of an input of `in` values (MatmulInput::codes); defined in matmul.cu.
+void check_input_codes(const char* op, const char* what, const Tensor& codes, int64_t in);
+
 template <class T>
 __device__ __forceinline__ XCodes<T> load_x_codes(const int8_t* codes, const float* scales, int i) {
   XCodes<T> x;

@@ -775,11 +775,8 @@ bool run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
                              : gemv_scalar_kernel<DT, false, kGated>,
            blocks_for(p.rows, kWarps), kWarps * 32, shared, stream, p);
   }
-  if (y_codes != nullptr && !done.codes) {
-    constexpr int kThreads = 256;
-    launch(input_codes_kernel<>, blocks_for(p.rows, kThreads), kThreads, 0, stream, p.out[0].y,
-           p.y_codes_norm, p.rows, y_codes);
-  }
+  if (y_codes != nullptr && !done.codes)
+    launch_input_codes(p.out[0].y, p.y_codes_norm, p.rows, y_codes, stream);
   return done.rope;
 }
 
@@ -1020,8 +1017,6 @@ struct InputShape {
   int n, in;
 };
 InputShape check_input(const char* op, const MatmulInput& in);
-// Checks the int8 codes of an input of `in` values (MatmulInput::codes).
-void check_input_codes(const char* op, const char* what, const Tensor& codes, int64_t in);
 // Checks a weight of `wtype` with `in` columns and its output [n, rows] (and bias); returns rows.
 int check_projection(const char* op, const Weight& w, DType wtype, const Tensor& bias,
                      const Tensor& y, int n, int in);
