@@ -391,8 +391,6 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   gemv_stamp(trace[0], kStartMin, true);
   __cluster_barrier_arrive_relaxed();  // this block has started (waited on before the pushes)
   allow_dependent_launch();
-  dependency_wait(sync);
-  gemv_stamp(trace[0], kWaitMin, true);
   extern __shared__ __align__(16) unsigned char decode_smem[];
   unsigned char* const smem = decode_smem;
   constexpr int kPer = 16 / sizeof(CT);  // elements a 16-byte unit
@@ -400,11 +398,31 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   const int C = gridDim.x, rank = blockIdx.x;  // a cluster spans x
   const int kvh = blockIdx.y, row = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int len = keys.length(row);
-  if (len < 0) return;  // another kernel's row: the whole cluster returns
   const int64_t q_width = int64_t(p.n_heads) * D;
-  float* out_group = out + row * q_width + int64_t(kvh) * E;  // the group's heads, contiguous
   const int slice = (E + C - 1) / C, e0 = min(E, rank * slice), e1 = min(E, e0 + slice);
+
+  // Before the wait for the kernel before (the q/k/v projection, which writes the queries and
+  // this step's keys and values): what only the host wrote, before the step's first kernel.
+  // The row's length and the cache rows of the first stages' keys (positions, block tables),
+  // which were a chain of round trips after the wait (NOTES.md).
+  const int len = keys.length(row);
+  const int chunk = (max(len, 0) + C - 1) / C;
+  const int b0 = min(max(len, 0), rank * chunk), nkeys = min(max(len, 0), b0 + chunk) - b0;
+  const int rounds = (nkeys + p.stage_keys - 1) / p.stage_keys;
+  const int stage_bytes = 2 * p.stage_keys * p.row_stride;  // keys, then values
+  float* q_s = reinterpret_cast<float*>(smem + p.stages * stage_bytes);
+  float* recv_m = q_s + E;  // [C * parts][slice] each: the partials of this block's slice
+  float* recv_l = recv_m + C * P * slice;
+  float* recv_o = recv_l + C * P * slice;
+  int* key_rows = reinterpret_cast<int*>(recv_o + C * P * slice);  // [stages * stage_keys]
+  const auto row_of = len > 0 ? keys.rows_of(row) : decltype(keys.rows_of(row)){};
+  const int located = min(nkeys, p.stages * p.stage_keys);
+  for (int k = tid; k < located; k += blockDim.x) key_rows[k] = int(row_of(b0 + k));
+  __syncthreads();  // key_rows are in
+  dependency_wait(sync);
+  gemv_stamp(trace[0], kWaitMin, true);
+  if (len < 0) return;  // another kernel's row: the whole cluster returns
+  float* out_group = out + row * q_width + int64_t(kvh) * E;  // the group's heads, contiguous
   if (len == 0) {  // the whole cluster returns here: its position is outside the cache
     const float nan = __int_as_float(0x7fc00000);  // codes too: their scales become NaN
     for (int base = e0 + (tid & ~31); base < e1; base += blockDim.x) {
@@ -415,20 +433,19 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
     }
     return;
   }
-  const int chunk = (len + C - 1) / C;
-  const int b0 = min(len, rank * chunk), nkeys = min(len, b0 + chunk) - b0;
-  const int rounds = (nkeys + p.stage_keys - 1) / p.stage_keys;
-
-  const int stage_bytes = 2 * p.stage_keys * p.row_stride;  // keys, then values
-  float* q_s = reinterpret_cast<float*>(smem + p.stages * stage_bytes);
-  float* recv_m = q_s + E;  // [C * parts][slice] each: the partials of this block's slice
-  float* recv_l = recv_m + C * P * slice;
-  float* recv_o = recv_l + C * P * slice;
+  // The queries into registers first (each thread at most DJ: E / threads <= D / 32), their
+  // round trip under the copy loop's.
+  const float* q_group = q + row * q_width + int64_t(kvh) * E;
+  float q_in[DJ];
+#pragma unroll
+  for (int j = 0; j < DJ; ++j) {
+    const int i = tid + j * int(blockDim.x);
+    q_in[j] = i < E ? q_group[i] : 0.f;
+  }
 
   const int64_t kv_stride = int64_t(p.n_kv_heads) * D;
   const CT* k_head = k_cache + int64_t(kvh) * D;
   const CT* v_head = v_cache + int64_t(kvh) * D;
-  const auto row_of = keys.rows_of(row);
   gemv_stamp(trace[2], kStartMin, true);
   // Round r's keys and values into stage r % stages, one commit group a round (empty past the
   // last, so that the group count stays uniform). Thread t copies 16-byte unit t, t + threads,
@@ -446,7 +463,7 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
         unsigned char* rows = st + (half ? p.stage_keys : 0) * p.row_stride;
         for (int kr = first_row, u = first_unit; kr < cnt;) {
           unsigned char* dst = rows + kr * p.row_stride + u * 16;
-          const int64_t at = row_of(b0 + k0 + kr);
+          const int64_t at = r < p.stages ? key_rows[k0 + kr] : row_of(b0 + k0 + kr);
           if (at >= 0) cp_async16(dst, head + at * kv_stride + u * kPer);
           else *reinterpret_cast<uint4*>(dst) = nan_unit<CT, uint4>();
           kr += step_rows;
@@ -460,8 +477,11 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
   issue(0);
   if (p.stages > 1) issue(1);
   gemv_stamp(trace[2], kWaitMin, true);
-  const float* q_group = q + row * q_width + int64_t(kvh) * E;
-  for (int i = tid; i < E; i += blockDim.x) q_s[i] = q_group[i] * p.scale;
+#pragma unroll
+  for (int j = 0; j < DJ; ++j) {
+    const int i = tid + j * int(blockDim.x);
+    if (i < E) q_s[i] = q_in[j] * p.scale;
+  }
   gemv_stamp(trace[2], kStagedMax, false);
 
   const int g = warp % G, part = warp / G;
@@ -490,7 +510,11 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
       s[i] = 0.f;
       krow[i] = ks + min((part + i * P) * 32 + lane, cnt - 1) * p.row_stride;
     }
+    // Two sums a slab (even and odd elements), halving the dependent FMA chain of D.
     auto score = [&]<int kActive>() {
+      float odd[kActive];
+#pragma unroll
+      for (int i = 0; i < kActive; ++i) odd[i] = 0.f;
 #pragma unroll 2
       for (int u = 0; u < p.units; ++u) {
         float qf[kPer];
@@ -504,9 +528,14 @@ __device__ __forceinline__ void decode_attention(const DecodeParams& p, const fl
           float kf[kPer];
           unpack16<CT>(*reinterpret_cast<const uint4*>(krow[i] + u * 16), kf);
 #pragma unroll
-          for (int c = 0; c < kPer; ++c) s[i] = fmaf(qf[c], kf[c], s[i]);
+          for (int c = 0; c < kPer; c += 2) {
+            s[i] = fmaf(qf[c], kf[c], s[i]);
+            odd[i] = fmaf(qf[c + 1], kf[c + 1], odd[i]);
+          }
         }
       }
+#pragma unroll
+      for (int i = 0; i < kActive; ++i) s[i] += odd[i];
     };
     const int round_slabs = (cnt + 31) / 32;
     switch (part < round_slabs ? min(kSlabs, (round_slabs - part + P - 1) / P) : 0) {
@@ -677,7 +706,8 @@ struct DecodePlan {
 size_t decode_shared(const DecodeParams& p, int cluster) {
   const size_t E = size_t(p.group) * p.head_dim, slice = (E + cluster - 1) / cluster;
   return size_t(p.stages) * 2 * p.stage_keys * p.row_stride +
-         (E + 3 * size_t(cluster) * p.parts * slice) * sizeof(float);
+         (E + 3 * size_t(cluster) * p.parts * slice) * sizeof(float) +
+         size_t(p.stages) * p.stage_keys * sizeof(int);  // the first stages' key rows
 }
 
 // The most clusters of this launch that fit on the GPU at once (0: none), queried once a shape.
