@@ -113,7 +113,8 @@ std::vector<int> check_matmul(const MatmulInput& in, std::span<const MatmulOutpu
 template <class T>
 bool gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
                  bool accumulate, const std::vector<int>& rows, InputShape s,
-                 const DeviceContext& ctx, const RopeStoreTarget& rope = {}) {
+                 const DeviceContext& ctx, const RopeStoreTarget& rope = {},
+                 bool by_shape = false) {
   bool folded = false;
   for (size_t first = 0; first < outs.size(); first += kMaxGemvOutputs) {
     GemvParams p{};
@@ -147,13 +148,14 @@ bool gemv_matmul(int variant, const MatmulInput& in, std::span<const MatmulOutpu
       }
     }
     p.rope = rope;
-    folded = run_gemv<T, false>(variant, p, ctx);
+    folded = run_gemv<T, false>(variant, p, ctx, by_shape);
   }
   return folded;
 }
 
 bool gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> outs,
-              bool accumulate, const DeviceContext& ctx, const RopeStoreTarget& rope = {}) {
+              bool accumulate, const DeviceContext& ctx, const RopeStoreTarget& rope = {},
+              bool by_shape = false) {
   const InputShape s = check_input("matmul", in);
   KUIPER_CHECK(!outs.empty(), "matmul: no outputs");
   const DType wtype = outs[0].weight.dtype();
@@ -171,7 +173,7 @@ bool gemv_any(int variant, const MatmulInput& in, std::span<const MatmulOutput> 
     case DType::kQ6_K: {
       bool folded = false;
       with_codes(outs[0].weight, [&]<class Q>(Q) {
-        folded = gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx, rope);
+        folded = gemv_matmul<Q>(variant, in, outs, accumulate, rows, s, ctx, rope, by_shape);
       });
       return folded;
     }
@@ -196,8 +198,9 @@ void matmul_rope_store_variant(int variant, const MatmulInput& in,
   const InputShape s = check_input(op, in);
   if (s.n == 1) {
     const DType wtype = outs[0].weight.dtype();
-    if (variant < 0) variant = gemv_default_variant(wtype, false, !in.codes.empty());
-    if (gemv_any(variant, in, outs, false, ctx, t)) return;
+    const bool by_shape = variant < 0;
+    if (by_shape) variant = gemv_default_variant(wtype, false, !in.codes.empty());
+    if (gemv_any(variant, in, outs, false, ctx, t, by_shape)) return;
   } else {
     registry().matmul.find(Device::kCUDA, outs[0].weight.dtype())(in, outs, false, ctx);
   }
@@ -259,6 +262,11 @@ int env_variant(const char* name) {
 
 }  // namespace
 
+bool gemv_variant_forced() {
+  static const bool forced = env_variant("KUIPER_CUDA_GEMV") >= 0;
+  return forced;
+}
+
 // r2u4w4a for fp32, r2u2w4ap for 16-bit weights: the best all-round on TinyLlama's shapes.
 // KUIPER_CUDA_GEMV=<index> (KUIPER_CUDA_GEMV_GATED for gated_matmul) overrides it, for
 // measurements.
@@ -272,7 +280,8 @@ int gemv_default_variant(DType dtype, bool gated, bool input_codes) {
   // r1u2w8's 365 / 493 and r4u2w4's 340 / 449, TinyLlama's q4 1496 against 1448, int8 within
   // 1 % (NOTES.md). Given the input's codes, r1u2w8: r1u4w8 then needs 76 (int8) / 116 (q4)
   // registers, so three blocks an SM instead of four, and spills when held to 64; r1u2w8 takes
-  // 59 / 64. ggml's blocks keep r4u2w4 until measured.
+  // 59 / 64; run_gemv takes r2u2w8 instead where that needs one round of blocks, r1u2w8 two
+  // (one_round_variant). ggml's blocks keep r4u2w4 until measured.
   if (is_quantized(dtype)) return gated || input_codes ? 5 : 6;
   if (is_ggml_block(dtype)) return 4;
   return dtype == DType::kF32 ? 3 : 2;
@@ -323,7 +332,7 @@ void matmul_quantized(const MatmulInput& in, std::span<const MatmulOutput> outs,
   with_codes(outs[0].weight, [&]<class Q>(Q) {
     if (s.n == 1) {
       gemv_matmul<Q>(gemv_default_variant(wtype, false, !in.codes.empty()), in, outs, accumulate,
-                     rows, s, ctx);
+                     rows, s, ctx, {}, true);
       return;
     }
     const size_t x_bytes = (gemm_input_bytes<f16>(in, s.n, s.in) + 255) / 256 * 256;

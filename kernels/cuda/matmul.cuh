@@ -86,6 +86,7 @@ inline GemvOutput gemv_output(const Weight& w, const Tensor& bias, const Tensor&
 inline constexpr GemvVariant kGemvVariants[] = {
     {1, 4, 4, 0, false}, {1, 2, 4, 0, true},  {2, 2, 4, 0, true},
     {2, 4, 4, 0, false}, {4, 2, 4, 1, false}, {1, 2, 8, 0, false}, {1, 4, 8, 0, false},
+    {2, 2, 8, 0, false},  // r2u2w8: one_round_variant's
 };
 inline constexpr int kNumGemvVariants = int(std::size(kGemvVariants));
 
@@ -507,9 +508,10 @@ __device__ __forceinline__ void gemv_block(const GemvParams& p) {
 template <class T, int kRows, int kUnroll, bool kPipeline, bool kNorm, bool kGated,
           bool kCodes = false>
 // (kCodes: at least 4 blocks an SM, 64 registers, which r1u2w8 needs no spills for; gated 3, as
-// many as without the codes: held to 64 its q4 kernel spilled. The others leave it open, 0: an
-// explicit 1 made ptxas give r1u4w8 with a norm 96 registers, not 78.)
-__global__ void __launch_bounds__(256, kCodes ? (kGated ? 3 : 4) : 0)
+// many as without the codes: held to 64 its q4 kernel spilled; two rows a warp 3 too, 80
+// registers without spills for r2u2w8. The others leave it open, 0: an explicit 1 made ptxas
+// give r1u4w8 with a norm 96 registers, not 78.)
+__global__ void __launch_bounds__(256, kCodes ? (kGated || kRows > 1 ? 3 : 4) : 0)
     gemv_kernel(const __grid_constant__ GemvParams p) {
   if (p.sync.allow_first) allow_dependent_launch();
   gemv_block<T, kRows, kUnroll, kPipeline, kNorm, kGated, kCodes>(p);
@@ -625,6 +627,42 @@ GemvEpilogues launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStrea
   }
 }
 
+// Whether KUIPER_CUDA_GEMV names the variant of every matmul GEMV (measurements): then no shape
+// rule below changes it.
+bool gemv_variant_forced();
+
+// The variants the shape rule knows.
+inline constexpr int kR1U2W8 = 5, kR2U2W8 = 7;
+static_assert(kGemvVariants[kR1U2W8].rows_per_warp == 1 && kGemvVariants[kR1U2W8].unroll == 2 &&
+              kGemvVariants[kR2U2W8].rows_per_warp == 2 && kGemvVariants[kR2U2W8].unroll == 2);
+
+// r2u2w8 for a GEMV over the input's codes whose rows r1u2w8's resident blocks take in two
+// rounds and r2u2w8's in one, else `variant`. Llama-3.1-8B's q/k/v (6144 rows of 4096 on an
+// H200): r1u2w8 ran 768 chunks of 8 rows on 528 resident blocks (its second round 45 % full,
+// the launch's blocks ending over 4-5 us), r2u2w8 runs 384 chunks of 16 on 396 (three blocks an
+// SM at 80 registers): the launch 10.2 -> 5.4 us (trace), decode int8 416.0 419.4 -> 426.7 426.8
+// tok/s, q4 564.4 563.7 -> 580.8 580.1 (NOTES.md). TinyLlama's rows fit one round of r1u2w8.
+template <class DT>
+int one_round_variant(int variant, const GemvParams& p) {
+  if (variant != kR1U2W8 || p.x_codes == nullptr || gemv_grid_share() != 100) return variant;
+  auto rows_a_round = [&]<int kV>() {
+    constexpr GemvVariant c = kGemvVariants[kV];
+    const void* kernel =
+        p.norm != nullptr
+            ? reinterpret_cast<const void*>(
+                  gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined, true, false, true>)
+            : reinterpret_cast<const void*>(
+                  gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined, false, false, true>);
+    const int split = auto_split(c.rows_per_warp, c.warps_per_block, p.rows, p.in / kPer16<DT>);
+    // The codes path stages nothing: no dynamic shared memory (run_gemv).
+    return int64_t(resident_blocks(kernel, c.warps_per_block * 32, 0)) *
+           (c.rows_per_warp * c.warps_per_block / split);
+  };
+  const int64_t one = rows_a_round.template operator()<kR1U2W8>();
+  const int64_t two = rows_a_round.template operator()<kR2U2W8>();
+  return p.rows > one && p.rows <= two ? kR2U2W8 : variant;
+}
+
 // v rounded to DT at p[0..3] (8-byte aligned for 16-bit DT, 16-byte for float), and when lo is
 // not null the rounding error, rounded in turn, at lo[0..3].
 template <class DT>
@@ -719,8 +757,9 @@ bool gemv_folds_rope();
 
 // Runs the GEMV of p (weights of storage type T) with `variant`; returns whether it did the
 // rope epilogue (p.rope; when not, the caller launches rope_store).
+// by_shape: `variant` is the dtype's default, which one_round_variant may change for the shape.
 template <class T, bool kGated>
-bool run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
+bool run_gemv(int variant, GemvParams p, const DeviceContext& ctx, bool by_shape = false) {
   using DT = DeviceType<T>;
   constexpr int kVec = kPer16<DT>;
   cudaStream_t stream = stream_of(ctx);
@@ -766,6 +805,8 @@ bool run_gemv(int variant, GemvParams p, const DeviceContext& ctx) {
   int8_t* const y_codes = p.y_codes;
   GemvEpilogues done;
   if (vec) {
+    if constexpr (kIsQuantized<DT> && !kIsBlocks<DT> && !kGated)
+      if (by_shape && !gemv_variant_forced()) variant = one_round_variant<DT>(variant, p);
     done = launch_gemv_variant<DT, kGated>(variant, p, shared, stream);
   } else {
     constexpr int kWarps = 4;

@@ -302,8 +302,9 @@ TEST(CudaQuantized, ResidualGemvWritesOutputCodesForTheNextNorm) {
       }
 }
 
-// Llama-3.1-8B's q/k/v shape: more chunks of 8 rows than the GPU holds blocks at once (its
-// blocks loop over two rounds of them, the second partly), given the input's codes and a norm.
+// Llama-3.1-8B's q/k/v shape through the default path, given the input's codes and a norm: more
+// rows than r1u2w8's resident blocks take in one round, so on an H200 one_round_variant runs
+// r2u2w8 (chunks of 16 rows in one round); elsewhere r1u2w8's blocks loop over two rounds.
 TEST(CudaQuantized, TallGemvOfManyChunksMatchesReference) {
   KUIPER_REQUIRE_CUDA();
   std::mt19937 rng(99);
