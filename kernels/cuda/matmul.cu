@@ -260,21 +260,23 @@ int env_variant(const char* name) {
   return v >= 0 && v < kNumGemvVariants ? v : -1;
 }
 
-}  // namespace
-
-bool gemv_variant_forced() {
-  static const bool forced = env_variant("KUIPER_CUDA_GEMV") >= 0;
+// KUIPER_CUDA_GEMV's variant, or -1.
+int forced_variant() {
+  static const int forced = env_variant("KUIPER_CUDA_GEMV");
   return forced;
 }
+
+}  // namespace
+
+bool gemv_variant_forced() { return forced_variant() >= 0; }
 
 // r2u4w4a for fp32, r2u2w4ap for 16-bit weights: the best all-round on TinyLlama's shapes.
 // KUIPER_CUDA_GEMV=<index> (KUIPER_CUDA_GEMV_GATED for gated_matmul) overrides it, for
 // measurements.
 int gemv_default_variant(DType dtype, bool gated, bool input_codes) {
-  static const int forced = env_variant("KUIPER_CUDA_GEMV");
   static const int forced_gated = env_variant("KUIPER_CUDA_GEMV_GATED");
   if (gated && forced_gated >= 0) return forced_gated;
-  if (forced >= 0) return forced;
+  if (forced_variant() >= 0) return forced_variant();
   // int8, q4: r1u4w8 (r1u2w8 for gated_matmul), with the grid filling the GPU
   // (gemv_grid_share): on an H200, Llama-3.1-8B's shape decoded int8 377 / q4 496 tok/s against
   // r1u2w8's 365 / 493 and r4u2w4's 340 / 449, TinyLlama's q4 1496 against 1448, int8 within

@@ -587,28 +587,48 @@ struct GemvEpilogues {
   bool codes = false, rope = false;
 };
 
+// Rows a warp of variant kV computes together (gated: of each of the two matrices).
+template <bool kGated, int kV>
+constexpr int kVariantRows = kGated ? std::max(1, kGemvVariants[kV].rows_per_warp / 2)
+                                    : kGemvVariants[kV].rows_per_warp;
+
+// Warps sharing one group of rows of variant kV for p.
+template <class DT, bool kGated, int kV>
+int gemv_variant_split(const GemvParams& p) {
+  constexpr GemvVariant c = kGemvVariants[kV];
+  return c.warps_per_row != 0
+             ? c.warps_per_row
+             : auto_split(kVariantRows<kGated, kV>, c.warps_per_block, p.rows, p.in / kPer16<DT>);
+}
+
+// Variant kV's kernel for p: with or without the norm prologue, over the input's codes where p
+// has them (int8, q4).
+template <class DT, bool kGated, int kV>
+auto gemv_variant_kernel(const GemvParams& p) {
+  constexpr GemvVariant c = kGemvVariants[kV];
+  constexpr int kRows = kVariantRows<kGated, kV>;
+  auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
+                                  : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
+  if constexpr (kIsQuantized<DT> && !kIsBlocks<DT>)
+    if (p.x_codes != nullptr)
+      kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated, true>
+                                 : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated, true>;
+  return kernel;
+}
+
 // Launches variant v (clearing p.y_codes and p.rope where its chunks do not allow them).
 template <class DT, bool kGated, int kV = 0>
 GemvEpilogues launch_gemv_variant(int v, GemvParams& p, size_t shared, cudaStream_t stream) {
   if constexpr (kV < kNumGemvVariants) {
     if (v != kV) return launch_gemv_variant<DT, kGated, kV + 1>(v, p, shared, stream);
     constexpr GemvVariant c = kGemvVariants[kV];
-    constexpr int kRows = kGated ? std::max(1, c.rows_per_warp / 2) : c.rows_per_warp;
-    p.split = c.warps_per_row != 0
-                  ? c.warps_per_row
-                  : auto_split(kRows, c.warps_per_block, p.rows, p.in / kPer16<DT>);
-    const int rows_per_block = kRows * c.warps_per_block / p.split;
+    p.split = gemv_variant_split<DT, kGated, kV>(p);
+    const int rows_per_block = kVariantRows<kGated, kV> * c.warps_per_block / p.split;
     if (rows_per_block % kInputCodeBlock != 0 || rows_per_block > 32 ||
         p.rows % kInputCodeBlock != 0)
       p.y_codes = nullptr;
     if (kGated || rows_per_block % 2 != 0 || rows_per_block > 32) p.rope.cos_sin = nullptr;
-    auto kernel = p.norm != nullptr ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated>
-                                    : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated>;
-    if constexpr (kIsQuantized<DT> && !kIsBlocks<DT>)
-      if (p.x_codes != nullptr)
-        kernel = p.norm != nullptr
-                     ? gemv_kernel<DT, kRows, c.unroll, c.pipelined, true, kGated, true>
-                     : gemv_kernel<DT, kRows, c.unroll, c.pipelined, false, kGated, true>;
+    const auto kernel = gemv_variant_kernel<DT, kGated, kV>(p);
     const int threads = c.warps_per_block * 32;
     unsigned blocks = blocks_for(p.rows, rows_per_block);
     if (kIsQuantized<DT> && !kIsBlocks<DT> && gemv_grid_share() > 0) {
@@ -646,17 +666,11 @@ template <class DT>
 int one_round_variant(int variant, const GemvParams& p) {
   if (variant != kR1U2W8 || p.x_codes == nullptr || gemv_grid_share() != 100) return variant;
   auto rows_a_round = [&]<int kV>() {
-    constexpr GemvVariant c = kGemvVariants[kV];
-    const void* kernel =
-        p.norm != nullptr
-            ? reinterpret_cast<const void*>(
-                  gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined, true, false, true>)
-            : reinterpret_cast<const void*>(
-                  gemv_kernel<DT, c.rows_per_warp, c.unroll, c.pipelined, false, false, true>);
-    const int split = auto_split(c.rows_per_warp, c.warps_per_block, p.rows, p.in / kPer16<DT>);
+    constexpr int warps = kGemvVariants[kV].warps_per_block;
+    const auto kernel = gemv_variant_kernel<DT, false, kV>(p);
     // The codes path stages nothing: no dynamic shared memory (run_gemv).
-    return int64_t(resident_blocks(kernel, c.warps_per_block * 32, 0)) *
-           (c.rows_per_warp * c.warps_per_block / split);
+    return int64_t(resident_blocks(reinterpret_cast<const void*>(kernel), warps * 32, 0)) *
+           (kVariantRows<false, kV> * warps / gemv_variant_split<DT, false, kV>(p));
   };
   const int64_t one = rows_a_round.template operator()<kR1U2W8>();
   const int64_t two = rows_a_round.template operator()<kR2U2W8>();
